@@ -4,14 +4,25 @@ embeddings/attention/layers/model -> schedules/losses -> data -> train -> plots.
 Every test asserts behaviour; reference values come from PyTorch's own modules,
 independent computations, or (BLEU) numbers computed once with sacreBLEU.
 """
+import contextlib
 import functools
+import hashlib
+import http.server
 import io
 import math
+import os
+import random
+import subprocess
+import sys
+import tarfile
+import threading
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+import data
 import losses
 import schedules
 
@@ -314,3 +325,534 @@ def test_losses_padding_only_and_bad_input():
         losses.label_smoothed_kl_div(torch.randn(2, 5), torch.tensor([1, 2]), epsilon=0.0)
     with pytest.raises(ValueError, match="spread"):
         losses.smoothed_targets(torch.tensor([1]), 5, spread="pad")
+
+
+# =============================================================================
+# section: data
+# =============================================================================
+# ---------------------------------------------------------------------------
+# data.py
+# ---------------------------------------------------------------------------
+_DATA_ROOT = os.path.dirname(os.path.abspath(data.__file__))
+_DATA_LINES = [
+    "the quick brown fox jumps over the lazy dog .",
+    "der schnelle braune Fuchs springt über den faulen Hund .",
+    "the dog sleeps , the fox runs .",
+    "der Hund schläft , der Fuchs läuft .",
+    "yesterday the man saw the dog .",
+    "gestern sah der Mann den Hund .",
+    "오늘 날씨가 좋다 . 한국어 문장도 섞는다 .",
+    "Café naïve Œuvre straße Maß Größe",
+] * 5
+
+
+def _data_random_string(rng):
+    """한국어·이모지·결합 문자·제어 문자·여러 공백·서로게이트를 섞은 무작위 문자열."""
+    pools = [
+        lambda: rng.choice("abcdefghijklmnopqrstuvwxyzABCXYZ0123456789.,;:!?'\"()[]<>/-_&"),
+        lambda: chr(rng.randint(0xAC00, 0xD7A3)),                      # 한글 음절
+        lambda: chr(rng.randint(0x1100, 0x1112)) + chr(rng.randint(0x1161, 0x1175)),  # 첫가끝 자모
+        lambda: chr(rng.randint(0x1F600, 0x1F64F)),                    # 이모지
+        lambda: "\U0001F469\u200D\U0001F4BB" + chr(rng.randint(0x1F3FB, 0x1F3FF)),  # ZWJ + 피부색
+        lambda: "\U0001F1F0\U0001F1F7",                                # 국기
+        lambda: rng.choice("aeiouAEIOU") + chr(rng.randint(0x0300, 0x036F)),  # 결합 악센트
+        lambda: chr(rng.randint(0x0300, 0x036F)),                      # 홀로 선 결합 문자
+        lambda: rng.choice([" ", "  ", "\t", "\n", "\r", "\u00a0", "\u2028", "\u3000", "\x85", "\x1f"]),
+        lambda: rng.choice(["\x00", "\x07", "\x7f", "\x9f", "\ufeff", "\u200b", "\ud800"]),
+        lambda: chr(rng.randint(0x4E00, 0x9FFF)),                      # 한자 (학습에 없음)
+        lambda: chr(rng.randint(0x10000, 0x10FFFF)),                   # 아무 보조 평면 글자
+        lambda: rng.choice(["[MASK]", "[PAD]", "</w>", "<x0>", "@@"]),  # 특수 토큰처럼 보이는 글자
+    ]
+    return "".join(rng.choice(pools)() for _ in range(rng.randint(0, 30)))
+
+
+def test_data_normalize_rules_and_idempotence():
+    assert data.normalize("  a\t\tb \n") == "a b"
+    assert data.normalize("e\u0301") == "\u00e9"                       # NFC
+    assert data.normalize("x\x00y\x07z\ud800") == "xyz"                # 제어 문자·서로게이트 제거
+    assert data.normalize("a\rb") == "a b"                            # \r 은 공백으로
+    rng = random.Random(1)
+    for _ in range(300):
+        s = _data_random_string(rng)
+        once = data.normalize(s)
+        assert data.normalize(once) == once
+        assert once == once.strip() and "  " not in once
+    with pytest.raises(ValueError, match="str"):
+        data.normalize(b"bytes")
+
+
+def test_data_bpe_round_trip_1000_random_strings():
+    bpe = data.train_bpe(_DATA_LINES, vocab_size=200)
+    assert 150 < len(bpe) <= 200
+    rng = random.Random(0)
+    for _ in range(1000):
+        s = _data_random_string(rng)
+        ids = bpe.encode(s)
+        assert all(data.EOW_ID <= i < len(bpe) for i in ids)           # 특수 토큰([UNK] 포함)은 안 나온다
+        assert bpe.decode(ids) == data.normalize(s), repr(s)
+    # 못 본 글자는 UTF-8 바이트의 니블로: 이모지 4바이트 → 니블 8개 + 단독 </w>
+    hex_digits = "🙂".encode("utf-8").hex().upper()                   # F09F9982
+    assert bpe.token_strings(bpe.encode("🙂")) == [f"<x{h}>" for h in hex_digits] + ["</w>"]
+
+
+def test_data_special_tokens_never_split_or_merged(tmp_path):
+    assert data.SPECIAL_TOKENS == ("[PAD]", "[UNK]", "[BOS]", "[EOS]", "[CLS]", "[SEP]", "[MASK]")
+    assert (data.PAD_ID, data.UNK_ID, data.BOS_ID, data.EOS_ID, data.CLS_ID, data.SEP_ID, data.MASK_ID) == \
+        tuple(range(7))
+    lines = ["[MASK] x[MASK]y [CLS]z <x0>", "a</w>b a</w>c a</w>d a</w>e"] * 50 + _DATA_LINES
+    bpe = data.train_bpe(lines, vocab_size=260)
+    assert "a</w>b</w>" in bpe.tokens                                  # 글자 '</w>' 가 든 토큰도 병합된다
+    assert bpe.tokens[:7] == list(data.SPECIAL_TOKENS)
+    assert not set(bpe.tokens[7:]) & set(data.SPECIAL_TOKENS)          # 병합이 특수 토큰 이름을 만들지 않음
+    for text in ("a [MASK] b", "x[MASK]y a</w>b <x0>", "[PAD]", "a</w>bc"):          # 본문의 '[MASK]' 는 보통 글자
+        ids = bpe.encode(text)
+        assert min(ids) >= 7 and bpe.decode(ids) == text
+    bpe.save(str(tmp_path / "bpe.txt"))                               # 글자 '</w>' 가 든 토큰도 저장·읽기
+    assert data.BPE.load(str(tmp_path / "bpe.txt")).tokens == bpe.tokens
+    # 특수 id 는 기본으로 건너뛰고, skip_special=False 면 한 단어로 보인다
+    out = [data.BOS_ID] + bpe.encode("der Hund") + [data.EOS_ID, data.PAD_ID, data.PAD_ID]
+    assert bpe.decode(out) == "der Hund"
+    assert bpe.decode(out, skip_special=False) == "[BOS] der Hund [EOS] [PAD] [PAD]"
+    with pytest.raises(ValueError, match="어휘"):
+        bpe.decode([len(bpe)])
+
+
+def _data_naive_bpe(lines, num_merges):
+    """독립 참조 구현: 병합마다 모든 쌍을 처음부터 다시 센다 (같은 동점 규칙: 빈도, 그다음 작은 (a, b))."""
+    counts = {}
+    for line in lines:
+        for w in line.split():
+            counts[w] = counts.get(w, 0) + 1
+    base = sorted({(ch, False) for w in counts for ch in w} | {(w[-1], True) for w in counts})
+    ids = {sym: 24 + k for k, sym in enumerate(base)}
+    names = {24 + k: ch + ("</w>" if fin else "") for k, (ch, fin) in enumerate(base)}
+    words = {w: [ids[(ch, False)] for ch in w[:-1]] + [ids[(w[-1], True)]] for w in counts}
+    merges, nxt = [], 24 + len(base)
+    for _ in range(num_merges):
+        stats = {}
+        for w, syms in words.items():
+            for p in zip(syms, syms[1:]):
+                stats[p] = stats.get(p, 0) + counts[w]
+        if not stats:
+            break
+        best = min(stats, key=lambda p: (-stats[p], p))
+        if stats[best] < 2:
+            break
+        merges.append(names[best[0]] + " " + names[best[1]])
+        names[nxt] = names[best[0]] + names[best[1]]
+        for w, syms in words.items():
+            out, i = [], 0
+            while i < len(syms):
+                if i + 1 < len(syms) and (syms[i], syms[i + 1]) == best:
+                    out.append(nxt)
+                    i += 2
+                else:
+                    out.append(syms[i])
+                    i += 1
+            words[w] = out
+        nxt += 1
+    return merges, words
+
+
+def test_data_incremental_bpe_matches_naive_recount():
+    rng = random.Random(3)
+    syll = ["ba", "na", "an", "aa", "ab", "ra", "ka", "te", "et", "ee", "n", "a"]
+    lines = [" ".join("".join(rng.choice(syll) for _ in range(rng.randint(1, 5)))
+                      for _ in range(rng.randint(1, 8))) for _ in range(300)]
+    bpe = data.train_bpe(lines, vocab_size=10_000)                   # 빈도 2 미만까지 모두 병합
+    naive, words = _data_naive_bpe(lines, 10_000)
+    got = [bpe.tokens[a] + " " + bpe.tokens[b] for a, b in bpe.merges]
+    assert len(got) > 100 and got == naive
+    for w, syms in words.items():                                     # 인코딩 = 학습 때의 분할
+        assert bpe.encode(w) == syms
+
+
+def test_data_bpe_save_load_and_malformed_files(tmp_path):
+    bpe = data.train_bpe(_DATA_LINES, vocab_size=180)
+    path = str(tmp_path / "bpe.txt")
+    bpe.save(path)
+    text = open(path, encoding="utf-8").read()
+    assert text.startswith("#version: ") and "merges " in text          # 사람이 읽는 텍스트
+    loaded = data.BPE.load(path)
+    rng = random.Random(5)
+    samples = _DATA_LINES + [_data_random_string(rng) for _ in range(200)]
+    assert [loaded.encode(s) for s in samples] == [bpe.encode(s) for s in samples]
+    assert loaded.tokens == bpe.tokens and len(loaded) == len(bpe)
+    lines = text.split("\n")
+    bad_cases = {
+        "version": ["#version: other 9"] + lines[1:],
+        "truncated": lines[: len(lines) - 5],
+        "bad_merge_id": lines[:-2] + ["999999 3 xx", ""],
+        "wrong_token_text": lines[:-2] + [" ".join(lines[-2].split(" ")[:2]) + " NOT-IT", ""],
+        "extra_line": lines[:-1] + ["garbage", ""],
+        "bad_char": [l if not l.startswith("char ") else "char 0041 B" for l in lines],
+    }
+    for name, content in bad_cases.items():
+        bad = str(tmp_path / f"{name}.txt")
+        with open(bad, "w", encoding="utf-8") as f:
+            f.write("\n".join(content))
+        with pytest.raises(ValueError) as err:
+            data.BPE.load(bad)
+        assert bad in str(err.value) and "번째 줄" in str(err.value), name
+    with pytest.raises(FileNotFoundError):
+        data.BPE.load(str(tmp_path / "missing.txt"))
+    with pytest.raises(ValueError, match="vocab_size"):
+        data.train_bpe(_DATA_LINES, vocab_size=30)
+
+
+# --- WMT14 읽기 ---------------------------------------------------------------
+def _data_write(path, content):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(content if isinstance(content, bytes) else content.encode("utf-8"))
+
+
+def _data_sgm(docs, side):
+    out = ['<srcset setid="newstest2014" srclang="any">']
+    for doc_id, segs in docs:
+        out.append(f'<doc sysid="ref" docid="{doc_id}" genre="news" origlang="en">')
+        out += [f'<seg id="{k + 1}">{s[side]}</seg>' for k, s in enumerate(segs)]
+        out.append("</doc>")
+    return "\n".join(out + ["</srcset>", ""])
+
+
+_DATA_SGM_DOCS = [("d1", [("Tom & Jerry run .", "Tom & Jerry rennen ."), ("A & B", "A & B")]),
+                  ("d2", [("Second doc .", "Zweites Dokument .")])]
+
+
+def _data_official_layout(root):
+    _data_write(f"{root}/training/europarl-v7.de-en.en", "Resumption of the session\nhello\rworld\n")
+    _data_write(f"{root}/training/europarl-v7.de-en.de", "Wiederaufnahme der Sitzung\nhallo Welt\n")
+    _data_write(f"{root}/commoncrawl.de-en.en", "crawl one\n\ncrawl three\n")
+    _data_write(f"{root}/commoncrawl.de-en.de", "Crawl eins\nleer\nCrawl drei\n")
+    _data_write(f"{root}/training/news-commentary-v9.de-en.en", "news " * 300 + "\nshort news\n")
+    _data_write(f"{root}/training/news-commentary-v9.de-en.de", "Nachricht " * 300 + "\nkurz\n")
+    _data_write(f"{root}/dev/newstest2013.en", "valid one\nvalid two\n")
+    _data_write(f"{root}/dev/newstest2013.de", "gültig eins\ngültig zwei\n")
+    _data_write(f"{root}/test-full/newstest2014-deen-src.en.sgm", _data_sgm(_DATA_SGM_DOCS, 0))
+    _data_write(f"{root}/test-full/newstest2014-deen-ref.de.sgm", _data_sgm(_DATA_SGM_DOCS, 1))
+
+
+def test_data_wmt14_official_layout(tmp_path):
+    root = str(tmp_path / "wmt")
+    _data_official_layout(root)
+    train = data.load_wmt14(root, "train")
+    assert train == [("Resumption of the session", "Wiederaufnahme der Sitzung"),
+                     ("hello world", "hallo Welt"),                  # 맨 \r 은 줄을 나누지 않는다
+                     ("crawl one", "Crawl eins"), ("crawl three", "Crawl drei"),  # 빈 쪽 쌍은 빠진다
+                     ("short news", "kurz")]                          # 300 단어 문장은 길이 필터로
+    assert len(data.load_wmt14(root, "train", max_words=None)) == 6
+    assert data.load_wmt14(root, "valid") == [("valid one", "gültig eins"), ("valid two", "gültig zwei")]
+    assert data.load_wmt14(root, "test") == [("Tom & Jerry run .", "Tom & Jerry rennen ."), ("A & B", "A & B"),
+                                             ("Second doc .", "Zweites Dokument .")]
+    assert list(data.iter_wmt14(root, "valid")) == data.load_wmt14(root, "valid")
+    with pytest.raises(ValueError, match="split"):
+        data.load_wmt14(root, "dev")
+
+
+def test_data_wmt14_simple_layout_and_errors(tmp_path):
+    root = str(tmp_path / "simple")
+    _data_write(f"{root}/train.en", "a b\r c\nx\n\nlast")                # 마지막 줄에 \n 없음
+    _data_write(f"{root}/train.de", "A B C\n\nY\nLetzte\n")
+    _data_write(f"{root}/test.en", "t\n")
+    _data_write(f"{root}/test.de", "T\n")
+    assert data.load_wmt14(root, "train") == [("a b c", "A B C"), ("last", "Letzte")]
+    assert data.load_wmt14(root, "test") == [("t", "T")]
+    with pytest.raises(FileNotFoundError, match="download"):
+        data.load_wmt14(root, "valid")
+    # 줄 수가 다르면 두 파일 이름과 두 개수를 알린다
+    _data_write(f"{root}/valid.en", "1\n2\n3\n")
+    _data_write(f"{root}/valid.de", "1\n2\n")
+    with pytest.raises(ValueError) as err:
+        data.load_wmt14(root, "valid")
+    assert "valid.en" in str(err.value) and "valid.de" in str(err.value) and "3" in str(err.value)
+    # 잘못된 UTF-8 은 파일과 줄 번호를 알린다
+    _data_write(f"{root}/valid.de", b"1\n\xff\xfe bad\n3\n")
+    with pytest.raises(ValueError) as err:
+        data.load_wmt14(root, "valid")
+    assert "valid.de" in str(err.value) and "2번째 줄" in str(err.value)
+    # SGM: 닫히지 않은 <seg>, 어긋난 문서 id
+    sgm = f"{root}/sgm"
+    _data_write(f"{sgm}/newstest2014-deen-src.en.sgm", _data_sgm(_DATA_SGM_DOCS, 0))
+    _data_write(f"{sgm}/newstest2014-deen-ref.de.sgm",
+                _data_sgm([("d1", _DATA_SGM_DOCS[0][1]), ("dX", _DATA_SGM_DOCS[1][1])], 1))
+    with pytest.raises(ValueError, match="dX"):
+        data.load_wmt14(sgm, "test")
+    _data_write(f"{sgm}/newstest2014-deen-ref.de.sgm", '<doc docid="d1">\n<seg id="1">open\n</doc>\n')
+    with pytest.raises(ValueError, match="seg"):
+        list(data.read_sgm(f"{sgm}/newstest2014-deen-ref.de.sgm"))
+
+
+# --- 내려받기: 127.0.0.1 의 로컬 HTTP 서버 --------------------------------------
+def _data_tgz(members):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, content in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            tar.addfile(info, io.BytesIO(content))
+    return buf.getvalue()
+
+
+@contextlib.contextmanager
+def _data_server(files, cut=(), ignore_range=()):
+    """files: URL 경로 → 바이트. cut 의 경로는 첫 GET 에서 절반만 보내고 연결을 끊는다."""
+    requests, cut = [], set(cut)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = files.get(self.path)
+            rng = self.headers.get("Range")
+            requests.append((self.path, rng))
+            if body is None:
+                self.send_error(404)
+                return
+            start = int(rng.split("=")[1].split("-")[0]) if rng and self.path not in ignore_range else 0
+            if start >= len(body) > 0:
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(body)}")
+                self.end_headers()
+                return
+            self.send_response(206 if start else 200)
+            if start:
+                self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
+            self.send_header("Content-Length", str(len(body) - start))
+            self.end_headers()
+            if self.path in cut:                                      # 중간에 연결 끊기
+                cut.discard(self.path)
+                self.wfile.write(body[start:start + (len(body) - start) // 2])
+                return
+            self.wfile.write(body[start:])
+
+        def log_message(self, *args):
+            return None
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", requests
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _data_official_archives():
+    """공식 아카이브 다섯 개의 작은 판 (URL 경로 → tgz 바이트). 다른 언어 파일도 섞어 둔다."""
+    sgm_en, sgm_de = _data_sgm(_DATA_SGM_DOCS, 0).encode(), _data_sgm(_DATA_SGM_DOCS, 1).encode()
+    big = ("long line number %d of the europarl corpus .\n" * 400).encode() % tuple(range(400))
+    return {
+        "/wmt13/training-parallel-europarl-v7.tgz": _data_tgz({
+            "training/europarl-v7.de-en.en": big, "training/europarl-v7.de-en.de": big.replace(b"line", b"Zeile"),
+            "training/europarl-v7.fr-en.fr": b"ignored\n"}),
+        "/wmt13/training-parallel-commoncrawl.tgz": _data_tgz({
+            "commoncrawl.de-en.en": b"crawl\n", "commoncrawl.de-en.de": b"Crawl\n",
+            "commoncrawl.de-en.annotation": b"x\n"}),
+        "/wmt14/training-parallel-nc-v9.tgz": _data_tgz({
+            "training/news-commentary-v9.de-en.en": b"news\n", "training/news-commentary-v9.de-en.de": b"Nachricht\n"}),
+        "/wmt14/dev.tgz": _data_tgz({"dev/newstest2013.en": b"valid\n", "dev/newstest2013.de": "gültig\n".encode()}),
+        "/wmt14/test-full.tgz": _data_tgz({"test-full/newstest2014-deen-src.en.sgm": sgm_en,
+                                           "test-full/newstest2014-deen-ref.de.sgm": sgm_de}),
+    }
+
+
+def test_data_download_resumes_after_cut_connection(tmp_path):
+    files = _data_official_archives()
+    europarl = "/wmt13/training-parallel-europarl-v7.tgz"
+    root = str(tmp_path / "wmt14")
+    os.makedirs(f"{root}/downloads")
+    nc = files["/wmt14/training-parallel-nc-v9.tgz"]                    # 이전 실행이 남긴 부분 파일
+    _data_write(f"{root}/downloads/training-parallel-nc-v9.tgz.part", nc[:40])
+    quiet = dict(backoff=0.0, progress=False, log=lambda *a: None)
+    with _data_server(files, cut=[europarl]) as (url, requests):
+        data.download_wmt14(root, base_url=url, **quiet)
+        assert (europarl, None) in requests and any(p == europarl and r for p, r in requests)  # 끊긴 뒤 Range
+        assert ("/wmt14/training-parallel-nc-v9.tgz", "bytes=40-") in requests
+        n_before = len(requests)
+        data.download_wmt14(root, base_url=url, **quiet)              # 두 번째 실행은 아무것도 받지 않는다
+        assert len(requests) == n_before
+    train = data.load_wmt14(root, "train")
+    assert len(train) == 402 and train[0] == ("long line number 0 of the europarl corpus .",
+                                              "long Zeile number 0 of the europarl corpus .")
+    assert data.load_wmt14(root, "valid") == [("valid", "gültig")]
+    assert len(data.load_wmt14(root, "test")) == 3
+    assert not os.path.exists(f"{root}/training/europarl-v7.fr-en.fr")  # 필요한 파일만 푼다
+    assert sorted(os.listdir(f"{root}/downloads")) == sorted(os.path.basename(p) for p in files)
+
+
+def test_data_download_refuses_corrupt_archive_and_bad_checksum(tmp_path):
+    files = _data_official_archives()
+    dev = "/wmt14/dev.tgz"
+    good = files[dev]
+    bad = bytearray(good)
+    for k in range(len(bad) // 2, len(bad) // 2 + 8):                 # 압축 본문 가운데를 망가뜨린다
+        bad[k] ^= 0xFF
+    files[dev] = bytes(bad)
+    dev_archive = [a for a in data.WMT14_ARCHIVES if a.name == "dev"]
+    root = str(tmp_path / "w")
+    quiet = dict(backoff=0.0, progress=False, log=lambda *a: None)
+    with _data_server(files) as (url, _):
+        with pytest.raises(ValueError, match="손상"):
+            data.download_wmt14(root, base_url=url, archives=dev_archive, **quiet)
+    assert not os.path.exists(f"{root}/dev")                          # 풀지 않았다
+    assert os.listdir(f"{root}/downloads") == []                      # 최종 이름도 .part 도 없다
+    # 체크섬이 알려진 아카이브: 내용이 다르면 SHA-256 으로 거절
+    files[dev] = good
+    other = hashlib.sha256(b"something else").hexdigest()
+    checked = [data.Archive("dev", "wmt14/dev.tgz", dev_archive[0].members, sha256=other)]
+    with _data_server(files) as (url, _):
+        with pytest.raises(ValueError, match="SHA-256"):
+            data.download_wmt14(root, base_url=url, archives=checked, **quiet)
+        assert not os.path.exists(f"{root}/dev") and os.listdir(f"{root}/downloads") == []
+        right = [data.Archive("dev", "wmt14/dev.tgz", dev_archive[0].members,
+                              sha256=hashlib.sha256(good).hexdigest())]
+        data.download_wmt14(root, base_url=url, archives=right, **quiet)
+        assert open(f"{root}/dev/newstest2013.en").read() == "valid\n"
+        with pytest.raises(ValueError, match="HTTP 404"):
+            data.download_wmt14(str(tmp_path / "x"), base_url=url + "/nothing", archives=right, **quiet)
+
+
+# --- prepare 캐시 -------------------------------------------------------------
+def _data_small_corpus(root, n=120):
+    rng = random.Random(7)
+    nouns = [("dog", "Hund"), ("cat", "Katze"), ("house", "Haus"), ("tree", "Baum"), ("car", "Auto")]
+    en, de = [], []
+    for _ in range(n):
+        (e1, d1), (e2, d2) = rng.choice(nouns), rng.choice(nouns)
+        k = rng.randint(1, 99)
+        en.append(f"the {e1} sees {k} {e2}s .")
+        de.append(f"der {d1} sieht {k} {d2} .")
+    for split, (a, b) in {"train": (en, de), "valid": (en[:5], de[:5]), "test": (en[5:9], de[5:9])}.items():
+        _data_write(f"{root}/{split}.en", "\n".join(a) + "\n")
+        _data_write(f"{root}/{split}.de", "\n".join(b) + "\n")
+    return list(zip(en, de))
+
+
+def test_data_prepare_cache_reuse_and_interruption(tmp_path, monkeypatch):
+    root = str(tmp_path / "w")
+    pairs = _data_small_corpus(root)
+    quiet = dict(min_char_count=1, log=lambda *a: None)
+    assert data.find_prepared(root) is None
+    cache = data.prepare_wmt14(root, vocab_size=150, **quiet)
+    assert data.find_prepared(root) == cache
+    bpe = data.BPE.load(os.path.join(cache, "bpe.txt"))
+    train = data.load_prepared(cache, "train")
+    assert len(train) == len(pairs) and len(bpe) <= 150
+    for i in (0, 17, len(pairs) - 1):
+        src, tgt = train[i]
+        assert (bpe.decode(src), bpe.decode(tgt)) == pairs[i]
+    assert train.src_lengths.tolist() == [len(bpe.encode(e)) for e, _ in pairs]
+    assert train.tgt_lengths.tolist() == [len(bpe.encode(d)) for _, d in pairs]
+    assert np.load(os.path.join(cache, "train.src.ids.npy"), mmap_mode="r").dtype == np.uint16
+    assert len(data.load_prepared(cache, "test")) == 4 and train[-1] == train[len(pairs) - 1]
+    # 같은 설정: 재사용 (다시 배우지 않는다)
+    monkeypatch.setattr(data, "train_bpe_from_counts", lambda *a, **k: pytest.fail("다시 학습함"))
+    assert data.prepare_wmt14(root, vocab_size=150, **quiet) == cache
+    monkeypatch.undo()
+    # 도중에 끊긴 prepare 는 쓰일 캐시를 남기지 않는다
+    real = data._encode_split
+
+    def boom(bpe, pairs, out_dir, split, log):
+        if split == "test":
+            raise KeyboardInterrupt
+        return real(bpe, pairs, out_dir, split, log)
+
+    monkeypatch.setattr(data, "_encode_split", boom)
+    with pytest.raises(KeyboardInterrupt):
+        data.prepare_wmt14(root, vocab_size=140, **quiet)
+    monkeypatch.undo()
+    assert data.find_prepared(root) == cache and data.find_prepared(root, vocab_size=140) is None
+    assert not [n for n in os.listdir(os.path.join(root, "prepared")) if ".tmp-" in n]   # 임시 디렉터리도 치움
+    other = data.prepare_wmt14(root, vocab_size=140, **quiet)            # 설정이 바뀌면 새 캐시
+    assert other != cache and data.find_prepared(root, vocab_size=140) == other
+    with pytest.raises(FileNotFoundError, match="prepare"):
+        data.load_prepared(str(tmp_path), "train")
+
+
+def test_data_command_line_errors_exit_2(tmp_path, capsys):
+    missing = str(tmp_path / "nope")
+    assert data.main(["prepare", "wmt14", "--dir", missing]) == 2
+    err = capsys.readouterr().err
+    assert "download" in err and "Traceback" not in err
+    out = subprocess.run([sys.executable, os.path.join(_DATA_ROOT, "data.py"), "prepare", "wmt14",
+                          "--dir", missing], capture_output=True, text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr and missing in out.stderr
+
+
+# --- 배치, collate, MLM ---------------------------------------------------------
+def test_data_token_batches_budget_coverage_and_ranks():
+    rng = np.random.default_rng(0)
+    src = rng.integers(1, 60, size=1500)
+    tgt = np.clip(src + rng.integers(-3, 4, size=1500), 1, None)       # 번역 길이는 원문 길이와 비슷하다
+    budget = 400
+    for world in (1, 3):
+        for epoch in (0, 1):
+            shards = [data.token_batches(src, tgt, budget, seed=5, epoch=epoch, rank=r, world_size=world)
+                      for r in range(world)]
+            assert len({len(s) for s in shards}) == 1                  # 랭크마다 같은 배치 수
+            seen = [i for shard in shards for batch in shard for i in batch]
+            assert sorted(seen) == list(range(1500))                   # 정확히 한 번, 랭크끼리 서로소
+            for batch in (b for shard in shards for b in shard):
+                width = max(max(src[i], tgt[i]) + 1 for i in batch)   # 원문+EOS, BOS+번역
+                assert len(batch) * width <= budget
+    a = data.token_batches(src, tgt, budget, seed=5, epoch=0)
+    assert a == data.token_batches(src, tgt, budget, seed=5, epoch=0)  # 결정적
+    assert a != data.token_batches(src, tgt, budget, seed=5, epoch=1)  # 에폭마다 다시 섞는다
+    sorted_pad = data.padding_ratio(a, src, tgt)
+    random_pad = data.padding_ratio(data.token_batches(src, tgt, budget, by_length=False), src, tgt)
+    assert sorted_pad < 0.1 < random_pad
+    with pytest.raises(ValueError, match="max_tokens"):
+        data.token_batches([500], [3], budget)
+
+
+def test_data_collate_and_padding_ratio_match_tensors():
+    pairs = [([11, 12, 13], [21]), ([14], [22, 23, 24, 25]), (np.array([15, 16]), np.array([26, 27]))]
+    src, tgt_in, tgt_out = data.collate(pairs)
+    assert src.dtype == torch.long and src.shape == (3, 4) and tgt_in.shape == tgt_out.shape == (3, 5)
+    for row, (s, t) in enumerate(pairs):
+        s, t = list(s), list(t)
+        assert src[row].tolist() == s + [data.EOS_ID] + [data.PAD_ID] * (3 - len(s))
+        assert tgt_in[row].tolist() == [data.BOS_ID] + t + [data.PAD_ID] * (4 - len(t))
+        assert tgt_out[row].tolist() == t + [data.EOS_ID] + [data.PAD_ID] * (4 - len(t))
+    pads = int((src == data.PAD_ID).sum() + (tgt_in == data.PAD_ID).sum())
+    ratio = data.padding_ratio([[0, 1, 2]], [3, 1, 2], [1, 4, 2])
+    assert ratio == pytest.approx(pads / (src.numel() + tgt_in.numel()))
+
+
+def test_data_mlm_proportions_on_100k_tokens():
+    vocab = 1000
+    gen = torch.Generator().manual_seed(0)
+    tokens = torch.randint(7, vocab, (100, 1200), generator=gen)
+    tokens[:, 0], tokens[:, -1], tokens[:, -50:-1] = data.CLS_ID, data.SEP_ID, data.PAD_ID
+    inputs, labels = data.mlm_mask(tokens, vocab, seed=1)
+    special = tokens < 7
+    eligible = int((~special).sum())
+    chosen = labels != -100
+    assert not (chosen & special).any() and torch.equal(inputs[special], tokens[special])
+    assert torch.equal(labels[chosen], tokens[chosen])
+    k = int(chosen.sum())
+    masked = int((inputs[chosen] == data.MASK_ID).sum())
+    same = int((inputs[chosen] == tokens[chosen]).sum())
+    replaced = k - masked - same
+    assert abs(k / eligible - 0.15) < 0.01
+    assert abs(masked / k - 0.8) < 0.01 and abs(replaced / k - 0.1) < 0.01 and abs(same / k - 0.1) < 0.01
+    rand = chosen & (inputs != data.MASK_ID) & (inputs != tokens)
+    assert (inputs[rand] >= 7).all() and (inputs[rand] < vocab).all()
+    assert torch.equal(inputs[~chosen], tokens[~chosen])
+    again, _ = data.mlm_mask(tokens, vocab, seed=1)
+    other, _ = data.mlm_mask(tokens, vocab, seed=2)
+    assert torch.equal(again, inputs) and not torch.equal(other, inputs)
+
+
+def test_data_statistics_functions():
+    bpe = data.train_bpe(_DATA_LINES, vocab_size=200)
+    texts = ["der Hund schläft .", "", "the fox runs ."]
+    assert data.sentence_lengths(texts).tolist() == [4, 0, 4]
+    assert data.sentence_lengths(texts, bpe).tolist() == [len(bpe.encode(t)) for t in texts]
+    tpw = data.tokens_per_word(bpe, texts)
+    assert len(tpw) == 2 and (tpw >= 1).all()
+    seqs = [bpe.encode(t) for t in _DATA_LINES]
+    freq = data.token_frequencies(seqs, len(bpe))
+    assert freq.sum() == sum(len(s) for s in seqs) and freq[:7].sum() == 0
+    stats = data.dataset_statistics(list(zip(seqs[::2], seqs[1::2])), max_tokens=128)
+    assert stats["pairs"] == 20 and 0 <= stats["padding_sorted"] <= stats["padding_random"] < 1
