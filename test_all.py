@@ -16,15 +16,564 @@ import subprocess
 import sys
 import tarfile
 import threading
+import time
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import nn
 
+import attention
 import data
+import embeddings
+import layers
 import losses
+import model
 import schedules
+
+
+# =============================================================================
+# section: model
+# =============================================================================
+# ---------------------------------------------------------------- helpers
+def _model_copy_mha(ours, ref):
+    """Copy our four projections into nn.MultiheadAttention (in_proj = [W_q; W_k; W_v])."""
+    with torch.no_grad():
+        ref.in_proj_weight.copy_(torch.cat([ours.w_q.weight, ours.w_k.weight, ours.w_v.weight]))
+        ref.in_proj_bias.copy_(torch.cat([ours.w_q.bias, ours.w_k.bias, ours.w_v.bias]))
+        ref.out_proj.weight.copy_(ours.w_o.weight)
+        ref.out_proj.bias.copy_(ours.w_o.bias)
+
+
+def _model_copy_linear(src, dst):
+    with torch.no_grad():
+        dst.weight.copy_(src.weight)
+        dst.bias.copy_(src.bias)
+
+
+def _model_randomize_norms(module, seed):
+    """Our LayerNorms start at (1, 0); give them random values so copying them is really tested."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, layers.LayerNorm):
+                m.weight.copy_(1 + 0.3 * torch.randn(m.weight.shape, generator=gen))
+                m.bias.copy_(0.3 * torch.randn(m.bias.shape, generator=gen))
+
+
+def _model_copy_encoder_layer(ours, ref):
+    _model_copy_mha(ours.self_attn, ref.self_attn)
+    _model_copy_linear(ours.ffn.w_1, ref.linear1)
+    _model_copy_linear(ours.ffn.w_2, ref.linear2)
+    _model_copy_linear(ours.sub_attn.norm, ref.norm1)
+    _model_copy_linear(ours.sub_ffn.norm, ref.norm2)
+
+
+def _model_copy_decoder_layer(ours, ref):
+    _model_copy_mha(ours.self_attn, ref.self_attn)
+    _model_copy_mha(ours.cross_attn, ref.multihead_attn)
+    _model_copy_linear(ours.ffn.w_1, ref.linear1)
+    _model_copy_linear(ours.ffn.w_2, ref.linear2)
+    _model_copy_linear(ours.sub_self.norm, ref.norm1)
+    _model_copy_linear(ours.sub_cross.norm, ref.norm2)
+    _model_copy_linear(ours.sub_ffn.norm, ref.norm3)
+
+
+def _model_tokens(seed, batch=3, length=7, vocab=20, lengths=(7, 4, 2)):
+    """Right-padded random token ids (pad = 0, real ids >= 7)."""
+    gen = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(7, vocab, (batch, length), generator=gen)
+    for i, n in enumerate(lengths):
+        tokens[i, n:] = 0
+    return tokens
+
+
+def _model_small(seed=0, **kw):
+    torch.manual_seed(seed)
+    args = dict(d_model=32, num_heads=4, num_layers=2, d_ff=64, dropout=0.0)
+    args.update(kw)
+    return model.Transformer(20, 20, **args)
+
+
+def _model_grads(out, inputs, seed=0):
+    """Gradients of a random projection of out w.r.t. inputs."""
+    gen = torch.Generator().manual_seed(seed)
+    weight = torch.randn(out.shape, generator=gen)
+    return torch.autograd.grad((out * weight).sum(), inputs)
+
+
+# ---------------------------------------------------------------- 1. multi-head attention
+@pytest.mark.parametrize("case", ["padding", "causal", "cross"])
+def test_mha_equals_torch_multihead_attention(case):
+    torch.manual_seed(0)
+    ours = attention.MultiHeadAttention(16, 4, dropout=0.0)
+    ref = nn.MultiheadAttention(16, 4, dropout=0.0, batch_first=True)
+    _model_copy_mha(ours, ref)
+    src_tokens = _model_tokens(1, length=6, lengths=(6, 3, 1))
+    x = torch.randn(3, 6, 16, requires_grad=True)
+    if case == "cross":
+        q = torch.randn(3, 4, 16, requires_grad=True)
+        ours_mask = attention.padding_mask(src_tokens, 0)
+        ref_kw = dict(key_padding_mask=src_tokens == 0)
+        args, inputs = (q, x, x), (q, x)
+    else:
+        args, inputs = (x, x, x), (x,)
+        if case == "padding":
+            ours_mask = attention.padding_mask(src_tokens, 0)
+            ref_kw = dict(key_padding_mask=src_tokens == 0)
+        else:
+            ours_mask = attention.look_ahead_mask(6)
+            ref_kw = dict(attn_mask=~ours_mask[0, 0])           # PyTorch: True = forbidden
+    ref_out, ref_w = ref(*args, need_weights=True, average_attn_weights=False, **ref_kw)
+    ref_grads = _model_grads(ref_out, inputs)
+    for fast in (True, False):                                  # fast path and explicit path
+        ours.use_fast_path = fast
+        out = ours(*args, mask=ours_mask)
+        assert torch.allclose(out, ref_out, atol=1e-5)
+        for g, rg in zip(_model_grads(out, inputs), ref_grads):
+            assert torch.allclose(g, rg, atol=1e-5)
+    ours.keep_weights = True
+    ours(*args, mask=ours_mask)
+    assert torch.allclose(ours.last_weights, ref_w, atol=1e-6)
+
+
+def test_mha_fast_path_equals_explicit_path_with_dropout_off_and_fused_projection():
+    torch.manual_seed(0)
+    mha = attention.MultiHeadAttention(24, 3, dropout=0.0)
+    x = torch.randn(2, 5, 24)
+    x_copy = x.clone()                                          # not the same object: unfused path
+    mask = attention.combine_masks(attention.padding_mask(_model_tokens(2, 2, 5, lengths=(5, 2)), 0),
+                                   attention.look_ahead_mask(5))
+    fused = mha(x, x, x, mask)                                  # q, k, v in one matmul
+    kv_fused = mha(x, x_copy, x_copy, mask)                     # k, v in one matmul
+    unfused = mha(x, x_copy, x_copy.clone(), mask)              # three separate projections
+    mha.use_fast_path = False
+    explicit = mha(x, x, x, mask)
+    for other in (kv_fused, unfused, explicit):
+        assert torch.allclose(fused, other, atol=1e-6)
+
+
+def test_scaled_dot_product_attention_is_the_formula():
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 4, 8, generator=gen) for _ in range(3))
+    out, w = attention.scaled_dot_product_attention(q, k, v)
+    expected_w = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(8), dim=-1)
+    assert torch.allclose(w, expected_w, atol=1e-6)
+    assert torch.allclose(out, expected_w @ v, atol=1e-6)
+    assert torch.allclose(w.sum(-1), torch.ones(2, 3, 4), atol=1e-6)
+
+
+def test_masks_shapes_values_and_combination():
+    tokens = torch.tensor([[5, 6, 0], [7, 0, 0]])
+    pad = attention.padding_mask(tokens, 0)
+    causal = attention.look_ahead_mask(3)
+    assert pad.shape == (2, 1, 1, 3) and pad.dtype == torch.bool
+    assert causal.shape == (1, 1, 3, 3)
+    both = attention.combine_masks(pad, None, causal)
+    assert both.shape == (2, 1, 3, 3)
+    i, j = torch.meshgrid(torch.arange(3), torch.arange(3), indexing="ij")
+    for b in range(2):
+        expected = (j <= i) & (tokens[b][None, :] != 0)
+        assert torch.equal(both[b, 0], expected)
+
+
+# ---------------------------------------------------------------- 2. layer norm
+def test_layer_norm_equals_torch_layer_norm():
+    gen = torch.Generator().manual_seed(0)
+    x = (3 * torch.randn(4, 5, 16, generator=gen) + 2).requires_grad_()
+    ours, ref = layers.LayerNorm(16), nn.LayerNorm(16)
+    _model_randomize_norms(ours, 1)
+    _model_copy_linear(ours, ref)
+    out, ref_out = ours(x), ref(x)
+    assert torch.allclose(out, ref_out, atol=1e-5)
+    grads = _model_grads(out, (x, ours.weight, ours.bias))
+    ref_grads = _model_grads(ref_out, (x, ref.weight, ref.bias))
+    for g, rg in zip(grads, ref_grads):
+        assert torch.allclose(g, rg, atol=1e-5)
+    double = layers.LayerNorm(6).double()                       # the hand-written backward
+    _model_randomize_norms(double, 2)
+    inputs = (torch.randn(2, 3, 6, dtype=torch.double, requires_grad=True), double.weight, double.bias)
+    assert torch.autograd.gradcheck(lambda a, w, b: layers._LayerNormFunction.apply(a, w, b, 1e-5), inputs)
+
+
+# ---------------------------------------------------------------- 3. encoder / decoder layers
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_encoder_and_decoder_layers_equal_torch_layers(norm_first, activation):
+    torch.manual_seed(0)
+    kw = dict(dropout=0.0, norm_first=norm_first, activation=activation)
+    enc, dec = layers.EncoderLayer(16, 4, 32, **kw), layers.DecoderLayer(16, 4, 32, **kw)
+    ref_enc = nn.TransformerEncoderLayer(16, 4, 32, batch_first=True, **kw)
+    ref_dec = nn.TransformerDecoderLayer(16, 4, 32, batch_first=True, **kw)
+    _model_randomize_norms(enc, 1)
+    _model_randomize_norms(dec, 2)
+    _model_copy_encoder_layer(enc, ref_enc)
+    _model_copy_decoder_layer(dec, ref_dec)
+    src_tokens = _model_tokens(3, length=6, lengths=(6, 3, 2))
+    src = torch.randn(3, 6, 16, requires_grad=True)
+    tgt = torch.randn(3, 4, 16, requires_grad=True)
+    src_mask, causal = attention.padding_mask(src_tokens, 0), attention.look_ahead_mask(4)
+
+    memory = enc(src, src_mask)
+    ref_memory = ref_enc(src, src_key_padding_mask=src_tokens == 0)
+    assert torch.allclose(memory, ref_memory, atol=1e-5)
+    out = dec(tgt, memory, causal, src_mask)
+    ref_out = ref_dec(tgt, ref_memory, tgt_mask=~causal[0, 0], memory_key_padding_mask=src_tokens == 0)
+    assert torch.allclose(out, ref_out, atol=1e-5)
+    for g, rg in zip(_model_grads(out, (src, tgt)), _model_grads(ref_out, (src, tgt))):
+        assert torch.allclose(g, rg, atol=1e-5)
+
+
+# ---------------------------------------------------------------- 4. whole stack vs nn.Transformer
+def _model_reference_transformer(ours, norm_first):
+    """nn.Transformer with our weights. Final norms: the paper's Post-LN stack has none, so the
+    reference's encoder.norm / decoder.norm are set to None; our Pre-LN stack has one each, copied."""
+    layer0 = ours.encoder.layers[0]
+    d_model, heads = layer0.self_attn.w_q.in_features, layer0.self_attn.num_heads
+    ref = nn.Transformer(d_model, heads, len(ours.encoder.layers), len(ours.decoder.layers),
+                         layer0.ffn.w_1.out_features, dropout=0.0, batch_first=True, norm_first=norm_first)
+    for a, b in zip(ours.encoder.layers, ref.encoder.layers):
+        _model_copy_encoder_layer(a, b)
+    for a, b in zip(ours.decoder.layers, ref.decoder.layers):
+        _model_copy_decoder_layer(a, b)
+    if norm_first:
+        _model_copy_linear(ours.encoder.norm, ref.encoder.norm)
+        _model_copy_linear(ours.decoder.norm, ref.decoder.norm)
+    else:
+        ref.encoder.norm = None
+        ref.decoder.norm = None
+    return ref
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_whole_transformer_equals_torch_transformer(norm_first):
+    ours = _model_small(0, num_layers=2, norm_first=norm_first, share_embeddings=True, tie_output=True)
+    _model_randomize_norms(ours, 5)
+    ref = _model_reference_transformer(ours, norm_first)
+    src = _model_tokens(4, length=7, lengths=(7, 5, 3))
+    tgt = _model_tokens(5, length=5, lengths=(5, 5, 5))
+    logits = ours(src, tgt)
+    causal = attention.look_ahead_mask(5)[0, 0]
+    ref_out = ref(ours.pos_enc(ours.src_embed(src)), ours.pos_enc(ours.tgt_embed(tgt)),
+                  tgt_mask=~causal, src_key_padding_mask=src == 0, memory_key_padding_mask=src == 0)
+    ref_logits = ours.project(ref_out)
+    assert logits.shape == (3, 5, 20)
+    assert torch.allclose(logits, ref_logits, atol=1e-5)
+    (g,) = _model_grads(logits, (ours.src_embed.weight,))
+    (rg,) = _model_grads(ref_logits, (ours.src_embed.weight,))
+    assert torch.allclose(g, rg, atol=1e-5)
+
+
+# ---------------------------------------------------------------- 5. all-padding rows
+def test_fully_masked_rows_give_zeros_and_finite_gradients():
+    q = torch.randn(1, 2, 3, 4, requires_grad=True)
+    kv = torch.randn(1, 2, 3, 4, requires_grad=True)
+    mask = torch.tensor([True, True, False])[:, None] & torch.tensor([True, False, True])  # row 2 all False
+    out, w = attention.scaled_dot_product_attention(q, kv, kv, mask)
+    assert torch.equal(out[..., 2, :], torch.zeros(1, 2, 4)) and torch.equal(w[..., 2, :], torch.zeros(1, 2, 3))
+    out.sum().backward()
+    assert torch.isfinite(q.grad).all() and torch.isfinite(kv.grad).all()
+    mha = attention.MultiHeadAttention(8, 2, dropout=0.0)
+    x = torch.randn(2, 3, 8, requires_grad=True)
+    all_pad = attention.padding_mask(torch.tensor([[5, 6, 7], [0, 0, 0]]), 0)
+    for fast in (True, False):
+        mha.use_fast_path = fast
+        y = mha(x, x, x, all_pad)
+        assert torch.isfinite(y).all()
+        assert torch.allclose(y[1], mha.w_o.bias.expand(3, 8))    # zero context -> only the bias
+        (g,) = torch.autograd.grad(y.sum(), x)
+        assert torch.isfinite(g).all()
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_source_entirely_padding_is_finite_in_train_and_eval(norm_first):
+    m = _model_small(0, dropout=0.1, norm_first=norm_first)
+    src = torch.tensor([[5, 6, 7, 8], [0, 0, 0, 0]])
+    tgt = torch.tensor([[2, 5, 6], [2, 0, 0]])
+    for train in (True, False):
+        m.train(train)
+        m.zero_grad()
+        logits = m(src, tgt)
+        assert torch.isfinite(logits).all()
+        F.cross_entropy(logits.reshape(-1, 20), tgt.reshape(-1), ignore_index=0).backward()
+        assert all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
+    assert model.greedy_decode(m, src, 2, 3, max_len=5)[1] is not None
+    assert len(model.beam_search(m, src, 2, 3, beam_size=2, max_len=5)) == 2
+
+
+# ---------------------------------------------------------------- 6. causality, source padding
+def test_future_target_tokens_never_change_earlier_outputs():
+    m = _model_small(1).eval()
+    src = _model_tokens(6, length=6, lengths=(6, 4, 2))
+    tgt = _model_tokens(7, length=6, lengths=(6, 6, 6))
+    base = m(src, tgt)
+    for j in range(1, 6):
+        changed = tgt.clone()
+        changed[:, j:] = (changed[:, j:] + 3) % 13 + 7
+        out = m(src, changed)
+        assert torch.allclose(out[:, :j], base[:, :j], atol=1e-6)
+        assert not torch.allclose(out[:, j:], base[:, j:], atol=1e-3)
+
+
+def test_extra_source_padding_never_changes_the_output():
+    m = _model_small(2).eval()
+    src = _model_tokens(8, length=6, lengths=(6, 4, 2))
+    tgt = _model_tokens(9, length=4, lengths=(4, 4, 4))
+    padded = torch.cat([src, torch.zeros(3, 5, dtype=torch.long)], dim=1)
+    assert torch.allclose(m(src, tgt), m(padded, tgt), atol=1e-5)
+    assert model.greedy_decode(m, src, 2, 3, max_len=8) == model.greedy_decode(m, padded, 2, 3, max_len=8)
+
+
+# ---------------------------------------------------------------- 7. cache
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_cached_decoding_equals_full_decoder_at_every_step(norm_first):
+    m = _model_small(3, norm_first=norm_first).eval()
+    src = _model_tokens(10, length=6, lengths=(6, 4, 2))
+    tgt = _model_tokens(11, length=7, lengths=(7, 7, 7))
+    src_mask = attention.padding_mask(src, 0)
+    memory = m.encode(src, src_mask)
+    full = m.decode(tgt, memory, src_mask)
+    cache = {}
+    for t in range(7):
+        step = m.decode(tgt[:, t:t + 1], memory, src_mask, cache)
+        assert torch.allclose(step[:, 0], full[:, t], atol=1e-5)
+    assert cache["length"] == 7 and cache["layers"][0]["self"]["k"].shape == (3, 4, 7, 8)
+    assert cache["layers"][0]["cross"]["k"].shape == (3, 4, 6, 8)      # computed once, never grows
+
+
+def test_greedy_with_cache_equals_greedy_without_cache():
+    m = _model_small(4, d_model=16, num_heads=2)
+    src = _model_tokens(12, batch=4, length=6, lengths=(6, 5, 3, 1))
+    with_cache = model.greedy_decode(m, src, 2, 3)
+    assert with_cache == model.greedy_decode(m, src, 2, 3, use_cache=False)
+    assert all(len(h) <= n + 50 for h, n in zip(with_cache, (6, 5, 3, 1)))
+    assert m.training                                                   # mode restored
+
+
+# ---------------------------------------------------------------- 8. beam search
+def test_beam_one_equals_greedy_and_beam_four_scores_at_least_greedy():
+    m = _model_small(5, d_model=16, num_heads=2)
+    src = _model_tokens(13, batch=6, length=6, lengths=(6, 5, 4, 3, 2, 1))
+    greedy = model.greedy_decode(m, src, 2, 3, max_len=12)
+    assert model.beam_search(m, src, 2, 3, beam_size=1, max_len=12) == greedy
+    hyps, scores = model.beam_search(m, src, 2, 3, beam_size=4, max_len=12, return_scores=True)
+    greedy_scores = model.score_hypotheses(m, src, greedy, 2, 3, ended=[len(h) < 12 for h in greedy])
+    beam_again = model.score_hypotheses(m, src, hyps, 2, 3, ended=[len(h) < 12 for h in hyps])
+    assert np.allclose(scores, beam_again, atol=1e-4)                  # the returned score is real
+    assert all(b >= g - 1e-5 for b, g in zip(scores, greedy_scores))
+    assert any(b > g + 1e-4 for b, g in zip(scores, greedy_scores))    # beam finds something better
+
+
+def test_length_penalty_is_gnmt():
+    assert model.length_penalty(1, 0.6) == 1.0
+    assert abs(model.length_penalty(10, 0.6) - (15 / 6) ** 0.6) < 1e-12
+    assert model.length_penalty(10, 0.0) == 1.0
+
+
+# ---------------------------------------------------------------- 9. reverse task
+def _model_reverse_batch(gen, n, max_len=8, symbols=10):
+    """Random sequences of ids 7..16 (length 3..max_len); target = [BOS] reversed [EOS]."""
+    lengths = torch.randint(3, max_len + 1, (n,), generator=gen)
+    src = torch.zeros(n, max_len, dtype=torch.long)
+    tgt = torch.zeros(n, max_len + 2, dtype=torch.long)
+    for i, n_i in enumerate(lengths.tolist()):
+        seq = torch.randint(7, 7 + symbols, (n_i,), generator=gen)
+        src[i, :n_i] = seq
+        tgt[i, 0], tgt[i, 1:n_i + 1], tgt[i, n_i + 1] = 2, seq.flip(0), 3
+    return src, tgt
+
+
+def test_small_transformer_learns_to_reverse_sequences():
+    # One thread: this tiny model gains nothing from a second one, and a single thread is not
+    # slowed down many times when other processes keep the cores busy (OpenMP spin-waiting).
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        _model_train_and_check_reverse()
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _model_train_and_check_reverse():
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    m = model.Transformer(17, 17, d_model=64, num_heads=4, num_layers=2, d_ff=128, dropout=0.0)
+    opt = torch.optim.Adam(m.parameters(), lr=3e-3, betas=(0.9, 0.98))
+    steps, warmup = 400, 50
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: min((s + 1) / warmup, (steps - s) / (steps - warmup)))
+    start = time.perf_counter()
+    for _ in range(steps):
+        src, tgt = _model_reverse_batch(gen, 64)
+        logits = m(src, tgt[:, :-1])
+        loss = F.cross_entropy(logits.reshape(-1, 17), tgt[:, 1:].reshape(-1), ignore_index=0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    elapsed = time.perf_counter() - start
+    src, _ = _model_reverse_batch(torch.Generator().manual_seed(123), 300)
+    hyps = model.greedy_decode(m, src, bos_id=2, eos_id=3)
+    exact = sum(h == [t for t in s.tolist() if t][::-1] for h, s in zip(hyps, src)) / len(hyps)
+    assert exact >= 0.99
+    assert elapsed < 30
+
+
+# ---------------------------------------------------------------- embeddings
+def test_sinusoidal_encoding_matches_the_formula():
+    pe = embeddings.sinusoidal_encoding(30, 10).numpy()
+    expected = np.zeros((30, 10))
+    for pos in range(30):
+        for i in range(5):
+            expected[pos, 2 * i] = np.sin(pos / 10000 ** (2 * i / 10))
+            expected[pos, 2 * i + 1] = np.cos(pos / 10000 ** (2 * i / 10))
+    assert np.allclose(pe, expected, atol=1e-6)
+    with pytest.raises(ValueError):
+        embeddings.sinusoidal_encoding(5, 7)
+
+
+def test_positional_encoding_offset_and_length_check():
+    pos = embeddings.PositionalEncoding(8, dropout=0.0, max_len=6)
+    x = torch.randn(2, 6, 8)
+    full = pos(x)
+    assert torch.allclose(pos(x[:, 4:], offset=4), full[:, 4:])
+    with pytest.raises(ValueError):
+        pos(x[:, :2], offset=5)
+    learned = embeddings.LearnedPositionalEncoding(8, dropout=0.0, max_len=6)
+    learned(x).sum().backward()
+    assert learned.weight.grad.abs().sum() > 0
+
+
+def test_token_embedding_scale_special_rows_and_pad_row():
+    torch.manual_seed(0)
+    emb = embeddings.TokenEmbedding(50, 16, pad_id=0, init="normal")
+    tokens = torch.tensor([[0, 1, 2, 3, 10]])
+    assert torch.allclose(emb(tokens), emb.weight[tokens] * 4.0)
+    assert torch.equal(emb.weight[0], torch.zeros(16))
+    special = F.normalize(emb.weight[1:7], dim=-1)
+    assert torch.allclose(special @ special.T, torch.eye(6), atol=1e-5)   # distinct, orthogonal
+    norms = emb.weight.norm(dim=-1)
+    assert 0.5 < norms[1:7].mean() / norms[7:].mean() < 2.0                 # same scale as ordinary rows
+    again = embeddings.TokenEmbedding(50, 16, pad_id=0, init="xavier")
+    assert torch.allclose(F.normalize(again.weight[1:7], dim=-1), special, atol=1e-6)  # deterministic
+    with pytest.raises(ValueError):
+        embeddings.TokenEmbedding(10, 8, init="uniform")
+
+
+def test_pad_embedding_stays_zero_when_tied_and_trained():
+    m = _model_small(6, share_embeddings=True, tie_output=True)
+    opt = torch.optim.AdamW(m.parameters(), lr=1e-2, weight_decay=0.1)
+    src, tgt = _model_tokens(14), _model_tokens(15, length=5, lengths=(5, 3, 2))
+    for _ in range(3):
+        loss = F.cross_entropy(m(src, tgt).reshape(-1, 20), tgt.reshape(-1))  # pad not even ignored
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert torch.equal(m.src_embed.weight[0], torch.zeros(32))
+    assert m.generator.weight is m.src_embed.weight
+    n_tied = sum(p.numel() for p in m.parameters())
+    n_free = sum(p.numel() for p in _model_small(6).parameters())
+    assert n_free - n_tied == 2 * 20 * 32                              # one embedding + output matrix saved
+
+
+# ---------------------------------------------------------------- layers: FFN, drop path, contributions
+def test_ffn_variants_follow_their_formulas():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 8)
+    relu = layers.PositionwiseFeedForward(8, 32, dropout=0.0)
+    assert torch.allclose(relu(x), relu.w_2(torch.clamp(relu.w_1(x), min=0)), atol=1e-6)
+    for name, act in [("gelu", F.gelu)]:
+        f = layers.PositionwiseFeedForward(8, 32, dropout=0.0, activation=name)
+        assert torch.allclose(f(x), f.w_2(act(f.w_1(x))), atol=1e-6)
+    for name, act in [("glu", torch.sigmoid), ("geglu", F.gelu), ("swiglu", lambda t: t * torch.sigmoid(t))]:
+        f = layers.PositionwiseFeedForward(8, 32, dropout=0.0, activation=name)
+        assert torch.allclose(f(x), f.w_2(act(f.w_gate(x)) * f.w_1(x)), atol=1e-6)
+    with pytest.raises(ValueError):
+        layers.PositionwiseFeedForward(8, 32, activation="tanh")
+
+
+def test_drop_path_keeps_the_expectation_and_drops_whole_samples():
+    torch.manual_seed(0)
+    dp = layers.DropPath(0.25).train()
+    out = dp(torch.ones(20000, 2, 3))
+    per_sample = out.view(20000, -1)
+    assert torch.all(per_sample.min(1).values == per_sample.max(1).values)  # whole sample kept or dropped
+    assert abs(out.mean().item() - 1.0) < 0.03
+    assert abs((per_sample[:, 0] == 0).float().mean().item() - 0.25) < 0.02
+    with pytest.raises(ValueError):
+        layers.DropPath(1.0)
+
+
+def test_residual_and_norm_switches():
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 8)
+    plain = layers.SublayerConnection(8, dropout=0.0, residual=False, use_norm=False)
+    assert torch.equal(plain(x, lambda h: 3 * h), 3 * x)
+    pre = layers.SublayerConnection(8, dropout=0.0, norm_first=True)
+    pre.keep_contribution = True
+    pre(x, lambda h: h)
+    assert abs(pre.last_contribution - pre.norm(x).norm().item() / x.norm().item()) < 1e-5
+
+
+# ---------------------------------------------------------------- model: recording, init, errors
+def test_record_attention_and_contributions_do_not_change_results():
+    m = _model_small(7, num_layers=2).eval()
+    src = _model_tokens(16, length=6, lengths=(6, 4, 2))
+    tgt = _model_tokens(17, length=4, lengths=(4, 4, 4))
+    base = m(src, tgt)
+    with model.record_attention(m) as maps, model.record_contributions(m) as contrib:
+        out = m(src, tgt)
+    assert torch.allclose(out, base, atol=1e-5)
+    assert sorted(maps) == sorted(f"{side}.layers.{i}.{kind}" for side, kind in
+                                  [("encoder", "self_attn"), ("decoder", "self_attn"), ("decoder", "cross_attn")]
+                                  for i in range(2))
+    enc = maps["encoder.layers.0.self_attn"][0]
+    cross = maps["decoder.layers.1.cross_attn"][0]
+    dec = maps["decoder.layers.0.self_attn"][0]
+    assert enc.shape == (3, 4, 6, 6) and cross.shape == (3, 4, 4, 6) and dec.shape == (3, 4, 4, 4)
+    assert torch.allclose(enc.sum(-1), torch.ones(3, 4, 6), atol=1e-5)
+    assert torch.all(enc[2, :, :, 2:] == 0) and torch.all(cross[1, :, :, 4:] == 0)   # padding columns
+    assert torch.all(dec[0, 0].triu(1) == 0)                                           # causal
+    assert set(contrib) >= {"encoder.layers.1", "encoder.layers.1.sub_ffn", "decoder.layers.0.sub_cross"}
+    assert all(len(v) == 1 and v[0] > 0 for v in contrib.values())
+    assert not any(a.keep_weights for a in m.modules() if isinstance(a, attention.MultiHeadAttention))
+    with model.record_attention(m) as maps:
+        model.greedy_decode(m, src, 2, 3, max_len=5)
+    steps = maps["decoder.layers.0.cross_attn"]
+    assert len(steps) == 5 and steps[0].shape == (3, 4, 1, 6)                      # one map per step
+
+
+def test_init_schemes_have_their_distributions():
+    for scheme, check in [
+        ("xavier", lambda w: w.abs().max() <= math.sqrt(6 / (w.size(0) + w.size(1))) + 1e-6),
+        ("he", lambda w: abs(w.std().item() - math.sqrt(2 / w.size(1))) < 0.1 * math.sqrt(2 / w.size(1))),
+        ("normal", lambda w: abs(w.std().item() - 0.02) < 0.002),
+    ]:
+        torch.manual_seed(0)
+        m = model.Transformer(40, 40, d_model=64, num_heads=4, num_layers=1, d_ff=256, init=scheme,
+                              tie_output=True)
+        for w in (m.encoder.layers[0].ffn.w_1.weight, m.decoder.layers[0].cross_attn.w_o.weight):
+            assert check(w), scheme
+        assert m.generator.weight is m.tgt_embed.weight
+        assert torch.equal(m.tgt_embed.weight[0], torch.zeros(64))
+        assert torch.all(m.encoder.layers[0].ffn.w_1.bias == 0)
+    with pytest.raises(ValueError):
+        model.init_weights(m, "orthogonal")
+
+
+def test_bad_arguments_raise_value_errors():
+    with pytest.raises(ValueError):
+        attention.MultiHeadAttention(10, 3)
+    with pytest.raises(ValueError):
+        model.Transformer(10, 12, d_model=8, num_heads=2, num_layers=1, d_ff=16, share_embeddings=True)
+    m = _model_small(8, max_len=8)
+    with pytest.raises(ValueError):
+        m(torch.ones(1, 9, dtype=torch.long), torch.ones(1, 2, dtype=torch.long))
+    with pytest.raises(ValueError):
+        model.beam_search(m, torch.ones(1, 3, dtype=torch.long), 2, 3, beam_size=0)
 
 
 # =============================================================================
