@@ -36,6 +36,7 @@ import heapq
 import http.client
 import json
 import os
+import random
 import re
 import shutil
 import sys
@@ -1171,9 +1172,681 @@ def load_prepared(cache_dir, split):
 # 6. 데모 코퍼스
 # =============================================================================
 # ---- 데모 코퍼스 ----
-# (자리 표시: 문법 기반 영어→독일어 데모 코퍼스 ``demo_corpus`` / ``demo_splits`` 가 여기에 들어온다.)
+# "We trained on the standard WMT 2014 English-German dataset consisting of about 4.5 million
+# sentence pairs." (§5.1)
+# 논문과 다른 점: WMT14 가 없는 CPU 에서도 몇 분 만에 "정말 번역하는" 모델을 보이려고, 작은 문법이
+# 영어→독일어 문장 쌍을 만든다. 독일어 문법의 핵심을 담는다: 성(남/여/중)·격(1/2/3/4격)·수에 따른
+# 관사(der/die/das/den/dem/des, ein/eine/einen/einem/eines)와 형용사 어미(약변화/혼합변화/강변화),
+# 복수(3격 복수는 -n), 주어-동사 일치, 현재/과거(Präteritum, 강변화 sehen→sah 포함), 부정(nicht / kein),
+# 수사, 부사를 앞세우면 동사가 둘째 자리(V2), weil/dass 부문장에서는 동사가 끝자리.
+# 그래서 번역에 진짜 어순 바꾸기가 필요하고, 어텐션 그림에 볼 것이 생긴다.
+#
+# 영어 한 문장의 독일어 번역은 정확히 하나다 (모호함 없음): 격은 문장 성분으로 정해진다 —
+# 주어 1격, 직접 목적어 4격, 간접 목적어와 with 뒤 3격, of 뒤 2격, without/for 뒤 4격,
+# help/thank/follow 의 목적어는 (독일어 동사가 요구하는) 3격. 보이지 않는 의미로 갈리는 단어는 쓰지 않는다.
+# 표기: 영어는 소문자(I 만 대문자), 독일어는 명사만 대문자. 마침표 없음; 쉼표는 weil/dass 앞과
+# 앞세운 weil 절 뒤(영어는 앞세운 because 절 뒤)에만.
+#
+# 구조: 문장은 사전(dict) 하나로 적는다 — 표본 추출(_demo_sample_*)이 만들고, 렌더링(_demo_render)이
+# 영어·독일어 문자열로 바꾸며, 파서(_demo_parse)는 영어 문자열에서 같은 사전을 되찾는다.
+# 그래서 ``demo_translate(영어)`` 가 문법의 "정답 번역기"가 되고, 테스트는 생성된 모든 쌍이 그것과
+# 같음(= 영어 하나에 독일어 하나)을 확인한다.
+
+# 명사: (영어 단수, 영어 복수, 성 m/f/n, 독일어 단수, 단수 2격, 복수, 부류).
+# 부류: person 사람, animal 동물 (둘을 합쳐 animate), food 음식, thing 물건 (food 도 물건이다).
+# 약변화 남성 명사(der Junge → den Jungen 등)는 규칙이 하나 더 늘어 뺐다. 영어 단·복수가 같은
+# 명사(sheep, fish)도 뺐다: "the sheep saw" 는 수가 모호하다.
+_DEMO_NOUNS = (
+    ("man", "men", "m", "Mann", "Mannes", "Männer", "person"),
+    ("woman", "women", "f", "Frau", "Frau", "Frauen", "person"),
+    ("child", "children", "n", "Kind", "Kindes", "Kinder", "person"),
+    ("teacher", "teachers", "m", "Lehrer", "Lehrers", "Lehrer", "person"),
+    ("doctor", "doctors", "m", "Arzt", "Arztes", "Ärzte", "person"),
+    ("girl", "girls", "n", "Mädchen", "Mädchens", "Mädchen", "person"),
+    ("friend", "friends", "m", "Freund", "Freundes", "Freunde", "person"),
+    ("king", "kings", "m", "König", "Königs", "Könige", "person"),
+    ("queen", "queens", "f", "Königin", "Königin", "Königinnen", "person"),
+    ("baker", "bakers", "m", "Bäcker", "Bäckers", "Bäcker", "person"),
+    ("sister", "sisters", "f", "Schwester", "Schwester", "Schwestern", "person"),
+    ("brother", "brothers", "m", "Bruder", "Bruders", "Brüder", "person"),
+    ("mother", "mothers", "f", "Mutter", "Mutter", "Mütter", "person"),
+    ("father", "fathers", "m", "Vater", "Vaters", "Väter", "person"),
+    ("pupil", "pupils", "m", "Schüler", "Schülers", "Schüler", "person"),
+    ("cook", "cooks", "m", "Koch", "Kochs", "Köche", "person"),
+    ("baby", "babies", "n", "Baby", "Babys", "Babys", "person"),
+    ("dog", "dogs", "m", "Hund", "Hundes", "Hunde", "animal"),
+    ("cat", "cats", "f", "Katze", "Katze", "Katzen", "animal"),
+    ("horse", "horses", "n", "Pferd", "Pferdes", "Pferde", "animal"),
+    ("bird", "birds", "m", "Vogel", "Vogels", "Vögel", "animal"),
+    ("mouse", "mice", "f", "Maus", "Maus", "Mäuse", "animal"),
+    ("cow", "cows", "f", "Kuh", "Kuh", "Kühe", "animal"),
+    ("rabbit", "rabbits", "n", "Kaninchen", "Kaninchens", "Kaninchen", "animal"),
+    ("wolf", "wolves", "m", "Wolf", "Wolfes", "Wölfe", "animal"),
+    ("duck", "ducks", "f", "Ente", "Ente", "Enten", "animal"),
+    ("pig", "pigs", "n", "Schwein", "Schweins", "Schweine", "animal"),
+    ("apple", "apples", "m", "Apfel", "Apfels", "Äpfel", "food"),
+    ("cake", "cakes", "m", "Kuchen", "Kuchens", "Kuchen", "food"),
+    ("egg", "eggs", "n", "Ei", "Eies", "Eier", "food"),
+    ("banana", "bananas", "f", "Banane", "Banane", "Bananen", "food"),
+    ("orange", "oranges", "f", "Orange", "Orange", "Orangen", "food"),
+    ("book", "books", "n", "Buch", "Buches", "Bücher", "thing"),
+    ("letter", "letters", "m", "Brief", "Briefes", "Briefe", "thing"),
+    ("car", "cars", "n", "Auto", "Autos", "Autos", "thing"),
+    ("house", "houses", "n", "Haus", "Hauses", "Häuser", "thing"),
+    ("table", "tables", "m", "Tisch", "Tisches", "Tische", "thing"),
+    ("chair", "chairs", "m", "Stuhl", "Stuhles", "Stühle", "thing"),
+    ("ball", "balls", "m", "Ball", "Balles", "Bälle", "thing"),
+    ("flower", "flowers", "f", "Blume", "Blume", "Blumen", "thing"),
+    ("key", "keys", "m", "Schlüssel", "Schlüssels", "Schlüssel", "thing"),
+    ("bag", "bags", "f", "Tasche", "Tasche", "Taschen", "thing"),
+    ("cup", "cups", "f", "Tasse", "Tasse", "Tassen", "thing"),
+    ("picture", "pictures", "n", "Bild", "Bildes", "Bilder", "thing"),
+    ("newspaper", "newspapers", "f", "Zeitung", "Zeitung", "Zeitungen", "thing"),
+    ("bottle", "bottles", "f", "Flasche", "Flasche", "Flaschen", "thing"),
+    ("hat", "hats", "m", "Hut", "Hutes", "Hüte", "thing"),
+    ("shoe", "shoes", "m", "Schuh", "Schuhes", "Schuhe", "thing"),
+    ("phone", "phones", "n", "Telefon", "Telefons", "Telefone", "thing"),
+    ("lamp", "lamps", "f", "Lampe", "Lampe", "Lampen", "thing"),
+    ("box", "boxes", "f", "Kiste", "Kiste", "Kisten", "thing"),
+    ("pen", "pens", "m", "Stift", "Stiftes", "Stifte", "thing"),
+    ("glass", "glasses", "n", "Glas", "Glases", "Gläser", "thing"),
+    ("clock", "clocks", "f", "Uhr", "Uhr", "Uhren", "thing"),
+)
+# 사람 명사 중 "of 사람" 이 자연스러운 관계 명사 ("the mother of the child"). 물건·동물은 모두 된다.
+_DEMO_RELATIONAL = ("mother", "father", "sister", "brother", "friend", "child", "teacher", "doctor")
+# 형용사: (영어, 독일어 어간, 어울리는 명사 부류들). "the hungry book", "the blue apple" 같은 조합을 막는다.
+_DEMO_ADJECTIVES = (
+    ("old", "alt", "person animal food thing"), ("small", "klein", "person animal food thing"),
+    ("big", "groß", "person animal food thing"), ("good", "gut", "person animal food thing"),
+    ("beautiful", "schön", "person animal food thing"), ("black", "schwarz", "animal food thing"),
+    ("brown", "braun", "animal food thing"), ("young", "jung", "person animal"),
+    ("tired", "müde", "person animal"), ("hungry", "hungrig", "person animal"),
+    ("happy", "glücklich", "person animal"), ("sad", "traurig", "person animal"),
+    ("friendly", "freundlich", "person animal"), ("new", "neu", "thing"), ("red", "rot", "food thing"),
+    ("blue", "blau", "thing"), ("green", "grün", "food thing"),
+)
+# 동사: (영어 키, 틀, 영어 "원형 3인칭단수 과거", 독일어 "ich er 복수 과거단수 과거복수",
+#        주어 부류, 목적어 부류, 독일어 전치사, 목적어 격).
+# 틀: intr 자동사 (목적어 부류가 있으면 with/without 부가어를 붙일 수 있다), obj 목적어 하나,
+# ditr 간접(3격)+직접(4격) 목적어, cop 계사 be + 서술 형용사, that 뒤에 dass 절.
+# 영어 키의 둘째 단어는 영어 전치사다: "look for" → suchen (독일어는 전치사 없이 4격),
+# "wait for" → warten auf + 4격, "play with" → spielen mit + 3격.
+_DEMO_VERBS = (
+    ("sleep", "intr", "sleep sleeps slept", "schlafe schläft schlafen schlief schliefen", "animate", None, "", ""),
+    ("run", "intr", "run runs ran", "laufe läuft laufen lief liefen", "animate", "animate", "", ""),
+    ("come", "intr", "come comes came", "komme kommt kommen kam kamen", "animate", "animate", "", ""),
+    ("laugh", "intr", "laugh laughs laughed", "lache lacht lachen lachte lachten", "animate", "animate", "", ""),
+    ("sing", "intr", "sing sings sang", "singe singt singen sang sangen", "animate", "animate", "", ""),
+    ("swim", "intr", "swim swims swam", "schwimme schwimmt schwimmen schwamm schwammen", "animate", "animate",
+     "", ""),
+    ("work", "intr", "work works worked", "arbeite arbeitet arbeiten arbeitete arbeiteten", "person", "person",
+     "", ""),
+    ("wait", "intr", "wait waits waited", "warte wartet warten wartete warteten", "animate", None, "", ""),
+    ("play", "intr", "play plays played", "spiele spielt spielen spielte spielten", "animate", None, "", ""),
+    ("see", "obj", "see sees saw", "sehe sieht sehen sah sahen", "animate", "any", "", "acc"),
+    ("find", "obj", "find finds found", "finde findet finden fand fanden", "animate", "any", "", "acc"),
+    ("buy", "obj", "buy buys bought", "kaufe kauft kaufen kaufte kauften", "person", "thing", "", "acc"),
+    ("love", "obj", "love loves loved", "liebe liebt lieben liebte liebten", "animate", "any", "", "acc"),
+    ("hear", "obj", "hear hears heard", "höre hört hören hörte hörten", "animate", "animate", "", "acc"),
+    ("visit", "obj", "visit visits visited", "besuche besucht besuchen besuchte besuchten", "person", "person",
+     "", "acc"),
+    ("look for", "obj", "look looks looked", "suche sucht suchen suchte suchten", "animate", "any", "", "acc"),
+    ("need", "obj", "need needs needed", "brauche braucht brauchen brauchte brauchten", "animate", "any", "", "acc"),
+    ("eat", "obj", "eat eats ate", "esse isst essen aß aßen", "animate", "food", "", "acc"),
+    ("carry", "obj", "carry carries carried", "trage trägt tragen trug trugen", "animate", "thing", "", "acc"),
+    ("take", "obj", "take takes took", "nehme nimmt nehmen nahm nahmen", "animate", "thing", "", "acc"),
+    ("sell", "obj", "sell sells sold", "verkaufe verkauft verkaufen verkaufte verkauften", "person", "thing",
+     "", "acc"),
+    ("have", "obj", "have has had", "habe hat haben hatte hatten", "animate", "any", "", "acc"),
+    ("help", "obj", "help helps helped", "helfe hilft helfen half halfen", "animate", "animate", "", "dat"),
+    ("thank", "obj", "thank thanks thanked", "danke dankt danken dankte dankten", "person", "animate", "", "dat"),
+    ("follow", "obj", "follow follows followed", "folge folgt folgen folgte folgten", "animate", "animate",
+     "", "dat"),
+    ("play with", "obj", "play plays played", "spiele spielt spielen spielte spielten", "animate", "any",
+     "mit", "dat"),
+    ("speak with", "obj", "speak speaks spoke", "spreche spricht sprechen sprach sprachen", "person", "person",
+     "mit", "dat"),
+    ("wait for", "obj", "wait waits waited", "warte wartet warten wartete warteten", "animate", "any", "auf", "acc"),
+    ("give", "ditr", "give gives gave", "gebe gibt geben gab gaben", "animate", "thing", "", "acc"),
+    ("show", "ditr", "show shows showed", "zeige zeigt zeigen zeigte zeigten", "person", "thing", "", "acc"),
+    ("bring", "ditr", "bring brings brought", "bringe bringt bringen brachte brachten", "animate", "thing",
+     "", "acc"),
+    ("send", "ditr", "send sends sent", "schicke schickt schicken schickte schickten", "person", "thing", "", "acc"),
+    ("be", "cop", "", "bin ist sind war waren", "animate", None, "", ""),
+    ("know", "that", "know knows knew", "weiß weiß wissen wusste wussten", "person", None, "", ""),
+    ("say", "that", "say says said", "sage sagt sagen sagte sagten", "person", None, "", ""),
+    ("think", "that", "think thinks thought", "denke denkt denken dachte dachten", "person", None, "", ""),
+    ("believe", "that", "believe believes believed", "glaube glaubt glauben glaubte glaubten", "person", None,
+     "", ""),
+)
+# 앞세우는 부사: (영어, 독일어, 어울리는 시제). yesterday 는 과거만, now 는 현재만.
+_DEMO_ADVERBS = (("yesterday", "gestern", "past"), ("today", "heute", None), ("now", "jetzt", "present"),
+                 ("often", "oft", None), ("sometimes", "manchmal", None))
+# 인칭 대명사 주어: 영어 → (독일어, 인칭). she 와 they 는 둘 다 sie 지만 동사 어미가 다르다.
+_DEMO_PRONOUNS = {"I": ("ich", "1sg"), "he": ("er", "3sg"), "she": ("sie", "3sg"),
+                  "we": ("wir", "pl"), "they": ("sie", "pl")}
+_DEMO_NUMBERS = {"two": "zwei", "three": "drei", "four": "vier", "five": "fünf", "six": "sechs",
+                 "seven": "sieben", "eight": "acht", "nine": "neun", "ten": "zehn"}
+# 부가어 전치사 (자동사 뒤): with → mit + 3격, without → ohne + 4격.
+_DEMO_ADJUNCTS = {"with": ("mit", "dat"), "without": ("ohne", "acc")}
+
+# 정관사(der-류)와 ein-류 어미: 격 → (남성, 여성, 중성, 복수). kein/mein 도 ein 과 같은 어미를 쓴다
+# (ein 자체는 복수가 없다).
+_DEMO_DEFINITE = {"nom": ("der", "die", "das", "die"), "acc": ("den", "die", "das", "die"),
+                  "dat": ("dem", "der", "dem", "den"), "gen": ("des", "der", "des", "der")}
+_DEMO_EIN_ENDINGS = {"nom": ("", "e", "", "e"), "acc": ("en", "e", "", "e"),
+                     "dat": ("em", "er", "em", "en"), "gen": ("es", "er", "es", "er")}
+# 형용사 어미. 약변화(weak): der-류 뒤 — 관사가 이미 격을 보여 주므로 -e/-en 뿐.
+# 혼합변화(mixed): ein-류 뒤 — ein 이 어미가 없는 자리(남성 1격, 중성 1·4격)에서만 형용사가 -er/-es 로 성을 보인다.
+# 강변화(strong): 관사가 없을 때(수사 뒤 포함) — 형용사가 관사 어미를 스스로 진다.
+_DEMO_ADJ_ENDINGS = {
+    "weak": {"nom": ("e", "e", "e", "en"), "acc": ("en", "e", "e", "en"),
+             "dat": ("en", "en", "en", "en"), "gen": ("en", "en", "en", "en")},
+    "mixed": {"nom": ("er", "e", "es", "en"), "acc": ("en", "e", "es", "en"),
+              "dat": ("en", "en", "en", "en"), "gen": ("en", "en", "en", "en")},
+    "strong": {"nom": ("er", "e", "es", "e"), "acc": ("en", "e", "es", "e"),
+               "dat": ("em", "er", "em", "en"), "gen": ("en", "er", "en", "er")},
+}
+# 찾아보기 표 (모듈 상수, 부작용 없음).
+_DEMO_NOUN = {row[0]: row for row in _DEMO_NOUNS}
+_DEMO_NOUN_PLURAL = {row[1]: row[0] for row in _DEMO_NOUNS}
+_DEMO_ADJ = {row[0]: row for row in _DEMO_ADJECTIVES}
+_DEMO_VERB = {row[0]: row for row in _DEMO_VERBS}
+_DEMO_ADVERB = {row[0]: row for row in _DEMO_ADVERBS}
 
 
+def _demo_fits(noun_class, wanted):
+    """명사 부류가 요구 부류(any/animate/person/thing/food)에 맞는가."""
+    return wanted == "any" or noun_class == wanted or (wanted == "animate" and noun_class in ("person", "animal")) \
+        or (wanted == "thing" and noun_class == "food")
+
+
+# 부류별 명사, 명사 부류별 형용사 (표본 추출이 매번 거르지 않도록 미리 만든 표).
+_DEMO_NOUNS_FOR = {w: tuple(r for r in _DEMO_NOUNS if _demo_fits(r[6], w))
+                   for w in ("any", "animate", "person", "thing", "food")}
+_DEMO_ADJ_FOR = {c: tuple(a[0] for a in _DEMO_ADJECTIVES if c in a[2].split())
+                 for c in ("person", "animal", "food", "thing")}
+_DEMO_VERBS_FOR = {f: tuple(v for v in _DEMO_VERBS if v[1] == f) for f in ("intr", "obj", "ditr", "cop", "that")}
+
+
+def _demo_adj_de(adj, declension, case, slot):
+    """형용사 어간 + 어미. 어간이 -e 로 끝나면 (müde) e 를 겹쳐 쓰지 않는다.
+
+    >>> _demo_adj_de("old", "weak", "nom", 0), _demo_adj_de("old", "mixed", "nom", 0)
+    ('alte', 'alter')
+    >>> _demo_adj_de("tired", "strong", "dat", 3), _demo_adj_de("tired", "mixed", "acc", 2)
+    ('müden', 'müdes')
+    """
+    stem = _DEMO_ADJ[adj][1]
+    ending = _DEMO_ADJ_ENDINGS[declension][case][slot]
+    return (stem[:-1] if stem.endswith("e") else stem) + ending
+
+
+def _demo_noun_de(row, case, plural):
+    """명사 형태: 복수 3격은 -n 을 붙인다 (이미 -n/-s 로 끝나면 그대로); 남성·중성 단수 2격은 -(e)s.
+
+    >>> row = _DEMO_NOUN["child"]
+    >>> [_demo_noun_de(row, c, p) for c, p in (("nom", False), ("gen", False), ("nom", True), ("dat", True))]
+    ['Kind', 'Kindes', 'Kinder', 'Kindern']
+    """
+    if plural:
+        return row[5] + "n" if case == "dat" and not row[5].endswith(("n", "s")) else row[5]
+    return row[4] if case == "gen" else row[3]
+
+
+def _demo_np_de(np_, case, negate=False):
+    """명사구 → 독일어 단어들. 관사 종류가 형용사 변화를 정한다: der-류 → 약, ein-류 → 혼합, 없음 → 강.
+
+    ``negate`` 면 부정 관사나 무관사 복수를 kein 으로 바꾼다 ("not a dog" → "keinen Hund").
+    of 로 붙은 소유자는 2격으로 명사 뒤에 온다 ("das Buch des Mannes").
+
+    >>> _demo_np_de({"noun": "dog", "plural": False, "det": "a", "adj": "small", "of": None}, "acc", True)
+    ['keinen', 'kleinen', 'Hund']
+    """
+    if "pron" in np_:
+        return [_DEMO_PRONOUNS[np_["pron"]][0]]
+    row = _DEMO_NOUN[np_["noun"]]
+    slot = 3 if np_["plural"] else "mfn".index(row[2])
+    det = "kein" if negate and np_["det"] in ("a", "") else np_["det"]
+    if det == "the":
+        words, declension = [_DEMO_DEFINITE[case][slot]], "weak"
+    elif det in ("a", "my", "kein"):
+        words, declension = [{"a": "ein", "my": "mein", "kein": "kein"}[det] + _DEMO_EIN_ENDINGS[case][slot]], "mixed"
+    else:                                   # 무관사 복수 또는 수사: 수사는 관사가 아니어서 형용사가 강변화
+        words, declension = ([_DEMO_NUMBERS[det]] if det else []), "strong"
+    if np_["adj"]:
+        words.append(_demo_adj_de(np_["adj"], declension, case, slot))
+    words.append(_demo_noun_de(row, case, np_["plural"]))
+    return words + (_demo_np_de(np_["of"], "gen") if np_["of"] else [])
+
+
+def _demo_np_en(np_):
+    """명사구 → 영어 단어들 (a/an 은 다음 단어의 첫 글자로)."""
+    if "pron" in np_:
+        return [np_["pron"]]
+    row = _DEMO_NOUN[np_["noun"]]
+    words = ([np_["adj"]] if np_["adj"] else []) + [row[1] if np_["plural"] else row[0]]
+    det = np_["det"]
+    if det == "a":
+        det = "an" if words[0][0] in "aeiou" else "a"
+    return ([det] if det else []) + words + (["of"] + _demo_np_en(np_["of"]) if np_["of"] else [])
+
+
+def _demo_person(np_):
+    """주어의 인칭·수: 1sg (I), 3sg, pl."""
+    if "pron" in np_:
+        return _DEMO_PRONOUNS[np_["pron"]][1]
+    return "pl" if np_["plural"] else "3sg"
+
+
+def _demo_verb_en(clause):
+    """영어 동사군: 현재/과거, 부정은 do/does/did not + 원형 (be 는 be 뒤에 not)."""
+    verb, person, past = _DEMO_VERB[clause["verb"]], _demo_person(clause["subj"]), clause["tense"] == "past"
+    if verb[1] == "cop":
+        form = ("was" if person != "pl" else "were") if past else {"1sg": "am", "3sg": "is", "pl": "are"}[person]
+        return [form] + (["not"] if clause["neg"] else [])
+    base, third, past_form = verb[2].split()
+    if clause["neg"]:
+        words = ["did" if past else "does" if person == "3sg" else "do", "not", base]
+    else:
+        words = [past_form if past else third if person == "3sg" else base]
+    return words + verb[0].split()[1:]          # "look for" → ... + ["for"]
+
+
+def _demo_clause_en(clause):
+    """절 하나 → 영어 단어들: 주어 동사군 [간접 목적어] [목적어] [부가어] [서술 형용사] [that 절]."""
+    words = _demo_np_en(clause["subj"]) + _demo_verb_en(clause)
+    for key in ("iobj", "obj"):
+        if clause.get(key):
+            words += _demo_np_en(clause[key])
+    if clause.get("adjunct"):
+        words += [clause["adjunct"][0]] + _demo_np_en(clause["adjunct"][1])
+    if clause.get("adj"):
+        words.append(clause["adj"])
+    if clause.get("comp"):
+        words += ["that"] + _demo_clause_en(clause["comp"])
+    return words
+
+
+def _demo_finite_de(clause):
+    """독일어 정동사: 인칭(ich/er/복수)과 시제로 표에서 고른다."""
+    forms = _DEMO_VERB[clause["verb"]][3].split()
+    person = _demo_person(clause["subj"])
+    if clause["tense"] == "past":
+        return forms[4] if person == "pl" else forms[3]
+    return forms[{"1sg": 0, "3sg": 1, "pl": 2}[person]]
+
+
+def _demo_middle_de(clause):
+    """중간 영역 (주어와 동사 사이에 올 수 있는 것): [3격] [4격] [nicht] [전치사구] [서술 형용사].
+
+    부정: 부정 관사·무관사 목적어는 kein 으로 (nicht 없음). 아니면 nicht 는 한정 목적어 뒤,
+    전치사구와 서술 형용사 앞에 온다 ("sieht den Hund nicht", "spielt nicht mit dem Hund", "ist nicht alt").
+    """
+    verb = _DEMO_VERB[clause["verb"]]
+    words, prep_phrase, kein = [], [], False
+    if clause.get("iobj"):
+        words += _demo_np_de(clause["iobj"], "dat")
+    if clause.get("obj"):
+        obj, case = clause["obj"], verb[7]
+        if verb[6]:                                     # 전치사 목적어: "wartet auf den Hund"
+            prep_phrase = [verb[6]] + _demo_np_de(obj, case)
+        else:
+            kein = clause["neg"] and obj["det"] in ("a", "")
+            words += _demo_np_de(obj, case, negate=kein)
+    if clause.get("adjunct"):
+        prep, case = _DEMO_ADJUNCTS[clause["adjunct"][0]]
+        prep_phrase = [prep] + _demo_np_de(clause["adjunct"][1], case)
+    if clause["neg"] and not kein:
+        words.append("nicht")
+    words += prep_phrase
+    if clause.get("adj"):
+        words.append(_DEMO_ADJ[clause["adj"]][1])    # 서술 형용사는 어미가 없다: "ist alt"
+    return words
+
+
+def _demo_clause_de(clause, order):
+    """절 하나 → 독일어 단어들. order: main (주어-동사, V2), inverted (앞에 무언가가 이미 있어 동사-주어),
+    sub (weil/dass 부문장: 동사가 맨 끝). that 동사의 보문은 ", dass ..." 로 뒤에 붙는다."""
+    subj, verb, middle = _demo_np_de(clause["subj"], "nom"), _demo_finite_de(clause), _demo_middle_de(clause)
+    if order == "main":
+        words = subj + [verb] + middle
+    elif order == "inverted":
+        words = [verb] + subj + middle
+    else:
+        words = subj + middle + [verb]
+    if clause.get("comp"):
+        words = words[:-1] + [words[-1] + ","] + ["dass"] + _demo_clause_de(clause["comp"], "sub")
+    return words
+
+
+def _demo_render(sentence):
+    """문장 사전 → (영어, 독일어). 형태는 셋: [부사] 주절 / [부사] 주절 because 부문장 / because 부문장, 주절.
+
+    >>> clause = {"subj": {"pron": "he"}, "verb": "sleep", "tense": "past", "neg": False}
+    >>> _demo_render({"main": clause, "adverb": "yesterday"})
+    ('yesterday he slept', 'gestern schlief er')
+    """
+    main, sub, adverb = sentence["main"], sentence.get("because"), sentence.get("adverb")
+    if sentence.get("first"):
+        en_sub, de_sub = _demo_clause_en(sub), _demo_clause_de(sub, "sub")
+        en = ["because"] + en_sub[:-1] + [en_sub[-1] + ","] + _demo_clause_en(main)
+        de = ["weil"] + de_sub[:-1] + [de_sub[-1] + ","] + _demo_clause_de(main, "inverted")
+        return " ".join(en), " ".join(de)
+    en = ([adverb] if adverb else []) + _demo_clause_en(main)
+    de = [_DEMO_ADVERB[adverb][1]] + _demo_clause_de(main, "inverted") if adverb else _demo_clause_de(main, "main")
+    if sub:
+        en += ["because"] + _demo_clause_en(sub)
+        de = de[:-1] + [de[-1] + ",", "weil"] + _demo_clause_de(sub, "sub")
+    return " ".join(en), " ".join(de)
+
+
+# ---- 표본 추출: 무엇이 얼마나 자주 나오는가 ----
+def _demo_sample_np(rng, wanted, dets=("the", "a", "my", "", "num"), of_prob=0.12, adj_prob=0.3):
+    """부류에 맞는 명사구 하나. ``dets`` 는 허용하는 관사 종류 ("" = 무관사 복수, "num" = 수사)."""
+    row = rng.choice(_DEMO_NOUNS_FOR[wanted])
+    choices = [(d, w) for d, w in (("the", 5), ("a", 3), ("my", 2)) if d in dets]
+    plural = not choices or rng.random() < 0.4
+    if plural:
+        choices = [(d, w) for d, w in (("the", 4), ("", 2), ("num", 3), ("my", 1)) if d in dets]
+    det = rng.choices([d for d, _ in choices], [w for _, w in choices])[0]
+    if det == "num":
+        det = rng.choice(list(_DEMO_NUMBERS))
+    adj = rng.choice(_DEMO_ADJ_FOR[row[6]]) if rng.random() < adj_prob else None
+    owner = None                            # 소유자(사람): "the book of the man" → "das Buch des Mannes"
+    if det == "the" and (row[6] != "person" or row[0] in _DEMO_RELATIONAL) and rng.random() < of_prob:
+        owner = _demo_sample_np(rng, "person", ("the", "a", "my"), of_prob=0.0, adj_prob=0.2)
+        owner = None if owner["noun"] == row[0] else owner
+    return {"noun": row[0], "plural": plural, "det": det, "adj": adj, "of": owner}
+
+
+def _demo_sample_clause(rng, tense, frame):
+    """절 하나. 부정은 30%. 부정문의 (전치사 없는) 목적어에는 수사를 쓰지 않는다 ("nicht zwei Hunde" 는 대조문)."""
+    verb = rng.choice(_DEMO_VERBS_FOR[frame])
+    neg = rng.random() < 0.3
+    if rng.random() < 0.2:
+        subj = {"pron": rng.choice(list(_DEMO_PRONOUNS))}
+    else:
+        subj = _demo_sample_np(rng, verb[4])
+    clause = {"subj": subj, "verb": verb[0], "tense": tense, "neg": neg}
+    plain_obj = ("the", "a", "my", "") if neg else ("the", "a", "my", "", "num")
+    if frame == "ditr":                     # 부정문의 간접 목적어는 한정 (kein 은 직접 목적어 몫)
+        clause["iobj"] = _demo_sample_np(rng, "animate", ("the", "my") if neg else plain_obj)
+        clause["obj"] = _demo_sample_np(rng, verb[5], plain_obj)
+    elif frame == "obj":
+        clause["obj"] = _demo_sample_np(rng, verb[5], ("the", "a", "my", "", "num") if verb[6] else plain_obj)
+    elif frame == "intr" and verb[5] and rng.random() < 0.4:
+        clause["adjunct"] = (rng.choice(("with", "without")), _demo_sample_np(rng, verb[5]))
+    elif frame == "cop":
+        clause["adj"] = rng.choice(_DEMO_ADJ_FOR["person" if "pron" in subj else _DEMO_NOUN[subj["noun"]][6]])
+    elif frame == "that":
+        clause["comp"] = _demo_sample_clause(rng, rng.choice(("present", "past")), _demo_sample_frame(rng))
+    return clause
+
+
+def _demo_sample_frame(rng):
+    """동사 틀의 비율: 자동사 3 : 목적어 5 : 수여 2 : 계사 2."""
+    return rng.choices(("intr", "obj", "ditr", "cop"), (3, 5, 2, 2))[0]
+
+
+def _demo_sample_sentence(rng):
+    """문장 사전 하나: 형태(단문 5 : because 뒤 2 : because 앞 1 : that 2), 부사 앞세우기 40%."""
+    form = rng.choices(("main", "because", "first", "that"), (5, 2, 1, 2))[0]
+    adverb = rng.choice(_DEMO_ADVERBS) if form != "first" and rng.random() < 0.4 else None
+    tense = (adverb and adverb[2]) or rng.choice(("present", "past"))
+    sentence = {"main": _demo_sample_clause(rng, tense, "that" if form == "that" else _demo_sample_frame(rng))}
+    if adverb:
+        sentence["adverb"] = adverb[0]
+    if form in ("because", "first"):
+        sentence["because"] = _demo_sample_clause(rng, rng.choice(("present", "past")), _demo_sample_frame(rng))
+        sentence["first"] = form == "first"
+    return sentence
+
+
+def demo_corpus(num_pairs=10000, seed=0, max_words=16):
+    """서로 다른 (영어, 독일어) 쌍 ``num_pairs`` 개. 같은 seed → 같은 목록 (``random.Random(seed)``).
+
+    영어 문장이 ``max_words`` 단어를 넘으면 다시 뽑는다. 영어가 같으면 독일어도 같으므로 영어로 중복을 거른다.
+    가능한 서로 다른 문장은 10^20 개가 넘어(8 단어 이하만 세어도 10^11 개) 수십만 쌍도 금방 뽑힌다.
+
+    >>> pairs = demo_corpus(3, seed=0)
+    >>> len(pairs), pairs == demo_corpus(3, seed=0), pairs != demo_corpus(3, seed=1)
+    (3, True, True)
+    >>> all(demo_translate(en) == de for en, de in pairs)
+    True
+    """
+    if not isinstance(num_pairs, int) or num_pairs < 0:
+        raise ValueError(f"num_pairs={num_pairs!r}: 0 이상의 정수를 주세요.")
+    if max_words < 4:
+        raise ValueError(f"max_words={max_words}: 2~3 단어 문장은 몇 가지뿐이므로 4 이상을 주세요.")
+    rng, seen, pairs = random.Random(seed), set(), []
+    for _ in range(20 * num_pairs + 1000):
+        if len(pairs) == num_pairs:
+            break
+        en, de = _demo_render(_demo_sample_sentence(rng))
+        if en not in seen and len(en.split()) <= max_words:
+            seen.add(en)
+            pairs.append((en, de))
+    if len(pairs) < num_pairs:
+        raise ValueError(f"서로 다른 쌍을 {len(pairs)}개밖에 못 만들었습니다: num_pairs 를 줄이거나 max_words 를 늘리세요.")
+    return pairs
+
+
+def demo_splits(num_train=60000, num_valid=500, num_test=500, seed=0):
+    """학습/검증/테스트 분할: ``{"train", "valid", "test"}`` → (영어, 독일어) 목록.
+
+    한 번 뽑은 서로 다른 문장 흐름에서 앞쪽부터 테스트, 검증, 학습 순으로 자른다. 그래서 세 분할의 영어
+    문장은 서로 겹치지 않고, 테스트 집합은 ``num_train`` 을 바꿔도 그대로다 (같은 seed, 같은 num_test).
+
+    >>> s = demo_splits(num_train=20, num_valid=5, num_test=5)
+    >>> [len(s[k]) for k in ("train", "valid", "test")], s["test"] == demo_splits(50, 5, 5)["test"]
+    ([20, 5, 5], True)
+    """
+    for name, value in (("num_train", num_train), ("num_valid", num_valid), ("num_test", num_test)):
+        if not isinstance(value, int) or value < 0:
+            raise ValueError(f"{name}={value!r}: 0 이상의 정수를 주세요.")
+    pairs = demo_corpus(num_train + num_valid + num_test, seed=seed)
+    return {"test": pairs[:num_test], "valid": pairs[num_test:num_test + num_valid],
+            "train": pairs[num_test + num_valid:]}
+
+
+# ---- 파서: 영어 문장 → 문장 사전 (문법의 정답 번역기) ----
+def _demo_peek(words, i):
+    """i 번째 단어 (없으면 빈 문자열)."""
+    return words[i] if i < len(words) else ""
+
+
+def _demo_unknown(words, i, what):
+    """파싱 실패: 어디서 무엇을 기대했는지 말하는 ValueError."""
+    got = repr(words[i]) if i < len(words) else "문장 끝"
+    return ValueError(f"데모 문법의 문장이 아닙니다: {i + 1}번째 단어 자리에서 {what} 를 기대했는데 {got} 입니다 "
+                      f"(문장: {' '.join(words)!r}).")
+
+
+def _demo_parse_np(words, i):
+    """명사구: 대명사 | [관사/수사] [형용사] 명사 [of 명사구]."""
+    if words[i:i + 1] and words[i] in _DEMO_PRONOUNS:
+        return {"pron": words[i]}, i + 1
+    det = _demo_peek(words, i)
+    if det in ("the", "a", "an", "my") or det in _DEMO_NUMBERS:
+        i += 1
+    else:
+        det = ""
+    adj = _demo_peek(words, i) if _demo_peek(words, i) in _DEMO_ADJ else None
+    i += adj is not None
+    word = _demo_peek(words, i)
+    if word not in _DEMO_NOUN and word not in _DEMO_NOUN_PLURAL:
+        raise _demo_unknown(words, i, "명사")
+    owner = None
+    if _demo_peek(words, i + 1) == "of":
+        owner, end = _demo_parse_np(words, i + 2)
+    np_ = {"noun": _DEMO_NOUN_PLURAL.get(word, word), "plural": word not in _DEMO_NOUN,
+           "det": "a" if det == "an" else det, "adj": adj, "of": owner}
+    return np_, (end if owner else i + 1)
+
+
+def _demo_parse_verb(words, i):
+    """동사군 → (동사 후보 키들, 시제, 부정, 다음 위치). 후보는 뒤따르는 단어로 하나로 좁힌다."""
+    word = _demo_peek(words, i)
+    if word in ("do", "does", "did") and _demo_peek(words, i + 1) == "not":
+        base = _demo_peek(words, i + 2)
+        keys = [v[0] for v in _DEMO_VERBS if v[2] and v[2].split()[0] == base]
+        return keys, "past" if word == "did" else "present", True, i + 3
+    if word in ("am", "is", "are", "was", "were"):
+        neg = _demo_peek(words, i + 1) == "not"
+        return ["be"], "past" if word in ("was", "were") else "present", neg, i + 1 + neg
+    keys = [v[0] for v in _DEMO_VERBS if word in v[2].split()]
+    past = any(word == _DEMO_VERB[k][2].split()[2] for k in keys)
+    return keys, "past" if past else "present", False, i + 1
+
+
+def _demo_parse_clause(words, i):
+    """절: 주어 동사군 뒤따름. 뒤따르는 단어가 동사 틀을 고른다 (전치사, that, 명사구, 형용사, 끝)."""
+    subj, i = _demo_parse_np(words, i)
+    keys, tense, neg, i = _demo_parse_verb(words, i)
+    if not keys:
+        raise _demo_unknown(words, i - 1, "동사")
+    nxt = _demo_peek(words, i)
+    prep_keys = [k for k in keys if k.split()[1:] == [nxt]]
+    frames = {_DEMO_VERB[k][1]: k for k in keys if " " not in k}
+    clause = {"subj": subj, "verb": (prep_keys or [None])[0], "tense": tense, "neg": neg}
+    if prep_keys:
+        clause["obj"], i = _demo_parse_np(words, i + 1)
+    elif "cop" in frames:
+        clause["verb"] = "be"
+        if nxt not in _DEMO_ADJ:
+            raise _demo_unknown(words, i, "형용사")
+        clause["adj"], i = nxt, i + 1
+    elif "that" in frames:
+        if nxt != "that":
+            raise _demo_unknown(words, i, "that")
+        clause["verb"] = frames["that"]
+        clause["comp"], i = _demo_parse_clause(words, i + 1)
+    elif "intr" in frames and nxt in ("", ",", "because", "with", "without"):
+        clause["verb"] = frames["intr"]
+        if nxt in _DEMO_ADJUNCTS:
+            np_, end = _demo_parse_np(words, i + 1)
+            clause["adjunct"], i = (nxt, np_), end
+    elif "ditr" in frames:
+        clause["verb"] = frames["ditr"]
+        clause["iobj"], i = _demo_parse_np(words, i)
+        clause["obj"], i = _demo_parse_np(words, i)
+    elif "obj" in frames:
+        clause["verb"] = frames["obj"]
+        clause["obj"], i = _demo_parse_np(words, i)
+    else:
+        raise _demo_unknown(words, i, "동사의 목적어나 전치사")
+    return clause, i
+
+
+def _demo_parse(english):
+    """영어 문장 → 문장 사전. 다시 렌더링한 영어가 입력과 다르면 (일치 오류 등) ValueError."""
+    if not isinstance(english, str) or not english.strip():
+        raise ValueError("빈 문장은 데모 문법의 문장이 아닙니다: 영어 문장 하나를 주세요.")
+    words = english.replace(",", " ,").split()
+    sentence, i = {}, 0
+    if words[0] == "because":
+        sentence["because"], i = _demo_parse_clause(words, 1)
+        if _demo_peek(words, i) != ",":
+            raise _demo_unknown(words, i, "쉼표")
+        sentence["first"] = True
+        sentence["main"], i = _demo_parse_clause(words, i + 1)
+    else:
+        if words[0] in _DEMO_ADVERB:
+            sentence["adverb"], i = words[0], 1
+        sentence["main"], i = _demo_parse_clause(words, i)
+        if _demo_peek(words, i) == "because":
+            sentence["because"], i = _demo_parse_clause(words, i + 1)
+    if i != len(words):
+        raise _demo_unknown(words, i, "문장 끝")
+    if _demo_render(sentence)[0] != " ".join(english.split()):
+        raise ValueError(f"데모 문법의 문장이 아닙니다 (일치나 어형이 틀림): {english!r}; "
+                         f"문법대로라면 {_demo_render(sentence)[0]!r} 입니다.")
+    return sentence
+
+
+def demo_translate(english):
+    """데모 문법의 정답 번역 (규칙 기반). 문법 밖의 문장이면 ValueError.
+
+    >>> demo_translate("yesterday the old man did not see the small dog")
+    'gestern sah der alte Mann den kleinen Hund nicht'
+    >>> demo_translate("the woman knows that the children saw a dog")
+    'die Frau weiß, dass die Kinder einen Hund sahen'
+    """
+    return _demo_render(_demo_parse(english))[1]
+
+
+def _demo_clauses(sentence):
+    """문장의 모든 절 (주절, because 절, that 절)."""
+    stack, out = [sentence["main"]] + ([sentence["because"]] if sentence.get("because") else []), []
+    while stack:
+        clause = stack.pop()
+        out.append(clause)
+        if clause.get("comp"):
+            stack.append(clause["comp"])
+    return out
+
+
+def _demo_noun_phrases(sentence):
+    """문장의 모든 명사구 (소유자 포함)."""
+    out = []
+    for clause in _demo_clauses(sentence):
+        stack = [clause.get(k) for k in ("subj", "iobj", "obj")] + [(clause.get("adjunct") or (0, None))[1]]
+        while stack:
+            np_ = stack.pop()
+            if np_:
+                out.append(np_)
+                stack.append(np_.get("of"))
+    return out
+
+
+def needs_reordering(english):
+    """독일어 어순이 영어와 달라지는 문장인가 (내용어의 순서가 바뀌는가).
+
+    - 부사를 앞세우면 동사가 주어 앞으로 (V2): "yesterday the man saw" → "gestern sah der Mann".
+    - because 절을 앞세우면 주절도 동사-주어 순서.
+    - 주절의 부정(be 제외): "does not see the dog" → "sieht den Hund nicht", "not see a dog" → "sieht keinen".
+      be 의 부정은 그대로다: "is not old" → "ist nicht alt".
+    - weil/dass 절은 동사가 끝으로 가므로, 영어에서 동사 뒤에 무언가(목적어, 전치사구, 형용사)가 있으면 바뀐다.
+      "because the dog sleeps" → "weil der Hund schläft" 는 그대로.
+
+    >>> needs_reordering("yesterday the man saw the dog"), needs_reordering("the man sees the dog")
+    (True, False)
+    >>> needs_reordering("the man sleeps because the dog is old"), needs_reordering("I know that he sleeps")
+    (True, False)
+    """
+    sentence = _demo_parse(english)
+    main, sub = sentence["main"], sentence.get("because") or sentence["main"].get("comp")
+    if sentence.get("adverb") or sentence.get("first") or (main["neg"] and main["verb"] != "be"):
+        return True
+    return bool(sub) and any(sub.get(k) for k in ("iobj", "obj", "adjunct", "adj"))
+
+
+def demo_kind(english):
+    """보고서용 문장 종류 하나 (앞쪽이 우선): subordinate (because/that), fronted (부사 앞세움),
+    negation, number (수사), genitive (of), plural (복수 명사), simple.
+
+    >>> demo_kind("often the dog sleeps"), demo_kind("the dogs of the man sleep")
+    ('fronted', 'genitive')
+    >>> demo_kind("three dogs see a cat"), demo_kind("the dog sees a cat")
+    ('number', 'simple')
+    """
+    sentence = _demo_parse(english)
+    nps = [np_ for np_ in _demo_noun_phrases(sentence) if "pron" not in np_]
+    if sentence.get("because") or sentence["main"].get("comp"):
+        return "subordinate"
+    if sentence.get("adverb"):
+        return "fronted"
+    if any(clause["neg"] for clause in _demo_clauses(sentence)):
+        return "negation"
+    if any(np_["det"] in _DEMO_NUMBERS for np_ in nps):
+        return "number"
+    if any(np_["of"] for np_ in nps):
+        return "genitive"
+    return "plural" if any(np_["plural"] for np_ in nps) else "simple"
+
+
+# ---- 데모 코퍼스 끝 ----
 # =============================================================================
 # 7. 배치: 토큰 예산, collate, 패딩 비율
 # =============================================================================

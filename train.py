@@ -1,19 +1,1132 @@
-"""train.py — 작성 중인 모듈(자리 표시).
+"""train.py — 학습 루프: 설정, 혼합 정밀도, 체크포인트, 평가(BLEU), 번역.
 
-import 만으로는 아무 일도 일어나지 않고, `python train.py` 만 main() 을 실행한다.
+"We trained on the standard WMT 2014 English-German dataset ... Sentence pairs
+were batched together by approximate sequence length. Each training batch
+contained a set of sentence pairs containing approximately 25000 source tokens
+and 25000 target tokens." (§5.1)
 
->>> callable(main)
-True
->>> main.__name__
-'main'
->>> 2 * 3
-6
+이 파일 하나로 세 가지를 한다.
+
+1. ``python train.py`` — WMT14 가 준비되어 있으면(``python data.py prepare wmt14``)
+   논문의 base 모델(``rtx3090`` 프리셋)을, 아니면 내장 데모 코퍼스로 ``demo``
+   프리셋을 학습하고, 보지 않은 테스트 문장의 번역과 BLEU 를 출력한다.
+2. ``python train.py --resume`` — 끊긴 학습을 그대로 이어 간다(같은 손실이 나온다).
+3. ``python train.py --translate "yesterday the old man saw the small dog"``
+   — 가장 최근 체크포인트로 빔 서치 번역을 한다.
+
+읽는 순서: 설정(Config) → 평가 지표(BLEU) → 데이터 → 모델·옵티마이저 →
+체크포인트 → 학습 루프 → 명령줄.
+
+>>> cfg = preset_config("rtx3090")
+>>> cfg.d_model, cfg.num_layers, cfg.num_heads, cfg.d_ff, cfg.warmup
+(512, 6, 8, 2048, 4000)
+>>> cfg.max_tokens * cfg.accum_steps            # 업데이트당 목표 토큰 ≈ 25k (§5.1)
+25000
+>>> check_config(preset_config("tiny").replace(max_steps=10, warmup=20))
+Traceback (most recent call last):
+...
+ValueError: 총 업데이트 수(max_steps=10)가 워밍업(warmup=20)보다 커야 합니다: 학습률이 한 번도 최고점에 닿지 못합니다. --max-steps 를 늘리거나 --warmup 을 줄이세요.
 """
+import argparse
+import contextlib
+import csv
+import dataclasses
+import datetime
+import glob
+import math
+import os
+import random
+import re
+import sys
+import time
+from collections import Counter
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import data
+from losses import label_smoothed_cross_entropy
+from model import Transformer, beam_search, greedy_decode
+from schedules import as_lambda_lr, transformer_lr
+
+
+# =============================================================================
+# 1. 설정: 하나의 dataclass 와 세 개의 프리셋
+# =============================================================================
+@dataclasses.dataclass
+class Config:
+    """학습 설정 전부. 모든 필드는 명령줄 ``--필드-이름`` 으로 바꿀 수 있다.
+
+    >>> Config().replace(d_model=64).d_model
+    64
+    """
+    preset: str = "demo"
+    corpus: str = "demo"              # "demo" (내장 코퍼스) 또는 "wmt14"
+    data_dir: str = "data/wmt14"
+    # --- 데모 코퍼스 크기와 BPE ---
+    train_pairs: int = 60000
+    valid_pairs: int = 500
+    test_pairs: int = 500
+    vocab_size: int = 1000
+    # --- 모델 (§3, 표 3의 base: 512/6/8/2048/0.1) ---
+    d_model: int = 256
+    num_heads: int = 4
+    num_layers: int = 3
+    d_ff: int = 1024
+    dropout: float = 0.1
+    norm_first: bool = False          # False = 논문의 Post-LN
+    share_embeddings: bool = True     # 공동 BPE 어휘 → 임베딩 공유 + 출력층 묶기 (§3.4)
+    # --- 최적화 (§5.3: Adam β1=0.9, β2=0.98, ε=1e-9, 워밍업 후 역제곱근 감소) ---
+    lr_factor: float = 1.0
+    warmup: int = 4000
+    max_steps: int = 100000
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.98
+    adam_eps: float = 1e-9
+    clip_norm: float = 0.0            # 0 = 자르지 않음 (논문은 언급 없음)
+    label_smoothing: float = 0.1      # §5.4, ε_ls = 0.1
+    # --- 배치 (§5.1: 업데이트당 약 25k 토큰) ---
+    max_tokens: int = 4096            # 한 배치의 (패딩 포함) 토큰 수 상한
+    accum_steps: int = 1              # 그래디언트 누적 → 업데이트당 max_tokens × accum_steps
+    # --- 장치와 정밀도 ---
+    device: str = "auto"              # auto | cpu | cuda
+    amp: str = "auto"                 # auto | fp16 | bf16 | off
+    threads: int = 0                  # 0 = torch 기본값
+    # --- 평가와 기록 ---
+    log_every: int = 100
+    eval_every: int = 1000
+    eval_bleu_sentences: int = 200    # 중간 평가에서 그리디 BLEU 를 잴 검증 문장 수
+    save_every: int = 1000
+    keep_checkpoints: int = 5
+    average_last: int = 5             # 끝에서 평균할 체크포인트 수 (§6.1)
+    beam_size: int = 4                # §6.1: beam 4, α = 0.6
+    length_penalty: float = 0.6
+    max_nonfinite: int = 5            # 연속 비유한 손실이 이만큼이면 멈춘다
+    stop_after: int = 0               # >0 이면 이 스텝에서 체크포인트를 쓰고 멈춘다
+    seed: int = 0
+    run_dir: str = ""                 # 비우면 outputs/training/<preset>_<시각>/
+    resume: str = ""                  # 런 디렉터리 또는 체크포인트 경로, "latest"
+
+    def replace(self, **changes):
+        """몇 필드만 바꾼 새 설정."""
+        return dataclasses.replace(self, **changes)
+
+
+def preset_config(name):
+    """프리셋 이름 → Config.
+
+    - ``tiny``: 테스트용, 몇 초.
+    - ``demo``: CPU 에서 데모 코퍼스, 몇 분.
+    - ``rtx3090``: 논문의 base 모델을 24 GB GPU 하나에서 (AMP, 그래디언트 누적).
+    """
+    if name == "tiny":
+        # 논문과 다른 점: tiny 는 "64 쌍을 외울 수 있는가" 를 몇 초 만에 보이는 테스트용이라
+        # 라벨 스무딩과 드롭아웃을 끈다 (ε=0.1 이면 교차 엔트로피가 약 0.1 아래로 내려갈 수 없다).
+        return Config(preset="tiny", train_pairs=64, valid_pairs=16, test_pairs=16,
+                      vocab_size=300, d_model=64, num_heads=2, num_layers=1, d_ff=128,
+                      dropout=0.0, label_smoothing=0.0, lr_factor=0.5, warmup=30, max_steps=300,
+                      max_tokens=1024, log_every=50, eval_every=100, eval_bleu_sentences=16,
+                      save_every=100, keep_checkpoints=3, average_last=2, beam_size=2, amp="off")
+    if name == "demo":
+        # 논문과 다른 점: CPU 몇 분 안에 끝나도록 base 보다 훨씬 작은 모델(128/2층/4헤드/512)과
+        # 2,048 토큰 배치를 쓴다. 스케줄·Adam·라벨 스무딩·드롭아웃·빔·평균은 논문 그대로.
+        return Config(preset="demo", vocab_size=2000, d_model=128, num_heads=4, num_layers=2,
+                      d_ff=512, warmup=400, max_steps=1600, lr_factor=1.0, max_tokens=2048,
+                      log_every=100, eval_every=400, save_every=200, amp="off")
+    if name == "rtx3090":
+        # 논문과 다른 점: 논문은 GPU 8장에서 배치당 25k 토큰을 한 번에 처리했다. GPU 한 장에서는
+        # 6,250 토큰 배치 4개의 그래디언트를 누적해 같은 업데이트 크기(≈25k)를 만든다.
+        return Config(preset="rtx3090", corpus="wmt14", vocab_size=37000, d_model=512,
+                      num_heads=8, num_layers=6, d_ff=2048, dropout=0.1, warmup=4000,
+                      max_steps=100000, max_tokens=6250, accum_steps=4, amp="auto",
+                      log_every=100, eval_every=2500, save_every=2500, eval_bleu_sentences=500)
+    raise ValueError(f"알 수 없는 프리셋 '{name}' 입니다: tiny, demo, rtx3090 중에서 고르세요.")
+
+
+def check_config(cfg):
+    """학습이 될 수 없는 설정을 미리 거절한다 (옛 프로젝트는 워밍업도 끝내지 못했다)."""
+    if cfg.max_steps <= 0 or cfg.warmup < 0 or cfg.max_tokens <= 0 or cfg.accum_steps <= 0:
+        raise ValueError("max_steps, max_tokens, accum_steps 는 양수, warmup 은 0 이상이어야 합니다.")
+    if cfg.max_steps <= cfg.warmup:
+        raise ValueError(f"총 업데이트 수(max_steps={cfg.max_steps})가 워밍업(warmup={cfg.warmup})보다 "
+                         "커야 합니다: 학습률이 한 번도 최고점에 닿지 못합니다. --max-steps 를 늘리거나 "
+                         "--warmup 을 줄이세요.")
+    if cfg.d_model % cfg.num_heads:
+        raise ValueError(f"d_model={cfg.d_model} 이 num_heads={cfg.num_heads} 로 나누어떨어져야 합니다.")
+    if cfg.corpus not in ("demo", "wmt14"):
+        raise ValueError(f"알 수 없는 코퍼스 '{cfg.corpus}' 입니다: demo 또는 wmt14 를 쓰세요.")
+    if cfg.amp not in ("auto", "fp16", "bf16", "off"):
+        raise ValueError(f"--amp 는 auto, fp16, bf16, off 중 하나여야 합니다 ('{cfg.amp}').")
+    return cfg
+
+
+def estimate_memory_gb(cfg, vocab_size):
+    """한 배치(max_tokens)의 학습 메모리를 대충 어림한다 (GiB).
+
+    파라미터·그래디언트·Adam 상태(fp32 4벌) + 층마다 저장되는 활성값
+    (토큰당 대략 d_model × 34, 어텐션 확률 h × T 는 평균 길이 50 으로 가정) + 로짓.
+
+    >>> round(estimate_memory_gb(preset_config("rtx3090"), 37000), 1)
+    4.9
+    """
+    d, n = cfg.d_model, cfg.num_layers
+    params = 2 * vocab_size * d + n * (4 * d * d + 2 * d * cfg.d_ff) + n * (8 * d * d + 2 * d * cfg.d_ff)
+    bytes_per = 2 if cfg.amp in ("fp16", "bf16", "auto") else 4
+    per_token = 2 * n * (34 * d + 5 * cfg.num_heads * 50 + cfg.d_ff) * bytes_per
+    activations = cfg.max_tokens * per_token
+    logits = cfg.max_tokens * vocab_size * (bytes_per + 4)
+    return (16 * params + activations + logits) / 2 ** 30
+
+
+# =============================================================================
+# 2. 평가 지표: BLEU (sacreBLEU 와 같은 값), 토큰 정확도, 퍼플렉서티
+# =============================================================================
+# ---------------------------------------------------------------------------
+# BLEU (Papineni et al., 2002) — 논문 Table 2 의 점수 (§6.1 "28.4 BLEU on EN-DE")
+# ---------------------------------------------------------------------------
+# BLEU = BP · exp( Σ_{n=1..4} ¼ · log p_n ),   BP = 1 (c > r) 또는 exp(1 − r/c) (c ≤ r)
+# p_n = (코퍼스 전체에서 참조와 겹친 n-gram 수, 참조 횟수까지만 셈) / (가설의 n-gram 수),
+# c = 가설 토큰 수 합, r = 참조 토큰 수 합. 문장마다가 아니라 코퍼스 전체 개수를 먼저 더한다.
+# 점수가 토큰화에 따라 달라지므로, WMT 표준인 sacreBLEU 의 기본값을 그대로 따른다:
+# 13a 토큰화, 대소문자 구분, n = 1..4, 'exp' 스무딩, effective order 끔 (corpus_bleu 기본).
+# 논문과 다른 점: 논문의 BLEU 는 토큰화한 텍스트 위에서 잰 값으로 알려져 있어 (sacreBLEU 이전),
+# 이 함수의 값과 소수점까지 바로 비교할 수는 없다. 보통 sacreBLEU 쪽이 조금 낮다.
+
+# --- 13a 토큰화 (mteval-v13a.pl 의 규칙) -----------------------------------------
+# 1) "<skipped>" 지우기, 줄 끝 하이픈 "-\n" 이으기, 나머지 줄바꿈은 공백으로.
+# 2) HTML 엔티티 4개만 되돌린다, 이 순서로: &quot; → "  &amp; → &  &lt; → <  &gt; → >
+#    (&apos; 는 되돌리지 않는다. "&amp;lt;" 는 두 단계를 거쳐 "<" 가 된다.)
+# 3) 앞뒤에 공백을 붙이고 아래 네 규칙을 차례로 적용 (각 규칙은 왼쪽부터, 겹치지 않게 모두 치환):
+#    a) 구두점 한 글자 양옆에 공백: ASCII 구두점 중 마침표 . 쉼표 , 하이픈 - 작은따옴표 ' 를 뺀 전부
+#    b) 숫자가 아닌 글자 뒤의 . 또는 , 를 떼어냄      c) 숫자가 아닌 글자 앞의 . 또는 , 를 떼어냄
+#    d) 숫자 뒤의 하이픈을 떼어냄 ("3.5" "1,000" 은 한 토큰, "2-3" 은 "2 - 3")
+# 4) 공백 문자(유니코드 포함) 기준으로 나누고 한 칸 공백으로 잇는다.
+_BLEU_PUNCT = " !\"#$%&()*+/:;<=>?@[\\]^_`{|}~"
+_BLEU_13A_RULES = (
+    (re.compile("([" + re.escape(_BLEU_PUNCT) + "])"), r" \1 "),
+    (re.compile(r"([^0-9])([.,])"), r"\1 \2 "),
+    (re.compile(r"([.,])([^0-9])"), r" \1 \2"),
+    (re.compile(r"([0-9])(-)"), r"\1 \2 "),
+)
+_BLEU_ENTITIES = (("&quot;", '"'), ("&amp;", "&"), ("&lt;", "<"), ("&gt;", ">"))
+
+
+def _bleu_tokenize_13a(line):
+    """mteval-v13a 토큰화. 반환은 공백 하나로 이은 문자열.
+
+    >>> _bleu_tokenize_13a("It costs $3.50, or 1,000 won.")
+    'It costs $ 3.50 , or 1,000 won .'
+    >>> _bleu_tokenize_13a("&quot;Don't&quot; -- pages 2-3, well-known")
+    '" Don\\'t " -- pages 2 - 3 , well-known'
+    >>> _bleu_tokenize_13a("a &amp;lt; b &apos;")
+    'a < b & apos ;'
+    """
+    line = line.replace("<skipped>", "").replace("-\n", "").replace("\n", " ")
+    for entity, char in _BLEU_ENTITIES:
+        line = line.replace(entity, char)
+    line = f" {line} "
+    for pattern, replacement in _BLEU_13A_RULES:
+        line = pattern.sub(replacement, line)
+    return " ".join(line.split())
+
+
+def _bleu_ngrams(tokens, max_order=4):
+    """1..max_order 그램의 개수. 키는 토큰 튜플.
+
+    >>> sorted(_bleu_ngrams(["a", "b", "a"], 2).items())
+    [(('a',), 2), (('a', 'b'), 1), (('b',), 1), (('b', 'a'), 1)]
+    """
+    return Counter(tuple(tokens[i:i + n]) for n in range(1, max_order + 1)
+                   for i in range(len(tokens) - n + 1))
+
+
+def _bleu_segment_stats(hypothesis, reference, max_order=4):
+    """한 문장 쌍의 통계: [가설 길이, 참조 길이, 맞은 1..4그램 수, 가설 1..4그램 수].
+
+    맞은 개수는 참조에 나온 횟수까지만 센다 (clipping: "the the the" 가 "the" 1개만 맞음).
+    sacreBLEU 처럼 토큰화 전에 오른쪽 공백(줄바꿈 포함)을 지운다.
+
+    >>> _bleu_segment_stats("the the the", "the cat")
+    [3, 2, 1, 0, 0, 0, 3, 2, 1, 0]
+    """
+    hyp = _bleu_tokenize_13a(hypothesis.rstrip()).split()
+    ref = _bleu_tokenize_13a(reference.rstrip()).split()
+    hyp_counts, ref_counts = _bleu_ngrams(hyp, max_order), _bleu_ngrams(ref, max_order)
+    correct, total = [0] * max_order, [0] * max_order
+    for gram, count in hyp_counts.items():
+        total[len(gram) - 1] += count
+        correct[len(gram) - 1] += min(count, ref_counts.get(gram, 0))
+    return [len(hyp), len(ref)] + correct + total
+
+
+def _bleu_from_stats(stats, max_order=4):
+    """코퍼스 합계 통계 → BLEU (0..100). sacreBLEU 의 'exp' 스무딩과 같은 규칙:
+
+    - 어떤 차수에서도 맞은 n-gram 이 없으면 0.
+    - 가설에 n-gram 이 아예 없는 차수가 있으면 (짧은 문장뿐인 코퍼스) log 0 → 0.
+    - 맞은 개수가 0 인 차수마다 k 를 1씩 키워 p_n = 1 / (2^k · 가설 n-gram 수) 로 둔다.
+
+    >>> round(_bleu_from_stats([4, 4, 4, 3, 2, 1, 4, 3, 2, 1]), 6)
+    100.0
+    >>> round(_bleu_from_stats([4, 5, 3, 1, 0, 0, 4, 3, 2, 1]), 4)   # BP = e^(1−5/4), p = 75, 33.3, 25, 25
+    27.5348
+    """
+    sys_len, ref_len = stats[0], stats[1]
+    correct, total = stats[2:2 + max_order], stats[2 + max_order:2 + 2 * max_order]
+    if not any(correct) or not all(total):
+        return 0.0
+    log_sum, halvings = 0.0, 1.0
+    for n in range(max_order):
+        if correct[n] == 0:
+            halvings *= 2
+            log_sum += math.log(100.0 / (halvings * total[n]))
+        else:
+            log_sum += math.log(100.0 * correct[n] / total[n])
+    brevity = 1.0 if sys_len >= ref_len else math.exp(1 - ref_len / sys_len)
+    return brevity * math.exp(log_sum / max_order)
+
+
+def bleu(hypotheses, references):
+    """코퍼스 BLEU (0..100): sacrebleu.corpus_bleu(hypotheses, [references]).score 와 같은 값.
+
+    hypotheses, references: 같은 길이의 문자열 리스트 (문장마다 참조 하나, 토큰화 전 원문).
+
+    >>> round(bleu(["the cat sat on the mat"], ["the cat sat on the mat"]), 4)
+    100.0
+    >>> round(bleu(["the cat is on the mat"], ["the cat sat on the mat"]), 4)
+    37.9918
+    >>> bleu(["a"], [])
+    Traceback (most recent call last):
+    ...
+    ValueError: hypotheses and references must have the same number of lines, got 1 and 0.
+    """
+    if len(hypotheses) != len(references):
+        raise ValueError(f"hypotheses and references must have the same number of lines, "
+                         f"got {len(hypotheses)} and {len(references)}.")
+    if not hypotheses:
+        raise ValueError("hypotheses is empty; pass at least one sentence to score.")
+    if not all(isinstance(s, str) for s in list(hypotheses) + list(references)):
+        raise ValueError("every hypothesis and reference must be a str (one detokenised sentence).")
+    totals = [0] * 10
+    for hyp, ref in zip(hypotheses, references):
+        totals = [a + b for a, b in zip(totals, _bleu_segment_stats(hyp, ref))]
+    return _bleu_from_stats(totals)
+
+
+# ---------------------------------------------------------------------------
+# 토큰 정확도와 퍼플렉서티
+# ---------------------------------------------------------------------------
+
+def token_accuracy(logits, targets, pad_id):
+    """argmax 예측이 정답과 같은 비율. 패딩(targets == pad_id) 위치는 세지 않는다.
+
+    logits (…, V) 텐서, targets (…) 텐서. 실제 토큰이 없으면 0.0.
+
+    >>> import torch
+    >>> logits = torch.tensor([[[0.0, 2.0, 0.0], [3.0, 0.0, 0.0], [0.0, 0.0, 1.0]]])   # 예측 1, 0, 2
+    >>> token_accuracy(logits, torch.tensor([[1, 2, 0]]), pad_id=0)   # 실제 토큰 2개 중 1개
+    0.5
+    """
+    if logits.dim() != targets.dim() + 1 or logits.shape[:-1] != targets.shape:
+        raise ValueError(f"logits must be (..., V) and targets (...), got {tuple(logits.shape)} "
+                         f"and {tuple(targets.shape)}.")
+    real = targets != pad_id                               # (…) True = 실제 토큰
+    hits = (logits.argmax(dim=-1) == targets) & real       # (…)
+    return hits.sum().item() / max(real.sum().item(), 1)
+
+
+def perplexity(loss):
+    """퍼플렉서티 = exp(토큰당 평균 교차 엔트로피). 너무 크면 inf.
+
+    라벨 스무딩 손실로 계산하면 실제보다 높게 나온다 (§5.4 "This hurts perplexity").
+
+    >>> round(perplexity(math.log(7.0)), 6)
+    7.0
+    >>> perplexity(1e6)
+    inf
+    """
+    loss = float(loss)
+    return math.exp(loss) if loss < 700.0 else float("inf")
+
+
+# =============================================================================
+# 3. 장치, 정밀도, 재현성
+# =============================================================================
+def pick_device(name):
+    """"auto" → CUDA 가 있으면 cuda, 없으면 cpu."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda 를 골랐지만 CUDA GPU 가 없습니다: --device cpu 를 쓰세요.")
+    if name not in ("cpu", "cuda"):
+        raise ValueError(f"--device 는 auto, cpu, cuda 중 하나여야 합니다 ('{name}').")
+    return torch.device(name)
+
+
+def resolve_amp(amp, device):
+    """혼합 정밀도 모드를 정한다.
+
+    fp16 은 CUDA 에서만 (GradScaler 로 손실 스케일링), bf16 은 CUDA(지원 시)와 CPU 모두.
+    auto = bf16 을 지원하는 GPU 면 bf16, 그 밖의 GPU 는 fp16, CPU 는 off.
+
+    >>> resolve_amp("auto", torch.device("cpu")), resolve_amp("bf16", torch.device("cpu"))
+    ('off', 'bf16')
+    >>> resolve_amp("fp16", torch.device("cpu"))
+    Traceback (most recent call last):
+    ...
+    ValueError: fp16 혼합 정밀도는 CUDA GPU 에서만 됩니다: CPU 에서는 --amp bf16 이나 --amp off 를 쓰세요.
+    """
+    if device.type == "cpu":
+        if amp == "fp16":
+            raise ValueError("fp16 혼합 정밀도는 CUDA GPU 에서만 됩니다: CPU 에서는 --amp bf16 이나 "
+                             "--amp off 를 쓰세요.")
+        return "off" if amp == "auto" else amp
+    if amp == "auto":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if amp == "bf16" and not torch.cuda.is_bf16_supported():
+        raise ValueError("이 GPU 는 bf16 을 지원하지 않습니다: --amp fp16 을 쓰세요.")
+    return amp
+
+
+def autocast(amp, device):
+    """amp 모드에 맞는 autocast 문맥 (off 면 아무것도 하지 않음)."""
+    if amp == "off":
+        return contextlib.nullcontext()
+    dtype = torch.float16 if amp == "fp16" else torch.bfloat16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def seed_everything(seed):
+    """python, numpy, torch 난수를 모두 같은 시드로."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def rng_state():
+    """재개 시 똑같은 드롭아웃 마스크가 나오도록 모든 난수 상태를 모은다.
+
+    ``weights_only=True`` 로 읽히도록 numpy 상태는 텐서로 바꿔 둔다.
+    """
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss]}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state):
+    """rng_state() 가 모은 상태를 되돌린다."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, gauss_np = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss_np))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# =============================================================================
+# 4. 데이터: 데모 코퍼스 또는 준비된 WMT14
+# =============================================================================
+@dataclasses.dataclass
+class Corpus:
+    """학습에 필요한 것: BPE, 분할별 (원문 id, 번역 id) 목록, 테스트 원문·참조."""
+    bpe: object
+    train: list
+    valid: list
+    test: list
+    valid_text: list
+    test_text: list
+
+
+def load_corpus(cfg, bpe_path=None, log=print):
+    """설정의 코퍼스를 읽어 토큰 id 로 만든다.
+
+    데모: 문법으로 문장을 만들고, 학습 문장으로 공동 BPE 를 배운 뒤 인코딩한다.
+    WMT14: ``python data.py prepare wmt14`` 가 만든 캐시를 그대로 쓴다.
+    """
+    if cfg.corpus == "wmt14":
+        return _load_wmt14_corpus(cfg, log)
+    splits = data.demo_splits(num_train=cfg.train_pairs, num_valid=cfg.valid_pairs,
+                              num_test=cfg.test_pairs, seed=cfg.seed)
+    if bpe_path and os.path.exists(bpe_path):
+        bpe = data.BPE.load(bpe_path)
+    else:
+        lines = [s for pair in splits["train"] for s in pair]
+        bpe = data.train_bpe(lines, cfg.vocab_size)
+    enc = {name: [(bpe.encode(en), bpe.encode(de)) for en, de in pairs]
+           for name, pairs in splits.items()}
+    log(f"데모 코퍼스: 학습 {len(enc['train']):,} 쌍, 검증 {len(enc['valid']):,}, "
+        f"테스트 {len(enc['test']):,}, BPE 어휘 {len(bpe):,}")
+    return Corpus(bpe, enc["train"], enc["valid"], enc["test"], splits["valid"], splits["test"])
+
+
+def _load_wmt14_corpus(cfg, log):
+    """준비된 WMT14 캐시(``data.py prepare``)를 읽는다. 없으면 방법을 알려 준다."""
+    if not os.path.isdir(cfg.data_dir):
+        raise FileNotFoundError(f"데이터 디렉터리 '{cfg.data_dir}' 가 없습니다: 먼저 "
+                                "`python data.py download wmt14` 와 `python data.py prepare wmt14` 를 "
+                                "실행하거나 --data-dir 를 고치세요.")
+    cache = data.find_prepared(cfg.data_dir)
+    if cache is None:
+        raise FileNotFoundError(f"'{cfg.data_dir}' 에 준비된 WMT14 캐시가 없습니다: "
+                                "`python data.py prepare wmt14` 를 먼저 실행하세요.")
+    bpe = data.BPE.load(os.path.join(cache, "bpe.txt"))
+    splits = {name: data.load_prepared(cache, name) for name in ("train", "valid", "test")}
+    texts = {name: data.load_wmt14(cfg.data_dir, name) for name in ("valid", "test")}
+    log(f"WMT14 캐시 {cache}: 학습 {len(splits['train']):,} 쌍, BPE 어휘 {len(bpe):,}")
+    return Corpus(bpe, splits["train"], splits["valid"], splits["test"], texts["valid"], texts["test"])
+
+
+def epoch_batches(pairs, cfg, epoch, rank=0, world_size=1):
+    """한 에폭의 배치 목록(예제 번호 목록들). 시드와 에폭만으로 정해지므로 재개해도 같다.
+
+    token_batches 가 (특수 토큰 1개를 더한) 긴 쪽 길이 × 문장 수 ≤ max_tokens 로 묶고,
+    분산 학습이면 랭크마다 겹치지 않는, 같은 수의 배치를 준다 (all-reduce 가 멈추지 않게).
+    """
+    src_len, tgt_len = sequence_lengths(pairs)
+    return data.token_batches(src_len, tgt_len, cfg.max_tokens, seed=cfg.seed, epoch=epoch,
+                              shuffle=True, rank=rank, world_size=world_size)
+
+
+def sequence_lengths(pairs):
+    """(원문 길이들, 번역문 길이들). 준비된 WMT14 캐시는 길이 배열을 이미 들고 있다."""
+    if hasattr(pairs, "src_lengths"):
+        return pairs.src_lengths, pairs.tgt_lengths
+    return [len(s) for s, _ in pairs], [len(t) for _, t in pairs]
+
+
+def make_batch(pairs, indices, device):
+    """예제 번호 → (src, tgt_in, tgt_out) 텐서 (장치로 옮김)."""
+    src, tgt_in, tgt_out = data.collate([pairs[i] for i in indices], pad_id=data.PAD_ID,
+                                        bos_id=data.BOS_ID, eos_id=data.EOS_ID)
+    return src.to(device), tgt_in.to(device), tgt_out.to(device)
+
+
+# =============================================================================
+# 5. 모델, 옵티마이저, 스케줄
+# =============================================================================
+def build_model(cfg, vocab_size):
+    """설정대로 Transformer 를 만든다 (공동 어휘면 임베딩 공유 + 출력층 묶기, §3.4)."""
+    return Transformer(vocab_size, vocab_size, d_model=cfg.d_model, num_heads=cfg.num_heads,
+                       num_layers=cfg.num_layers, d_ff=cfg.d_ff, dropout=cfg.dropout,
+                       pad_id=data.PAD_ID, share_embeddings=cfg.share_embeddings,
+                       tie_output=cfg.share_embeddings, norm_first=cfg.norm_first)
+
+
+def build_optimizer(cfg, model):
+    """Adam(β1=0.9, β2=0.98, ε=1e-9) 과 논문의 학습률 스케줄 (§5.3).
+
+    lrate = d_model^-0.5 · min(step^-0.5, step · warmup^-1.5)  (× lr_factor)
+    """
+    optimizer = torch.optim.Adam(model.parameters(), lr=1.0,
+                                 betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps)
+
+    def lr_at(step):
+        return cfg.lr_factor * transformer_lr(step, cfg.d_model, cfg.warmup)
+
+    return optimizer, as_lambda_lr(optimizer, lr_at)
+
+
+# =============================================================================
+# 6. 체크포인트: 원자적 저장, weights_only 로 읽기, 평균
+# =============================================================================
+def save_checkpoint(path, state):
+    """임시 파일에 쓴 뒤 이름을 바꾼다: 도중에 죽어도 반쯤 쓰인 체크포인트는 남지 않는다."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """``torch.load(..., weights_only=True)`` 로 읽는다. 손상된 파일은 한 줄 오류."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"체크포인트 '{path}' 가 없습니다.")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # 잘린 zip, 엉뚱한 파일 … 모두 같은 안내로
+        raise ValueError(f"체크포인트 '{path}' 를 읽을 수 없습니다 (손상되었거나 체크포인트가 "
+                         f"아닙니다: {type(exc).__name__}).") from exc
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise ValueError(f"'{path}' 는 이 프로젝트의 체크포인트가 아닙니다 (model/config 항목 없음).")
+    return state
+
+
+def average_checkpoints(paths):
+    """마지막 체크포인트 몇 개의 파라미터 평균 (§6.1: "averaging the last 5 checkpoints")."""
+    if not paths:
+        raise ValueError("평균할 체크포인트가 없습니다.")
+    states = [load_checkpoint(p)["model"] for p in paths]
+    avg = {}
+    for name, value in states[0].items():
+        if value.is_floating_point():
+            avg[name] = sum(s[name].double() for s in states).div(len(states)).to(value.dtype)
+        else:
+            avg[name] = value.clone()
+    return avg
+
+
+def step_checkpoints(run_dir):
+    """런 디렉터리의 스텝별 체크포인트, 스텝 순서대로."""
+    paths = glob.glob(os.path.join(run_dir, "checkpoint_step*.pt"))
+    return sorted(paths, key=lambda p: int(os.path.basename(p)[len("checkpoint_step"):-3]))
+
+
+def find_latest_run(root="outputs/training", preset=None):
+    """체크포인트가 있는 가장 최근 런 디렉터리 (없으면 None)."""
+    pattern = os.path.join(root, f"{preset}_*" if preset else "*", "checkpoint_last.pt")
+    found = glob.glob(pattern)
+    return os.path.dirname(max(found, key=os.path.getmtime)) if found else None
+
+
+# =============================================================================
+# 7. 평가: 검증 손실, 토큰 정확도, 번역, BLEU
+# =============================================================================
+@torch.no_grad()
+def evaluate_loss(model, pairs, cfg, device, amp):
+    """검증 손실(라벨 스무딩 없는 토큰당 교차 엔트로피)과 토큰 정확도."""
+    model.eval()
+    total_loss, total_correct, total_tokens = 0.0, 0, 0
+    for indices in epoch_batches(pairs, cfg.replace(seed=0), epoch=0):
+        src, tgt_in, tgt_out = make_batch(pairs, indices, device)
+        with autocast(amp, device):
+            logits = model(src, tgt_in)
+        logits = logits.float()
+        real = tgt_out != data.PAD_ID
+        total_loss += F.cross_entropy(logits[real], tgt_out[real], reduction="sum").item()
+        total_correct += (logits.argmax(-1)[real] == tgt_out[real]).sum().item()
+        total_tokens += real.sum().item()
+    model.train()
+    return total_loss / max(total_tokens, 1), total_correct / max(total_tokens, 1)
+
+
+@torch.no_grad()
+def translate_ids(model, sources, device, beam_size=1, alpha=0.6, batch_size=64):
+    """토큰 id 목록들을 번역한다 (beam_size=1 이면 그리디)."""
+    model.eval()
+    out = []
+    for start in range(0, len(sources), batch_size):
+        chunk = sources[start:start + batch_size]
+        width = max(len(s) for s in chunk) + 1
+        src = torch.full((len(chunk), width), data.PAD_ID, dtype=torch.long)
+        for row, ids in enumerate(chunk):
+            src[row, :len(ids) + 1] = torch.tensor(ids + [data.EOS_ID])
+        src = src.to(device)
+        if beam_size > 1:
+            out += beam_search(model, src, data.BOS_ID, data.EOS_ID, beam_size=beam_size, alpha=alpha)
+        else:
+            out += greedy_decode(model, src, data.BOS_ID, data.EOS_ID)
+    model.train()
+    return out
+
+
+def translate_texts(model, bpe, texts, device, beam_size=4, alpha=0.6):
+    """영어 문장들 → 독일어 문장들."""
+    hyps = translate_ids(model, [bpe.encode(t) for t in texts], device, beam_size, alpha)
+    return [bpe.decode(h) for h in hyps]
+
+
+# =============================================================================
+# 8. 기록: metrics.csv, 학습 상태(Markdown), 진행 줄
+# =============================================================================
+METRIC_COLUMNS = ("step", "train_loss", "lr", "valid_loss", "token_accuracy", "bleu", "tokens_per_s")
+
+
+def append_metrics(path, row):
+    """metrics.csv 에 한 줄 추가 (처음이면 머리줄도)."""
+    new = not os.path.exists(path)
+    with open(path, "a", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerow({k: row.get(k, "") for k in METRIC_COLUMNS})
+
+
+def read_metrics(path):
+    """metrics.csv → 열 이름별 목록 (빈 칸은 None)."""
+    with open(path, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    return {k: [float(r[k]) if r.get(k) not in ("", None) else None for r in rows] for k in METRIC_COLUMNS}
+
+
+def format_duration(seconds):
+    """초 → H:MM:SS.
+
+    >>> format_duration(3725.4)
+    '1:02:05'
+    """
+    return str(datetime.timedelta(seconds=int(seconds)))
+
+
+def write_status(run_dir, cfg, status):
+    """옛 리포트와 같은 한국어 "학습 상태" 절 (학습 중에도 계속 갱신)."""
+    def fmt(x, spec=".4f"):
+        return "-" if x is None else format(x, spec)
+    lines = [
+        f"## {cfg.corpus.upper()} 번역 모델 학습 결과 ({cfg.preset})", "",
+        f"**학습 상태**: {status['state']}",
+        f"**마지막 업데이트**: {datetime.datetime.now():%Y-%m-%d %H:%M:%S}", "",
+        "### 학습 설정",
+        f"- **모델**: d_model {cfg.d_model}, 층 {cfg.num_layers}+{cfg.num_layers}, 헤드 {cfg.num_heads}, "
+        f"d_ff {cfg.d_ff}, 드롭아웃 {cfg.dropout}",
+        f"- **업데이트당 토큰(상한)**: {cfg.max_tokens * cfg.accum_steps:,} "
+        f"({cfg.max_tokens:,} × 누적 {cfg.accum_steps})",
+        f"- **학습률**: 논문 스케줄, 워밍업 {cfg.warmup:,} 스텝, 배율 {cfg.lr_factor}",
+        f"- **총 업데이트**: {cfg.max_steps:,}",
+        f"- **Mixed Precision**: {status['amp']}", "",
+        "### 학습 진행 상황",
+        f"- **현재 스텝**: {status['step']:,} / {cfg.max_steps:,}",
+        f"- **현재 에폭**: {status['epoch']}",
+        f"- **현재 학습률**: {fmt(status.get('lr'), '.2e')}",
+        f"- **최근 학습 손실**: {fmt(status.get('train_loss'))}",
+        f"- **최소 학습 손실**: {fmt(status.get('best_train_loss'))}",
+        f"- **최근 검증 손실**: {fmt(status.get('valid_loss'))}",
+        f"- **최소 검증 손실**: {fmt(status.get('best_valid_loss'))}",
+        f"- **토큰 정확도(검증)**: {fmt(status.get('token_accuracy'), '.2%')}",
+        f"- **BLEU**: {fmt(status.get('bleu'), '.2f')}",
+        f"- **경과 시간**: {format_duration(status['elapsed'])}", "",
+        "### 체크포인트",
+        f"체크포인트는 `{run_dir}` 에 저장됩니다.", "",
+    ]
+    tmp = os.path.join(run_dir, "status.md.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines))
+    os.replace(tmp, os.path.join(run_dir, "status.md"))
+
+
+def draw_run_figures(run_dir):
+    """plots.py 의 함수로 이 런의 그림 세 장을 그린다 (matplotlib 은 여기서만 필요)."""
+    import plots  # 늦은 import: train.py 만 복사해 쓰는 사람은 matplotlib 없이도 학습할 수 있다
+    plots.save_run_figures(run_dir)
+
+
+# =============================================================================
+# 9. 학습 루프
+# =============================================================================
+class Trainer:
+    """한 번의 학습 실행: 상태(모델, 옵티마이저, 스텝, 에폭 위치)와 그 상태를 바꾸는 메서드."""
+
+    def __init__(self, cfg, log=print):
+        self.cfg = check_config(cfg)
+        self.rank, self.world_size = _distributed_rank()
+        self.is_main = self.rank == 0
+        self.log = log if self.is_main else (lambda *a, **k: None)
+        self.device = pick_device(cfg.device)
+        if self.world_size > 1 and self.device.type == "cuda":
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+            torch.cuda.set_device(self.device)
+        self.amp = resolve_amp(cfg.amp, self.device)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.resume_state = self._find_resume_state()
+        self.run_dir = self._make_run_dir()
+        seed_everything(cfg.seed)
+        self.corpus = load_corpus(cfg, os.path.join(self.run_dir, "bpe.txt"), self.log)
+        if self.is_main:
+            self.corpus.bpe.save(os.path.join(self.run_dir, "bpe.txt"))
+        self._check_batch_fits()
+        self.model = build_model(cfg, len(self.corpus.bpe)).to(self.device)
+        self.optimizer, self.scheduler = build_optimizer(cfg, self.model)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")
+        self.step, self.epoch, self.batch_pos = 0, 0, 0
+        self.nonfinite_in_row, self.nonfinite_total = 0, 0
+        self.status = {"state": "학습 중", "amp": self.amp, "step": 0, "epoch": 0, "elapsed": 0.0}
+        self.elapsed_before, self.start_time = 0.0, time.time()
+        if self.resume_state is not None:
+            self._restore(self.resume_state)
+        self.ddp_model = self._wrap_ddp()
+
+    # ---- 준비 ----
+    def _find_resume_state(self):
+        """--resume 값(런 디렉터리, 체크포인트 파일, "latest")에서 체크포인트를 읽는다."""
+        target = self.cfg.resume
+        if not target:
+            return None
+        if target == "latest":
+            target = find_latest_run(preset=self.cfg.preset)
+            if target is None:
+                raise FileNotFoundError(f"이어 갈 '{self.cfg.preset}' 런이 outputs/training 에 없습니다.")
+        path = os.path.join(target, "checkpoint_last.pt") if os.path.isdir(target) else target
+        state = load_checkpoint(path)
+        saved = state["config"]
+        for key in ("d_model", "num_layers", "num_heads", "d_ff", "vocab_size", "corpus", "share_embeddings"):
+            if saved.get(key) != getattr(self.cfg, key):
+                raise ValueError(f"체크포인트 '{path}' 의 {key}={saved.get(key)!r} 가 지금 설정의 "
+                                 f"{getattr(self.cfg, key)!r} 와 다릅니다: 같은 프리셋/설정으로 재개하세요.")
+        state["path"] = path
+        return state
+
+    def _make_run_dir(self):
+        """outputs/training/<preset>_<YYYYmmdd_HHMMSS>/ (재개면 원래 디렉터리)."""
+        if self.resume_state is not None and not self.cfg.run_dir:
+            run_dir = os.path.dirname(self.resume_state["path"])
+        else:
+            stamp = datetime.datetime.now().strftime("%Y%m%d_%H%M%S")
+            run_dir = self.cfg.run_dir or os.path.join("outputs", "training", f"{self.cfg.preset}_{stamp}")
+        if self.is_main:
+            os.makedirs(run_dir, exist_ok=True)
+        return run_dir
+
+    def _check_batch_fits(self):
+        """가장 긴 문장 쌍이 한 배치에 들어가고, (GPU 면) 어림 메모리가 장치에 들어가는지."""
+        src_len, tgt_len = sequence_lengths(self.corpus.train)
+        longest = int(max(np.max(src_len), np.max(tgt_len))) + 1
+        if longest > self.cfg.max_tokens:
+            raise ValueError(f"가장 긴 문장({longest} 토큰)이 배치 상한 max_tokens={self.cfg.max_tokens} "
+                             "보다 깁니다: --max-tokens 를 늘리세요.")
+        if self.device.type == "cuda":
+            need = estimate_memory_gb(self.cfg, len(self.corpus.bpe))
+            have = torch.cuda.get_device_properties(self.device).total_memory / 2 ** 30
+            if need > have:
+                raise ValueError(f"배치 하나에 약 {need:.1f} GiB 가 필요한데 GPU 메모리는 {have:.1f} GiB "
+                                 "입니다: --max-tokens 를 줄이고 --accum-steps 를 늘리세요.")
+
+    def _wrap_ddp(self):
+        """torchrun 아래에서는 DistributedDataParallel 로 감싼다 (그래디언트 all-reduce)."""
+        if self.world_size == 1:
+            return self.model
+        from torch.nn.parallel import DistributedDataParallel
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        return DistributedDataParallel(self.model, device_ids=ids)
+
+    # ---- 체크포인트 ----
+    def state_dict(self):
+        """재개에 필요한 모든 것 (weights_only 로 읽히는 타입만)."""
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "step": self.step, "epoch": self.epoch, "batch_pos": self.batch_pos,
+                "rng": rng_state(), "config": dataclasses.asdict(self.cfg),
+                "elapsed": self.elapsed(), "status": dict(self.status),
+                "nonfinite_total": self.nonfinite_total}
+
+    def _restore(self, state):
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step, self.epoch, self.batch_pos = state["step"], state["epoch"], state["batch_pos"]
+        self.elapsed_before = state["elapsed"]
+        self.status.update(state["status"])
+        self.nonfinite_total = state["nonfinite_total"]
+        set_rng_state(state["rng"])
+        self.log(f"재개: {state['path']} (스텝 {self.step}, 에폭 {self.epoch})")
+
+    def save(self, periodic=True):
+        """checkpoint_last.pt 와 (주기 저장이면) checkpoint_step{N}.pt. 오래된 것은 지운다."""
+        if not self.is_main:
+            return None
+        state = self.state_dict()
+        last = os.path.join(self.run_dir, "checkpoint_last.pt")
+        save_checkpoint(last, state)
+        if periodic:
+            save_checkpoint(os.path.join(self.run_dir, f"checkpoint_step{self.step}.pt"), state)
+            for old in step_checkpoints(self.run_dir)[:-max(self.cfg.keep_checkpoints, self.cfg.average_last)]:
+                os.remove(old)
+        return last
+
+    # ---- 한 스텝 ----
+    def elapsed(self):
+        """이전 실행(재개 전)까지 포함한 학습 시간(초)."""
+        return self.elapsed_before + time.time() - self.start_time
+
+    def train_step(self, batches):
+        """그래디언트 누적으로 한 업데이트. 반환: (평균 손실 또는 None(건너뜀), 목표 토큰 수)."""
+        pairs = self.corpus.train
+        self.optimizer.zero_grad(set_to_none=True)
+        total_loss, total_tokens = 0.0, 0
+        for i, indices in enumerate(batches):
+            src, tgt_in, tgt_out = make_batch(pairs, indices, self.device)
+            sync = i == len(batches) - 1 or self.world_size == 1
+            ctx = contextlib.nullcontext() if sync else self.ddp_model.no_sync()
+            with ctx:
+                with autocast(self.amp, self.device):
+                    logits = self.ddp_model(src, tgt_in)
+                loss = label_smoothed_cross_entropy(logits.float(), tgt_out,
+                                                    epsilon=self.cfg.label_smoothing,
+                                                    ignore_index=data.PAD_ID)
+                self.scaler.scale(loss / len(batches)).backward()
+            total_loss += loss.item()
+            total_tokens += (tgt_out != data.PAD_ID).sum().item()
+        mean_loss = total_loss / len(batches)
+        if not math.isfinite(mean_loss):
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.amp == "fp16":
+                self.scaler.update(self.scaler.get_scale() / 2)   # fp16 넘침이면 스케일을 낮춘다
+            return None, total_tokens
+        self.scaler.unscale_(self.optimizer)
+        if self.cfg.clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return mean_loss, total_tokens
+
+    def next_update_batches(self):
+        """다음 업데이트에 쓸 배치 accum_steps 개. 에폭이 끝나면 다음 에폭의 순서로 넘어간다."""
+        out = []
+        while len(out) < self.cfg.accum_steps:
+            if self._epoch_batches is None:
+                self._epoch_batches = epoch_batches(self.corpus.train, self.cfg, self.epoch,
+                                                    self.rank, self.world_size)
+            if self.batch_pos >= len(self._epoch_batches):
+                self.epoch, self.batch_pos, self._epoch_batches = self.epoch + 1, 0, None
+                continue
+            out.append(self._epoch_batches[self.batch_pos])
+            self.batch_pos += 1
+        return out
+
+    # ---- 전체 ----
+    def train(self):
+        """max_steps 까지 학습한다. Ctrl-C 면 체크포인트를 쓰고 KeyboardInterrupt 를 다시 올린다."""
+        cfg = self.cfg
+        self.start_time = time.time()
+        self._epoch_batches = None
+        self.log(f"런 디렉터리: {self.run_dir} | 장치 {self.device} | AMP {self.amp} | "
+                 f"파라미터 {sum(p.numel() for p in self.model.parameters()):,}")
+        window_loss, window_tokens, window_start = [], 0, time.time()
+        self.session_start = (self.step, time.time())
+        try:
+            while self.step < cfg.max_steps:
+                loss, tokens = self.train_step(self.next_update_batches())
+                window_tokens += tokens
+                if loss is None:
+                    self._on_nonfinite()
+                    continue
+                self.nonfinite_in_row = 0
+                self.step += 1
+                window_loss.append(loss)
+                last = self.step == cfg.max_steps
+                row = {}
+                if self.step % cfg.log_every == 0 or last:
+                    speed = window_tokens / max(time.time() - window_start, 1e-9)
+                    row.update(self._log_progress(sum(window_loss) / len(window_loss), speed))
+                    window_loss, window_tokens, window_start = [], 0, time.time()
+                if self.step % cfg.eval_every == 0 or last:
+                    row.update(self._evaluate())
+                if row and self.is_main:
+                    append_metrics(os.path.join(self.run_dir, "metrics.csv"), dict(row, step=self.step))
+                    self._write_status()
+                if self.step % cfg.save_every == 0 or last:
+                    self.save()
+                if cfg.stop_after and cfg.stop_after <= self.step < cfg.max_steps:
+                    self.status["state"] = "중단 (stop_after)"
+                    self.save(periodic=False)
+                    self.log(f"스텝 {self.step} 에서 멈춤: `--resume {self.run_dir}` 로 이어 가세요.")
+                    return False
+        except KeyboardInterrupt:
+            self.status["state"] = "중단 (Ctrl-C)"
+            path = self.save(periodic=False)
+            self.log(f"\n중단됨: 스텝 {self.step} 체크포인트를 {path} 에 저장했습니다. "
+                     f"`python train.py --resume {self.run_dir}` 로 이어 가세요.")
+            raise
+        self.status["state"] = "완료"
+        self._write_status()
+        return True
+
+    def _on_nonfinite(self):
+        """비유한 손실: 이번 업데이트는 건너뛰고 센다. 연속으로 많으면 저장 후 멈춘다."""
+        self.nonfinite_in_row += 1
+        self.nonfinite_total += 1
+        self.log(f"경고: 스텝 {self.step + 1} 의 손실이 유한하지 않아 건너뜁니다 "
+                 f"(연속 {self.nonfinite_in_row}회, 총 {self.nonfinite_total}회).")
+        if self.nonfinite_in_row >= self.cfg.max_nonfinite:
+            self.status["state"] = "중단 (손실 발산)"
+            path = self.save(periodic=False)
+            raise RuntimeError(f"손실이 {self.nonfinite_in_row}번 연속 NaN/inf 여서 멈췄습니다 "
+                               f"(체크포인트: {path}). 학습률(--lr-factor)을 낮추거나 --clip-norm 을 "
+                               "켜거나 --amp bf16/off 로 다시 시도하세요.")
+
+    def _log_progress(self, loss, speed):
+        """진행 줄 하나: 스텝, 손실, 학습률, 토큰/s, 경과, 남은 시간. metrics.csv 의 칸을 돌려준다."""
+        lr = self.optimizer.param_groups[0]["lr"]
+        first_step, first_time = self.session_start
+        per_step = (time.time() - first_time) / max(self.step - first_step, 1)
+        eta = per_step * (self.cfg.max_steps - self.step)
+        self.log(f"스텝 {self.step:>6}/{self.cfg.max_steps} | 손실 {loss:.4f} | 학습률 {lr:.2e} | "
+                 f"{speed:,.0f} 토큰/s | 경과 {format_duration(self.elapsed())} | "
+                 f"남은 시간 {format_duration(eta)}")
+        best = self.status.get("best_train_loss")
+        self.status.update(train_loss=loss, lr=lr, best_train_loss=loss if best is None else min(best, loss))
+        return {"train_loss": f"{loss:.6f}", "lr": f"{lr:.6e}", "tokens_per_s": f"{speed:.1f}"}
+
+    def _evaluate(self):
+        """검증 손실·정확도와 검증 문장 일부의 그리디 BLEU (랭크 0 만). metrics.csv 의 칸을 돌려준다."""
+        if not self.is_main:
+            return {}
+        valid_loss, acc = evaluate_loss(self.model, self.corpus.valid, self.cfg, self.device, self.amp)
+        n = self.cfg.eval_bleu_sentences
+        hyps = translate_ids(self.model, [s for s, _ in self.corpus.valid[:n]], self.device)
+        score = bleu([self.corpus.bpe.decode(h) for h in hyps], [de for _, de in self.corpus.valid_text[:n]])
+        best = self.status.get("best_valid_loss")
+        self.status.update(valid_loss=valid_loss, token_accuracy=acc, bleu=score,
+                           best_valid_loss=valid_loss if best is None else min(best, valid_loss))
+        self.log(f"  검증: 손실 {valid_loss:.4f} | 토큰 정확도 {acc:.2%} | 그리디 BLEU {score:.2f} "
+                 f"({len(hyps)} 문장)")
+        return {"valid_loss": f"{valid_loss:.6f}", "token_accuracy": f"{acc:.6f}", "bleu": f"{score:.4f}"}
+
+    def _write_status(self):
+        if self.is_main:
+            self.status.update(step=self.step, epoch=self.epoch, elapsed=self.elapsed())
+            write_status(self.run_dir, self.cfg, self.status)
+
+
+def _distributed_rank():
+    """torchrun 이 준 환경 변수로 프로세스 그룹을 연다 (GPU 면 NCCL, CPU 면 gloo)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return 0, 1
+    import torch.distributed as dist
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), world_size
+
+
+# =============================================================================
+# 10. 학습 뒤: 평균, 테스트 번역, BLEU
+# =============================================================================
+def final_evaluation(trainer, log=print):
+    """마지막 N 개 체크포인트를 평균하고(§6.1) 테스트 분할을 빔 서치로 번역해 BLEU 를 잰다."""
+    cfg, corpus, model = trainer.cfg, trainer.corpus, trainer.model
+    paths = step_checkpoints(trainer.run_dir)[-cfg.average_last:]
+    if len(paths) > 1:
+        model.load_state_dict(average_checkpoints(paths))
+        save_checkpoint(os.path.join(trainer.run_dir, "checkpoint_averaged.pt"),
+                        dict(trainer.state_dict(), averaged_from=[os.path.basename(p) for p in paths]))
+        log(f"마지막 체크포인트 {len(paths)}개를 평균했습니다 ({', '.join(os.path.basename(p) for p in paths)}).")
+    sources = [en for en, _ in corpus.test_text]
+    refs = [de for _, de in corpus.test_text]
+    hyps = [corpus.bpe.decode(h) for h in translate_ids(model, [s for s, _ in corpus.test], trainer.device,
+                                                        cfg.beam_size, cfg.length_penalty)]
+    score = bleu(hyps, refs)
+    exact = [h == r for h, r in zip(hyps, refs)]
+    log("\n테스트 번역 예 (원문 / 참조 / 모델):")
+    for i in range(min(5, len(hyps))):
+        log(f"  EN  {sources[i]}\n  REF {refs[i]}\n  OUT {hyps[i]}\n")
+    report = {"bleu": score, "exact": sum(exact) / max(len(exact), 1), "sentences": len(hyps)}
+    if cfg.corpus == "demo":
+        reorder = [e for e, src in zip(exact, sources) if data.needs_reordering(src)]
+        report["reordering_exact"] = sum(reorder) / max(len(reorder), 1)
+        report["reordering_sentences"] = len(reorder)
+        log(f"어순이 바뀌는 문장 {len(reorder)}개 중 정확히 맞힌 비율: {report['reordering_exact']:.1%}")
+    log(f"문장 전체가 참조와 같은 비율: {report['exact']:.1%} ({len(hyps)} 문장)")
+    trainer.status.update(bleu=score, state="완료")
+    trainer._write_status()
+    return report
+
+
+# =============================================================================
+# 11. 명령줄
+# =============================================================================
+def build_parser():
+    """Config 의 모든 필드를 --필드-이름 옵션으로 만든다 (불리언은 --x / --no-x)."""
+    parser = argparse.ArgumentParser(description="Transformer 학습 (Attention Is All You Need).")
+    parser.add_argument("--preset", choices=("tiny", "demo", "rtx3090"), default=None,
+                        help="tiny | demo | rtx3090 (생략하면 WMT14 가 준비됐으면 rtx3090, 아니면 demo)")
+    parser.add_argument("--translate", metavar="TEXT", help="최근 체크포인트로 번역만 한다")
+    parser.add_argument("--checkpoint", help="--translate / --average-checkpoints 에 쓸 체크포인트나 런 디렉터리")
+    parser.add_argument("--average-checkpoints", type=int, metavar="N",
+                        help="런 디렉터리의 마지막 N 개 체크포인트를 평균해 checkpoint_averaged.pt 로 쓴다")
+    for field in dataclasses.fields(Config):
+        if field.name in ("preset", "resume"):
+            continue
+        flag = "--" + field.name.replace("_", "-")
+        if field.type in (bool, "bool"):
+            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            kind = {"int": int, "float": float, "str": str}.get(str(field.type), field.type)
+            parser.add_argument(flag, dest=field.name, type=kind, default=None)
+    parser.add_argument("--resume", nargs="?", const="latest", default=None,
+                        help="런 디렉터리나 체크포인트에서 이어 간다 (값이 없으면 가장 최근 런)")
+    return parser
+
+
+def config_from_args(args, log=print):
+    """프리셋 + 명령줄에서 준 필드만 덮어쓴다. 프리셋을 안 주면 데이터에 따라 고른다."""
+    name = args.preset
+    if name is None:
+        prepared = os.path.isdir("data/wmt14") and data.find_prepared("data/wmt14") is not None
+        name = "rtx3090" if prepared else "demo"
+        if not prepared and args.corpus in (None, "demo"):
+            log("data/wmt14 가 준비되지 않아 내장 데모 코퍼스로 demo 프리셋을 학습합니다.")
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
+                 if getattr(args, f.name, None) is not None}
+    overrides.pop("preset", None)
+    return check_config(preset_config(name).replace(**overrides))
+
+
+def run_translate(args, log=print):
+    """--translate: 최근(또는 지정한) 체크포인트로 빔 서치 번역."""
+    target = args.checkpoint or find_latest_run()
+    if target is None:
+        raise FileNotFoundError("체크포인트가 없습니다: 먼저 `python train.py` 로 학습하세요.")
+    path = os.path.join(target, "checkpoint_last.pt") if os.path.isdir(target) else target
+    averaged = os.path.join(os.path.dirname(path), "checkpoint_averaged.pt")
+    if os.path.isdir(target) and os.path.exists(averaged):
+        path = averaged
+    state = load_checkpoint(path)
+    cfg = Config(**{k: v for k, v in state["config"].items() if k in {f.name for f in dataclasses.fields(Config)}})
+    bpe = data.BPE.load(os.path.join(os.path.dirname(path), "bpe.txt"))
+    model = build_model(cfg, len(bpe))
+    model.load_state_dict(state["model"])
+    out = translate_texts(model, bpe, [args.translate], torch.device("cpu"), cfg.beam_size, cfg.length_penalty)
+    log(out[0])
+    return out[0]
+
+
+def run_average(args, log=print):
+    """--average-checkpoints N: 런 디렉터리의 마지막 N 개를 평균해 저장."""
+    run_dir = args.checkpoint or find_latest_run()
+    if run_dir is None or not os.path.isdir(run_dir):
+        raise FileNotFoundError("평균할 런 디렉터리가 없습니다: --checkpoint 로 런 디렉터리를 주세요.")
+    paths = step_checkpoints(run_dir)[-args.average_checkpoints:]
+    if len(paths) < 2:
+        raise ValueError(f"'{run_dir}' 에 평균할 체크포인트가 {len(paths)}개뿐입니다 (2개 이상 필요).")
+    state = load_checkpoint(os.path.join(run_dir, "checkpoint_last.pt"))
+    state["model"] = average_checkpoints(paths)
+    out = os.path.join(run_dir, "checkpoint_averaged.pt")
+    save_checkpoint(out, state)
+    log(f"{len(paths)}개 체크포인트를 평균해 {out} 에 저장했습니다.")
+    return out
+
+
+def run_training(cfg, log=print):
+    """학습 → (끝까지 갔으면) 평균·테스트 BLEU → 그림."""
+    t0 = time.time()
+    trainer = Trainer(cfg, log)
+    finished = trainer.train()
+    report = None
+    if finished and trainer.is_main:
+        report = final_evaluation(trainer, log)
+        try:
+            draw_run_figures(trainer.run_dir)
+        except ImportError as exc:
+            log(f"그림을 건너뜁니다 ({exc}): `python plots.py --run {trainer.run_dir}` 로 나중에 그리세요.")
+        log(f"총 시간 {format_duration(time.time() - t0)} | 런 디렉터리 {trainer.run_dir}")
+        log(f"테스트 BLEU {report['bleu']:.2f} (beam {cfg.beam_size}, {report['sentences']} 문장)")
+    if trainer.world_size > 1:
+        import torch.distributed as dist
+        dist.barrier()
+        dist.destroy_process_group()
+    return report
 
 
 def main(argv=None):
-    """명령줄 진입점(자리 표시)."""
-    raise SystemExit("train.py 는 아직 작성 중입니다.")
+    """명령줄 진입점. 잘못된 입력은 종료 코드 2 와 한 줄 설명 (트레이스백 없음)."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.translate is not None:
+            return run_translate(args)
+        if args.average_checkpoints is not None:
+            return run_average(args)
+        return run_training(config_from_args(args))
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"오류: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":
