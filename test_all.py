@@ -10,6 +10,7 @@ import functools
 import hashlib
 import http.server
 import io
+import json
 import math
 import os
 import random
@@ -19,6 +20,9 @@ import tarfile
 import threading
 import time
 
+import matplotlib.figure
+import matplotlib.font_manager
+import matplotlib.text
 import numpy as np
 import pytest
 import torch
@@ -32,6 +36,7 @@ import embeddings
 import layers
 import losses
 import model
+import plots
 import schedules
 import train
 from data import demo_corpus, demo_kind, demo_splits, demo_translate, needs_reordering
@@ -2127,3 +2132,216 @@ def test_bleu_perplexity():
     assert perplexity(torch.tensor(2.5)) == pytest.approx(math.exp(2.5))
     assert perplexity(0.0) == 1.0
     assert perplexity(1000.0) == math.inf
+
+
+# =============================================================================
+# section: plots
+# =============================================================================
+# ---------------------------------------------------------------- helpers
+@pytest.fixture
+def _plots_threads():
+    """Figures use small tensors: one torch thread (as `python plots.py` does), restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _plots_missing_glyphs(fig):
+    """Characters of the figure's texts that DejaVu Sans (shipped with matplotlib) cannot draw."""
+    font = matplotlib.font_manager.get_font(matplotlib.font_manager.findfont("DejaVu Sans"))
+    chars = {c for t in fig.findobj(matplotlib.text.Text) for c in t.get_text() if not c.isspace()}
+    return {c for c in chars if font.get_char_index(ord(c)) == 0}
+
+
+def _plots_pairs(n=40):
+    return data.demo_corpus(n, seed=0)
+
+
+def _plots_tiny_trained():
+    """An untrained tiny model on real demo sentences: enough to exercise every trained-model figure."""
+    pairs = _plots_pairs()
+    bpe = data.train_bpe([s for pair in pairs for s in pair], 150)
+    torch.manual_seed(0)
+    net = model.Transformer(len(bpe), len(bpe), d_model=16, num_heads=2, num_layers=2, d_ff=32, dropout=0.0,
+                            share_embeddings=True, tie_output=True).eval()
+    metrics = {"step": [1.0, 2.0, 3.0], "train_loss": [3.0, 2.0, 1.5], "lr": [1e-4, 2e-4, 3e-4],
+               "valid_loss": [None, 2.5, 2.0], "token_accuracy": [None, 0.3, 0.5], "bleu": [None, 1.0, 5.0],
+               "tokens_per_s": [100.0, 110.0, 120.0]}
+    return plots.TrainedRun(net, bpe, plots._encode_pairs(bpe, pairs), pairs, metrics, "")
+
+
+def _plots_tiny_run_config():
+    return plots.short_run_config().replace(train_pairs=32, valid_pairs=8, test_pairs=8, vocab_size=150,
+                                            d_model=16, num_heads=2, num_layers=1, d_ff=32, max_tokens=256,
+                                            warmup=1)
+
+
+def _plots_tiny_kwargs():
+    """Tiny inputs for every figure function (name -> kwargs)."""
+    pairs, trained, cfg = _plots_pairs(), _plots_tiny_trained(), _plots_tiny_run_config()
+    kwargs = {
+        "token_embedding_analysis": dict(vocab_size=60, d_model=16),
+        "special_token_embeddings": dict(vocab_size=30, d_model=8, num_ordinary=3),
+        "positional_encoding_analysis": dict(max_len=30, d_model=16, starts=(0, 5)),
+        "masking_visualization": dict(lengths=(3, 2)),
+        "look_ahead_mask": dict(size=4, d_k=4),
+        "layer_norm_effects": dict(num_layers=2, d_model=8),
+        "ffn_behavior": dict(d_model=8, d_ff=16, num_tokens=64),
+        "residual_effects": dict(depths=(1, 2), d_model=8, seeds=(0,), drop_layers=3, drop_samples=100),
+        "initialization_distributions": dict(d_model=16, d_ff=32, num_layers=1, vocab_size=50),
+        "gradient_flow_initialization": dict(d_model=16, num_heads=2, num_layers=1, d_ff=32, vocab_size=30,
+                                             batch=2, length=4),
+        "lr_scheduler_curves": dict(total_steps=100, warmup_steps=10),
+        "transformer_schedule_analysis": dict(d_models=(64,), warmup_steps=10, total_steps=50, warmups=(5, 10)),
+        "warmup_comparison": dict(cfg=cfg, warmups=(1,), steps=2),
+        "onecycle_lr": dict(total_steps=50),
+        "cyclic_lr_warmup": dict(total_steps=60, step_size_up=5, warmup_steps=10),
+        "label_smoothing_effect": dict(vocab_size=5, steps=5),
+        "focal_loss_weights": dict(gammas=(0.0, 2.0)),
+        "training_simulation": dict(cfg=cfg, steps=3),
+        "tokenizer_length_distribution": dict(pairs=pairs, vocab_sizes=(150, 250)),
+        "dataset_statistics": dict(pairs=pairs, vocab_size=150, max_tokens=256, budgets=(64, 256)),
+        "mlm_masking_distribution": dict(pairs=pairs, vocab_size=150, seeds=range(2)),
+        "metric_comparison": dict(metrics=trained.metrics),
+    }
+    for name, _, kind in plots.FIGURES:
+        if kind == "trained":
+            kwargs[name] = dict(trained=trained)
+    return kwargs
+
+
+# ---------------------------------------------------------------- tests
+def test_plots_every_figure_returns_a_labelled_figure(_plots_threads):
+    names = [name for name, _, _ in plots.FIGURES]
+    assert len(names) == 30 and len(set(names)) == 30
+    kwargs = _plots_tiny_kwargs()
+    assert set(kwargs) == set(names)
+    for name, make, _ in plots.FIGURES:
+        fig = make(**kwargs[name])
+        try:
+            assert isinstance(fig, matplotlib.figure.Figure), name
+            assert isinstance(fig.numbers, dict) and fig.numbers, name
+            assert fig._suptitle is not None and fig._suptitle.get_text(), name
+            panels = [ax for ax in fig.axes if ax.get_label() != "<colorbar>" and ax.get_visible()]
+            assert panels, name
+            for ax in panels:                     # every panel says what its axes are
+                assert ax.get_xlabel() and ax.get_ylabel(), (name, ax.get_title())
+            json.dumps(plots._round(fig.numbers))  # the numbers can be written to figure_numbers.json
+            assert _plots_missing_glyphs(fig) == set(), name
+        finally:
+            plots.plt.close(fig)
+
+
+def test_plots_measured_numbers_match_independent_computations(_plots_threads):
+    fig = plots.look_ahead_mask(size=6, d_k=4)
+    assert fig.numbers["future_weight_with_mask"] == 0.0 < fig.numbers["future_weight_without_mask"]
+    assert abs(fig.numbers["row_sums_with_mask"] - 1.0) < 1e-6
+    fig = plots.positional_encoding_analysis(max_len=40, d_model=16, starts=(0, 7))
+    assert fig.numbers["dot_at_k0"] == pytest.approx(8.0)          # Σ sin² + cos² over 8 pairs
+    assert fig.numbers["dot_at_k1"] == pytest.approx(sum(math.cos(10000 ** (-2 * i / 16)) for i in range(8)),
+                                                     abs=1e-4)
+    assert fig.numbers["max_spread_over_start"] < 1e-4
+    fig = plots.label_smoothing_effect(vocab_size=10, steps=20)
+    for eps in (0.0, 0.1, 0.2):
+        assert fig.numbers[f"eps_{eps}"]["loss_minimum_at_p"] == pytest.approx(1 - eps + eps / 10, abs=0.01)
+    fig = plots.focal_loss_weights(gammas=(2.0,))
+    assert fig.numbers["gamma_2"]["weight_at_0.9"] == pytest.approx(0.1 ** 2)
+    fig = plots.transformer_schedule_analysis(d_models=(512,), warmup_steps=400, total_steps=2000, warmups=(100,))
+    assert fig.numbers["peak_by_d_model"][512] == {"step": 400, "lr": pytest.approx(512 ** -0.5 * 400 ** -0.5)}
+    plots.plt.close("all")
+
+
+def test_plots_residual_and_layer_norm_measurements(_plots_threads):
+    fig = plots.residual_effects(depths=(1, 4), d_model=16, seeds=(0,), drop_layers=4, drop_samples=4000)
+    n = fig.numbers
+    assert n["ratio_with_over_without_none"][1] > n["ratio_with_over_without_none"][0] > 1  # no LN: vanishing
+    assert n["token_cosine_post_without_residual"][1] > n["token_cosine_post_with_residual"][1]
+    assert abs(n["drop_path_measured_survival_last"] - 0.7) < 0.03
+    fig = plots.layer_norm_effects(num_layers=4, d_model=16)
+    assert fig.numbers["post"]["token_std_median_last"] == pytest.approx(1.0, abs=1e-3)   # LN output: std 1
+    assert fig.numbers["none"]["activation_std_last"] > fig.numbers["pre"]["activation_std_last"] > 1.0
+    plots.plt.close("all")
+
+
+def test_plots_mlm_figure_counts_the_bert_recipe(_plots_threads):
+    fig = plots.mlm_masking_distribution(pairs=_plots_pairs(200), vocab_size=150, seeds=range(3))
+    n = fig.numbers
+    assert n["special_tokens_selected"] == 0
+    assert n["selected_fraction"] == pytest.approx(0.15, abs=0.005)
+    assert n["mask_fraction"] == pytest.approx(0.8, abs=0.02)
+    assert n["random_fraction"] == pytest.approx(0.1, abs=0.02)
+    plots.plt.close("all")
+
+
+def test_plots_glyph_check_catches_hangul():
+    fig = plots.plt.figure()
+    fig.suptitle("loss 손실 ε √")
+    assert _plots_missing_glyphs(fig) == {"손", "실"}
+    plots.plt.close(fig)
+
+
+def test_plots_deterministic_by_seed(_plots_threads):
+    def png(fig):
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=30)
+        plots.plt.close(fig)
+        return buf.getvalue()
+    a = plots.special_token_embeddings(vocab_size=30, d_model=8, num_ordinary=3, seed=3)
+    b = plots.special_token_embeddings(vocab_size=30, d_model=8, num_ordinary=3, seed=3)
+    c = plots.special_token_embeddings(vocab_size=30, d_model=8, num_ordinary=3, seed=4)
+    assert a.numbers == b.numbers != c.numbers
+    assert png(a) == png(b)
+    plots.plt.close(c)
+    first = plots.gradient_flow_initialization(d_model=16, num_heads=2, num_layers=1, d_ff=32, vocab_size=30,
+                                               batch=2, length=4)
+    again = plots.gradient_flow_initialization(d_model=16, num_heads=2, num_layers=1, d_ff=32, vocab_size=30,
+                                               batch=2, length=4)
+    assert first.numbers == again.numbers
+    plots.plt.close("all")
+
+
+def test_plots_cli_list_only_run_and_errors(tmp_path, capsys):
+    names = plots.main(["--list"])
+    assert capsys.readouterr().out.split() == names and len(names) == 30
+    out = tmp_path / "figs"
+    numbers = plots.main(["--only", "focal_loss_weights,onecycle_lr", "--only", "cyclic_lr_warmup",
+                          "--out", str(out)])
+    assert sorted(numbers) == ["cyclic_lr_warmup", "focal_loss_weights", "onecycle_lr"]
+    assert sorted(os.listdir(out)) == ["cyclic_lr_warmup.png", "figure_numbers.json", "focal_loss_weights.png",
+                                       "onecycle_lr.png"]
+    saved = json.loads((out / "figure_numbers.json").read_text())
+    assert saved["focal_loss_weights"]["gamma_2"]["weight_at_0.9"] == pytest.approx(0.01)
+    printed = capsys.readouterr().out
+    assert all(printed.count(name) >= 1 for name in numbers)   # one line per figure with its numbers
+    with pytest.raises(SystemExit) as exc:
+        plots.main(["--only", "no_such_figure"])
+    assert exc.value.code == 2 and "no_such_figure" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        plots.main(["--run", str(tmp_path / "missing")])
+    assert exc.value.code == 2
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.csv").write_text("step,train_loss,lr,valid_loss,token_accuracy,bleu,tokens_per_s\n"
+                                     "1,3.0,1e-4,,,,100\n2,2.0,2e-4,2.5,0.4,3.0,120\n")
+    paths = plots.main(["--run", str(run)])
+    assert sorted(os.path.basename(p) for p in paths) == ["learning_rate.png", "loss_curves.png",
+                                                          "training_dashboard.png"]
+    assert all(os.path.getsize(p) > 1000 for p in paths)
+
+
+def test_plots_trained_demo_reuses_a_finished_run(tmp_path, _plots_threads):
+    cfg = train.preset_config("tiny").replace(
+        train_pairs=32, valid_pairs=8, test_pairs=8, vocab_size=150, d_model=16, num_heads=2, num_layers=1,
+        d_ff=32, max_tokens=256, warmup=1, max_steps=2, log_every=1, eval_every=2, eval_bleu_sentences=4,
+        save_every=2, run_dir=str(tmp_path / "plots_demo"))
+    logs = []
+    first = plots.trained_demo(str(tmp_path), cfg=cfg, log=logs.append)     # trains (no demo_* run there)
+    assert os.path.isfile(tmp_path / "plots_demo" / "checkpoint_last.pt")
+    assert os.path.isfile(tmp_path / "plots_demo" / "loss_curves.png")
+    again = plots.trained_demo(str(tmp_path), cfg=cfg, log=logs.append)     # reuses it, no training
+    assert any("재사용" in line for line in logs)
+    assert not again.model.training and len(again.valid) == len(again.valid_text) == 8
+    for (a, b) in zip(first.model.state_dict().values(), again.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert again.metrics["step"][-1] == 2.0

@@ -732,6 +732,7 @@ class Trainer:
         self.optimizer, self.scheduler = build_optimizer(cfg, self.model)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")
         self.step, self.epoch, self.batch_pos = 0, 0, 0
+        self._epoch_batches = None                      # 현재 에폭의 배치 목록 (필요할 때 만든다)
         self.nonfinite_in_row, self.nonfinite_total = 0, 0
         self.status = {"state": "학습 중", "amp": self.amp, "step": 0, "epoch": 0, "elapsed": 0.0}
         self.elapsed_before, self.start_time = 0.0, time.time()
@@ -883,7 +884,6 @@ class Trainer:
         """max_steps 까지 학습한다. Ctrl-C 면 체크포인트를 쓰고 KeyboardInterrupt 를 다시 올린다."""
         cfg = self.cfg
         self.start_time = time.time()
-        self._epoch_batches = None
         self.log(f"런 디렉터리: {self.run_dir} | 장치 {self.device} | AMP {self.amp} | "
                  f"파라미터 {sum(p.numel() for p in self.model.parameters()):,}")
         window_loss, window_tokens, window_start = [], 0, time.time()
