@@ -2019,6 +2019,30 @@ def test_train_epoch_batches_are_rank_disjoint_and_equal_length():
     assert train.epoch_batches(pairs, cfg, 1) == train.epoch_batches(pairs, cfg, 1)   # 시드로 결정
 
 
+def test_train_nonfinite_losses_are_skipped_then_training_stops_with_a_checkpoint(tmp_path, capsys, monkeypatch):
+    real_loss = train.label_smoothed_cross_entropy
+    calls = {"n": 0}
+
+    def flaky_loss(logits, targets, **kwargs):
+        calls["n"] += 1
+        loss = real_loss(logits, targets, **kwargs)
+        # 2번째 업데이트는 한 번 NaN (건너뛰고 계속), 10번째부터는 계속 NaN (멈춤)
+        return loss * float("nan") if calls["n"] == 2 or calls["n"] >= 10 else loss
+
+    monkeypatch.setattr(train, "label_smoothed_cross_entropy", flaky_loss)
+    run_dir = tmp_path / "nan"
+    with pytest.raises(SystemExit) as info:
+        train.main(["--preset", "tiny", "--run-dir", str(run_dir), "--max-steps", "60", "--log-every", "1",
+                    "--max-nonfinite", "3", "--threads", "1"])
+    assert info.value.code == 1
+    captured = capsys.readouterr()
+    assert "NaN/inf" in captured.err and "Traceback" not in captured.err
+    assert captured.out.count("건너뜁니다") == 4                 # 1번 + 연속 3번
+    state = train.load_checkpoint(str(run_dir / "checkpoint_last.pt"))
+    assert state["step"] == 8 and state["nonfinite_total"] == 4   # 업데이트 1~8 (NaN 은 세지 않음)
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
 # =============================================================================
 # section: bleu
 # =============================================================================

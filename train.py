@@ -936,7 +936,7 @@ class Trainer:
         if self.nonfinite_in_row >= self.cfg.max_nonfinite:
             self.status["state"] = "중단 (손실 발산)"
             path = self.save(periodic=False)
-            raise RuntimeError(f"손실이 {self.nonfinite_in_row}번 연속 NaN/inf 여서 멈췄습니다 "
+            raise TrainingDiverged(f"손실이 {self.nonfinite_in_row}번 연속 NaN/inf 여서 멈췄습니다 "
                                f"(체크포인트: {path}). 학습률(--lr-factor)을 낮추거나 --clip-norm 을 "
                                "켜거나 --amp bf16/off 로 다시 시도하세요.")
 
@@ -972,6 +972,10 @@ class Trainer:
         if self.is_main:
             self.status.update(step=self.step, epoch=self.epoch, elapsed=self.elapsed())
             write_status(self.run_dir, self.cfg, self.status)
+
+
+class TrainingDiverged(RuntimeError):
+    """손실이 연속으로 NaN/inf 여서 학습을 멈췄다 (체크포인트는 저장됨)."""
 
 
 def _distributed_rank():
@@ -1126,6 +1130,9 @@ def main(argv=None):
     except (ValueError, FileNotFoundError) as exc:
         print(f"오류: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
+    except TrainingDiverged as exc:
+        print(f"오류: {exc}", file=sys.stderr)
+        raise SystemExit(1) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None
 
