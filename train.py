@@ -597,9 +597,10 @@ def evaluate_loss(model, pairs, cfg, device, amp):
             logits = model(src, tgt_in)
         logits = logits.float()
         real = tgt_out != data.PAD_ID
+        count = real.sum().item()
         total_loss += F.cross_entropy(logits[real], tgt_out[real], reduction="sum").item()
-        total_correct += (logits.argmax(-1)[real] == tgt_out[real]).sum().item()
-        total_tokens += real.sum().item()
+        total_correct += token_accuracy(logits, tgt_out, data.PAD_ID) * count
+        total_tokens += count
     model.train()
     return total_loss / max(total_tokens, 1), total_correct / max(total_tokens, 1)
 
@@ -644,13 +645,6 @@ def append_metrics(path, row):
         if new:
             writer.writeheader()
         writer.writerow({k: row.get(k, "") for k in METRIC_COLUMNS})
-
-
-def read_metrics(path):
-    """metrics.csv → 열 이름별 목록 (빈 칸은 None)."""
-    with open(path, encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    return {k: [float(r[k]) if r.get(k) not in ("", None) else None for r in rows] for k in METRIC_COLUMNS}
 
 
 def format_duration(seconds):
@@ -964,7 +958,8 @@ class Trainer:
         best = self.status.get("best_valid_loss")
         self.status.update(valid_loss=valid_loss, token_accuracy=acc, bleu=score,
                            best_valid_loss=valid_loss if best is None else min(best, valid_loss))
-        self.log(f"  검증: 손실 {valid_loss:.4f} | 토큰 정확도 {acc:.2%} | 그리디 BLEU {score:.2f} "
+        self.log(f"  검증: 손실 {valid_loss:.4f} (퍼플렉서티 {perplexity(valid_loss):.2f}) | "
+                 f"토큰 정확도 {acc:.2%} | 그리디 BLEU {score:.2f} "
                  f"({len(hyps)} 문장)")
         return {"valid_loss": f"{valid_loss:.6f}", "token_accuracy": f"{acc:.6f}", "bleu": f"{score:.4f}"}
 
