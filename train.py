@@ -1033,11 +1033,10 @@ def build_parser():
         if field.name in ("preset", "resume"):
             continue
         flag = "--" + field.name.replace("_", "-")
-        if field.type in (bool, "bool"):
+        if field.type is bool:
             parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None)
-        else:
-            kind = {"int": int, "float": float, "str": str}.get(str(field.type), field.type)
-            parser.add_argument(flag, dest=field.name, type=kind, default=None)
+        else:                                       # int, float, str: 필드의 타입으로 바로 변환
+            parser.add_argument(flag, dest=field.name, type=field.type, default=None)
     parser.add_argument("--resume", nargs="?", const="latest", default=None,
                         help="런 디렉터리나 체크포인트에서 이어 간다 (값이 없으면 가장 최근 런)")
     return parser
