@@ -729,6 +729,7 @@ def iter_wmt14(data_dir, split, max_words=250, max_ratio=9.0, normalize_text=Tru
     한쪽이라도 (정규화 뒤) 비어 있는 쌍은 건너뛴다. 학습 분할에만 길이 필터를 쓴다: 단어 수가
     ``max_words`` 를 넘거나 긴 쪽/짧은 쪽 단어 수 비가 ``max_ratio`` 를 넘는 쌍(Moses clean-corpus 와
     같은 기본 9)을 뺀다. 검증·시험 분할은 공식 점수와 같아야 하므로 거르지 않는다. ``None`` 은 끄기.
+    단어 수는 BPE 토큰 수가 아니다 (드문 글자는 니블 토큰 2개 이상): 토큰 수 필터는 prepare 가 인코딩한 뒤 쓴다.
     """
     for kind, en_path, de_path in wmt14_files(data_dir, split):
         pairs = _sgm_pairs(en_path, de_path) if kind == "sgm" else _text_pairs(en_path, de_path)
@@ -1020,14 +1021,23 @@ def _prepare_key(data_dir, settings):
 
 
 def prepare_wmt14(data_dir="data/wmt14", vocab_size=37000, min_frequency=2, min_char_count=100,
-                  max_words=250, max_ratio=9.0, max_train_pairs=None, log=print):
+                  max_words=250, max_ratio=9.0, max_bpe_tokens=250, max_train_pairs=None, log=print):
     """WMT14 를 준비한다: 학습 문장으로 공동 BPE 를 배우고 세 분할을 인코딩해 캐시에 쓴다. 캐시 경로를 돌려준다.
 
     학습 텍스트는 두 번 흘려 읽는다 (단어 세기, 인코딩); 원문 450만 쌍을 메모리에 들지 않는다.
     ``max_train_pairs`` 는 시험·실험용으로 앞부분만 쓰게 한다.
+
+    ``max_bpe_tokens``: 인코딩한 뒤 한쪽이라도 BPE 토큰이 이보다 많은 *학습* 쌍을 뺀다 (뺀 수는 로그와
+    meta.json 의 ``dropped_long_pairs``). 단어 수 필터만으로는 모자란다: Common Crawl 의 4,000 글자 잡음
+    단어 하나가 3,155 토큰, 드문 한자 171 글자 단어가 1,027 토큰이 되어 모델의 위치표(1,024, [BOS]/[EOS]
+    한 칸 포함)를 넘었고 학습이 죽었다. 기본 250 은 위치표보다 한참 작고, 그런 문장도 배치에 넉넉히 들어간다.
+    검증·시험 분할은 공식 점수를 위해 거르지 않고, 분할마다 가장 긴 길이를 ``max_lengths`` 에 적는다.
     """
+    if max_bpe_tokens < 1:
+        raise ValueError(f"max_bpe_tokens={max_bpe_tokens}: 문장당 최대 BPE 토큰 수는 1 이상이어야 합니다.")
     settings = dict(vocab_size=vocab_size, min_frequency=min_frequency, min_char_count=min_char_count,
-                    max_words=max_words, max_ratio=max_ratio, max_train_pairs=max_train_pairs)
+                    max_words=max_words, max_ratio=max_ratio, max_train_pairs=max_train_pairs,
+                    max_bpe_tokens=max_bpe_tokens)
     cache = os.path.join(data_dir, "prepared", f"bpe{vocab_size}-{_prepare_key(data_dir, settings)}")
     if os.path.isfile(os.path.join(cache, "meta.json")):
         log(f"같은 설정의 캐시가 있습니다: {cache} (재사용)")
@@ -1066,38 +1076,60 @@ def _prepare_into(tmp, data_dir, settings, log):
     bpe = train_bpe_from_counts(counts, vocab_size, settings["min_frequency"], settings["min_char_count"], log)
     del counts
     bpe.save(os.path.join(tmp, "bpe.txt"))
-    sizes = {}
+    stats = {}
     for split in _SPLITS:
         log(f"3/3 인코딩: {split} ({time.time() - t0:.0f}초 경과)")
-        source = train_pairs() if split == "train" else iter_wmt14(data_dir, split, max_words, max_ratio)
-        sizes[split] = _encode_split(bpe, source, tmp, split, log)
-    meta = dict(format=CACHE_FORMAT, settings=settings, data_dir=os.path.abspath(data_dir),
-                vocab=len(bpe), pairs=sizes, seconds=round(time.time() - t0, 1))
+        if split == "train":                             # 학습 분할만 BPE 길이로 거른다
+            limit = settings["max_bpe_tokens"]
+            stats[split] = _encode_split(bpe, train_pairs(), tmp, split, log, max_tokens=limit)
+        else:
+            stats[split] = _encode_split(bpe, iter_wmt14(data_dir, split), tmp, split, log)
+    sizes = {split: s["pairs"] for split, s in stats.items()}
+    meta = dict(format=CACHE_FORMAT, settings=settings, data_dir=os.path.abspath(data_dir), vocab=len(bpe),
+                pairs=sizes, dropped_long_pairs=stats["train"]["dropped"],           # 학습 분할에서 뺀 쌍 수
+                max_lengths={split: s["max_lengths"] for split, s in stats.items()},  # 특수 토큰 제외
+                seconds=round(time.time() - t0, 1))
     with open(os.path.join(tmp, "meta.json"), "w", encoding="utf-8") as f:
         json.dump(meta, f, ensure_ascii=False, indent=1)
     log(f"인코딩 끝: {sizes} 쌍, {time.time() - t0:.0f}초")
 
 
-def _encode_split(bpe, pairs, out_dir, split, log, every=500_000):
-    """쌍들을 인코딩해 ids/offsets 배열 네 개를 쓴다. 어휘가 65,535 이하면 uint16 (메모리 절반)."""
+def _encode_split(bpe, pairs, out_dir, split, log, max_tokens=None, every=500_000):
+    """쌍들을 인코딩해 ids/offsets 배열 네 개를 쓰고 ``{"pairs", "dropped", "max_lengths"}`` 를 돌려준다.
+
+    ``max_tokens`` 가 있으면 한쪽이라도 BPE 토큰이 그보다 많은 쌍은 인코딩한 뒤 버퍼를 되돌려 뺀다.
+    어휘가 65,535 이하면 uint16 (메모리 절반).
+    """
     code = "H" if len(bpe) <= 65535 else "i"
     ids = {side: array.array(code) for side in ("src", "tgt")}
     offsets = {side: array.array("q", [0]) for side in ("src", "tgt")}
-    t0 = time.time()
+    longest = {"src": 0, "tgt": 0}
+    dropped, t0 = 0, time.time()
     for n, (en, de) in enumerate(pairs, 1):
-        for side, text in (("src", en), ("tgt", de)):
-            bpe.encode_into(text, ids[side])
-            offsets[side].append(len(ids[side]))
+        lengths = {side: bpe.encode_into(text, ids[side]) for side, text in (("src", en), ("tgt", de))}
+        if max_tokens is not None and max(lengths.values()) > max_tokens:
+            dropped += 1
+            for side in ids:
+                del ids[side][offsets[side][-1]:]        # 이 쌍의 토큰을 지운다
+        else:
+            for side in ids:
+                offsets[side].append(len(ids[side]))
+                longest[side] = max(longest[side], lengths[side])
         if n % every == 0:
             log(f"  {split}: {n:,} 쌍 ({n / (time.time() - t0):,.0f} 쌍/초)")
+    if max_tokens is not None:
+        log(f"  {split}: BPE 토큰이 {max_tokens:,}개를 넘는 쌍 {dropped:,}개를 뺐습니다.")
     for side in ("src", "tgt"):
         np.save(os.path.join(out_dir, f"{split}.{side}.ids.npy"), np.frombuffer(ids[side], dtype=np.dtype(code)))
         np.save(os.path.join(out_dir, f"{split}.{side}.offsets.npy"), np.frombuffer(offsets[side], dtype=np.int64))
-    return len(offsets["src"]) - 1
+    return dict(pairs=len(offsets["src"]) - 1, dropped=dropped, max_lengths=longest)
 
 
 def find_prepared(data_dir, vocab_size=None):
     """``data_dir`` 의 완성된 캐시(meta.json 이 있는 것) 중 가장 최근 것의 경로, 없으면 None.
+
+    ``vocab_size`` 를 주면 meta.json 의 설정 어휘 크기가 그것인 캐시만 본다 (디렉터리 이름은 믿지 않는다).
+    이어 학습할 때는 꼭 설정의 어휘 크기를 준다: 더 최근의 다른 어휘 캐시를 집으면 체크포인트와 맞지 않는다.
 
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as d:
@@ -1112,16 +1144,27 @@ def find_prepared(data_dir, vocab_size=None):
         meta = os.path.join(root, name, "meta.json")
         if ".tmp-" in name or not os.path.isfile(meta):
             continue
-        if vocab_size is not None and not name.startswith(f"bpe{vocab_size}-"):
+        if vocab_size is not None and _read_meta(meta)["settings"]["vocab_size"] != vocab_size:
             continue
         found.append((os.path.getmtime(meta), os.path.join(root, name)))
     return max(found)[1] if found else None
+
+
+def _read_meta(path):
+    """캐시의 meta.json 을 읽는다. 망가졌으면 어느 파일인지 알린다."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"'{path}' 가 올바른 JSON 이 아닙니다 ({exc.msg}): 그 캐시 디렉터리를 지우고 "
+                         "`python data.py prepare wmt14` 를 다시 실행하세요.") from None
 
 
 class PreparedSplit:
     """캐시된 분할 하나: ``split[i]`` → (원문 id 목록, 번역 id 목록). 배열은 메모리 매핑이라 거의 공짜로 연다.
 
     ``src_lengths``/``tgt_lengths`` 는 특수 토큰을 뺀 길이 (numpy 배열) — 배치 만들기에 바로 쓴다.
+    ``max_length`` 는 두 쪽을 통틀어 가장 긴 문장의 토큰 수 (특수 토큰 제외, 빈 분할은 0).
     슬라이스 ``split[a:b]`` 는 쌍의 목록을 돌려준다.
     """
 
@@ -1140,6 +1183,7 @@ class PreparedSplit:
             raise ValueError(f"캐시 '{cache_dir}' 의 {split} 원문·번역 문장 수가 다릅니다: prepare 를 다시 하세요.")
         self.src_lengths = np.diff(self._src_off)
         self.tgt_lengths = np.diff(self._tgt_off)
+        self.max_length = int(max(self.src_lengths.max(), self.tgt_lengths.max())) if len(self) else 0
 
     def __len__(self):
         return len(self._src_off) - 1
@@ -1158,14 +1202,24 @@ class PreparedSplit:
         return (self[i] for i in range(len(self)))
 
 
-def load_prepared(cache_dir, split):
-    """``prepare_wmt14`` 가 만든 캐시에서 분할 하나를 연다 (``PreparedSplit``)."""
+def load_prepared(cache_dir, split, max_len=None):
+    """``prepare_wmt14`` 가 만든 캐시에서 분할 하나를 연다 (``PreparedSplit``).
+
+    ``max_len`` 을 주면 특수 토큰을 뺀 문장 길이가 모두 그 이하인지 확인하고, 넘으면 ``ValueError``.
+    collate 는 한쪽에 [BOS] 또는 [EOS] 하나를 붙이므로, 위치표가 P 칸인 모델에는 ``max_len=P - 1`` 을 준다.
+    """
     if split not in _SPLITS:
         raise ValueError(f"split={split!r} 는 알 수 없습니다: 'train', 'valid', 'test' 중 하나를 쓰세요.")
     if not os.path.isfile(os.path.join(cache_dir, "meta.json")):
         raise FileNotFoundError(f"'{cache_dir}' 는 완성된 캐시가 아닙니다 (meta.json 없음): "
                                 "`python data.py prepare wmt14` 를 실행하세요.")
-    return PreparedSplit(cache_dir, split)
+    prepared = PreparedSplit(cache_dir, split)
+    if max_len is not None and prepared.max_length > max_len:
+        raise ValueError(f"캐시 '{cache_dir}' 의 {split} 분할에 BPE 토큰 {prepared.max_length:,}개짜리 문장이 있어 "
+                         f"한계 {max_len:,}개를 넘습니다: 학습 분할이면 `python data.py prepare wmt14 "
+                         f"--max-bpe-tokens {max_len}` 처럼 더 작은 한계로 다시 준비하고, 검증·시험 분할이면 "
+                         "모델의 위치 수(max_len)를 늘리세요.")
+    return prepared
 
 
 # =============================================================================
@@ -2096,6 +2150,8 @@ def main(argv=None):
     prep.add_argument("--vocab", type=int, default=37000, help="공동 어휘 크기 (기본 37000, §5.1)")
     prep.add_argument("--min-frequency", type=int, default=2, help="병합할 쌍의 최소 빈도")
     prep.add_argument("--min-char-count", type=int, default=100, help="기본 어휘에 넣을 글자의 최소 빈도")
+    prep.add_argument("--max-bpe-tokens", type=int, default=250,
+                      help="한쪽이라도 BPE 토큰이 이보다 많은 학습 쌍을 뺀다 (기본 250, 위치표 1,024 보다 한참 작게)")
     prep.add_argument("--max-train-pairs", type=int, default=None, help="학습 쌍을 앞에서부터 이만큼만 (실험용)")
     args = parser.parse_args(argv)
     try:
@@ -2107,7 +2163,7 @@ def main(argv=None):
                 raise FileNotFoundError(f"'{args.dir}' 가 없습니다: 먼저 `python data.py download wmt14 "
                                         f"--dir {args.dir}` 를 실행하세요.")
             cache = prepare_wmt14(args.dir, args.vocab, args.min_frequency, args.min_char_count,
-                                  max_train_pairs=args.max_train_pairs)
+                                  max_bpe_tokens=args.max_bpe_tokens, max_train_pairs=args.max_train_pairs)
             print(f"캐시: {cache}")
     except (ValueError, OSError) as exc:                 # FileNotFoundError 는 OSError
         print(f"오류: {exc}", file=sys.stderr)

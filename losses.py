@@ -8,8 +8,10 @@ as the model learns to be more unsure, but improves accuracy and BLEU score."
 - ``ignore_index`` 인 위치(패딩)는 손실에서 빠지고, 평균은 실제 토큰 수로 나눈다.
   실제 토큰이 하나도 없으면 0 을 돌려준다 (PyTorch 는 0/0 = nan).
 - 계산은 항상 float32 로 한다 (fp16/bf16 logits 도 받는다).
-- 확률이 정확히 0 인 칸 (logit = −inf) 의 log p = −inf 는 ``LOG_PROB_FLOOR`` 로 바꿔서,
-  손실과 기울기가 언제나 유한하다. 유한한 log p 는 그대로 쓰므로 보통 입력에서는 값이 똑같다.
+- 확률이 정확히 0 인 칸 (logit = −inf) 의 log p = −inf 만 ``LOG_PROB_FLOOR`` 로 바꿔서,
+  손실과 기울기가 유한하다. 유한한 log p 는 그대로 쓰므로 보통 입력에서는 값이 똑같다.
+- NaN 이나 +inf logit 은 그대로 NaN 손실이 된다: 가중치가 망가진 모델이 작은 유한 손실을
+  보고하면 학습 루프가 발산을 알아챌 수 없다.
 
 >>> _ = torch.manual_seed(0); logits = torch.randn(2, 3, 5); targets = torch.tensor([[1, 2, 0], [3, 0, 0]])
 >>> loss = label_smoothed_cross_entropy(logits, targets, epsilon=0.1, ignore_index=0)
@@ -42,12 +44,24 @@ def _real_tokens(logits, targets, ignore_index):
 
 
 def _safe_log_softmax(logits):
-    """log p = logits − logsumexp. −inf (확률 0) 만 LOG_PROB_FLOOR 로 바꾼다 (그 칸의 기울기는 0)."""
-    return torch.nan_to_num(F.log_softmax(logits, dim=-1), neginf=LOG_PROB_FLOOR)  # (n, V)
+    """log p = logits − logsumexp. −inf (확률 0) 만 LOG_PROB_FLOOR 로 바꾼다 (그 칸의 기울기는 0).
+
+    NaN 과 +inf 는 바꾸지 않는다 (torch.nan_to_num 은 NaN 까지 0 으로 만들어 발산을 숨긴다).
+
+    >>> _safe_log_softmax(torch.tensor([[0.0, float("-inf")], [float("nan"), 0.0]]))
+    tensor([[   0., -100.],
+            [   nan,    nan]])
+    """
+    log_p = F.log_softmax(logits, dim=-1)                               # (n, V)
+    return torch.where(log_p == float("-inf"), LOG_PROB_FLOOR, log_p)  # (n, V)
 
 
-def _mean_over(values):
-    """실제 토큰 평균. 토큰이 없으면 0 (기울기 그래프는 유지)."""
+def _mean_over(values, reduction="mean"):
+    """실제 토큰 평균 ("mean") 또는 합 ("sum"). 토큰이 없으면 0 (기울기 그래프는 유지)."""
+    if reduction == "sum":
+        return values.sum()
+    if reduction != "mean":
+        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}.")
     return values.sum() / max(values.numel(), 1)
 
 
@@ -74,7 +88,7 @@ def smoothed_targets(targets, vocab_size, epsilon=0.1, spread="all"):
     raise ValueError(f"spread must be 'all' or 'others', got {spread!r}.")
 
 
-def label_smoothed_cross_entropy(logits, targets, epsilon=0.1, ignore_index=0):
+def label_smoothed_cross_entropy(logits, targets, epsilon=0.1, ignore_index=0, reduction="mean"):
     """§5.4 라벨 스무딩 교차 엔트로피 H(q, p) = −Σ_i q_i log p_i, q = (1−ε)·one_hot + ε/V.
 
     전개하면 토큰 하나의 손실은
@@ -82,6 +96,7 @@ def label_smoothed_cross_entropy(logits, targets, epsilon=0.1, ignore_index=0):
     즉 보통의 NLL 과 "모든 단어에 고르게" 의 평균. 정답에 100% 확신하면 둘째 항이 커져서
     모델이 지나치게 확신하지 않게 된다. ε = 0 이면 보통의 교차 엔트로피.
     F.cross_entropy(..., label_smoothing=ε, ignore_index=pad) 와 같은 값 (테스트가 1e-6 으로 비교).
+    reduction="sum" 은 토큰 손실의 합: 그래디언트 누적에서 업데이트 전체의 토큰 수로 나눌 때 쓴다.
 
     >>> logits = torch.tensor([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]]); targets = torch.tensor([0, 0])
     >>> round(label_smoothed_cross_entropy(logits, targets, epsilon=0.0, ignore_index=-100).item(), 4)
@@ -93,7 +108,7 @@ def label_smoothed_cross_entropy(logits, targets, epsilon=0.1, ignore_index=0):
     log_p = _safe_log_softmax(logits)                                   # (n, V)
     nll = -log_p.gather(-1, targets.unsqueeze(-1)).squeeze(-1)          # (n,) −log p_y
     uniform = -log_p.mean(dim=-1)                                       # (n,) −(1/V) Σ log p_i
-    return _mean_over((1.0 - epsilon) * nll + epsilon * uniform)
+    return _mean_over((1.0 - epsilon) * nll + epsilon * uniform, reduction)
 
 
 # ---------------------------------------------------------------------------

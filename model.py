@@ -19,7 +19,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from embeddings import TokenEmbedding, PositionalEncoding, LearnedPositionalEncoding
+from embeddings import TokenEmbedding, PositionalEncoding, LearnedPositionalEncoding, SPECIAL_TOKENS
 from attention import MultiHeadAttention, padding_mask, look_ahead_mask
 from layers import LayerNorm, EncoderLayer, DecoderLayer, SublayerConnection
 
@@ -152,6 +152,9 @@ class Transformer(nn.Module):
         init_weights(self, init)
 
     def encode(self, src, src_mask=None):
+        if src.size(1) > self.pos_enc.max_len:
+            raise ValueError(f"원문 길이 {src.size(1)} 가 위치 표 크기 max_len={self.pos_enc.max_len} 를 "
+                             "넘습니다: 원문을 잘라 넣거나 더 큰 max_len 으로 모델을 만드세요.")
         if src_mask is None:
             src_mask = padding_mask(src, self.pad_id)                    # (B, 1, 1, S)
         return self.encoder(self.pos_enc(self.src_embed(src)), src_mask)  # (B, S, d_model)
@@ -184,8 +187,12 @@ class Transformer(nn.Module):
 #   "xavier": Glorot 균등분포 U(±√(6/(fan_in+fan_out))) — 분산을 입·출력 양쪽에서 보존.
 #   "he":     Kaiming 정규분포 N(0, 2/fan_in) — ReLU 가 절반을 0 으로 만드는 것을 보정.
 #   "normal": N(0, 0.02²) — BERT/GPT 관례.
-# 모든 bias 는 0, LayerNorm 은 γ=1, β=0. 임베딩은 "xavier" 면 Xavier, 아니면
-# N(0, d_model^-1) 이고, 특수 토큰 행과 [PAD] 행(0)은 TokenEmbedding 이 다시 맞춘다.
+# 모든 bias 는 0, LayerNorm 은 γ=1, β=0. scheme 은 선형층에만 쓴다.
+# 임베딩은 scheme 과 상관없이 tensor2tensor·fairseq 처럼 N(0, d_model^-1) (표준편차 d_model^-0.5):
+# §3.4 의 ×√d_model 뒤 RMS 가 1 이 되어 위치 인코딩(RMS 0.707)과 같은 크기가 된다.
+# (Xavier 로 두면 ×√d_model 뒤 RMS 가 d_model 512·어휘 37k 에서 0.165, 128·2k 에서 0.35 로
+#  위치 인코딩보다 몇 배 약해, 실제 텍스트(Multi30k)에서 같은 300 업데이트의 BLEU 가 0.7 대 8.8 이었다.)
+# 특수 토큰 행과 [PAD] 행(0)은 TokenEmbedding 이 다시 맞춘다.
 
 def _init_matrix(weight, scheme):
     if scheme == "xavier":
@@ -221,7 +228,7 @@ def init_weights(model, scheme="xavier"):
             module.weight.fill_(1.0)
             module.bias.zero_()
     for module in embeddings:
-        module.reset_parameters("xavier" if scheme == "xavier" else "normal")
+        module.reset_parameters("normal")                              # 어느 scheme 이든 N(0, d_model^-1)
     return model
 
 
@@ -231,14 +238,29 @@ def init_weights(model, scheme="xavier"):
 #  terminate early when possible."
 # 두 함수 모두 문장 묶음(B 개)을 한꺼번에 디코딩하고, 문장마다 토큰 id 리스트
 # ([BOS]·[EOS] 제외)를 돌려준다. max_len 은 만들 수 있는 최대 토큰 수([EOS] 포함);
-# None 이면 문장마다 (원문의 [PAD] 아닌 토큰 수) + 50.
+# None 이면 문장마다 (원문의 [PAD] 아닌 토큰 수) + 50. 어느 쪽이든 위치 표 크기
+# model.pos_enc.max_len 을 넘지 않게 자른다: t 번째 토큰(0부터)은 위치 t 의 입력([BOS] 또는
+# t-1 번째 토큰)에서 나오므로, 토큰 L 개를 만드는 데는 위치 0..L-1 만 쓰인다.
+# [PAD]·[UNK]·[BOS] 는 만들지 않는다: fairseq 처럼 그 log 확률을 −∞ 로 둔다(softmax 뒤에
+# 지우므로 나머지 토큰의 확률은 그대로이고, score_hypotheses 의 점수와 어긋나지 않는다).
 # 캐시를 쓰면 매 단계 새 토큰 하나만 디코더에 넣는다(과거 k, v 는 캐시에서).
 
-def _length_limits(src, pad_id, max_len):
-    """문장마다 최대 생성 길이 (B,)."""
-    if max_len is not None:
-        return torch.full((src.size(0),), max_len, dtype=torch.long, device=src.device)
-    return (src != pad_id).sum(dim=1) + 50
+UNK_ID = SPECIAL_TOKENS.index("[UNK]")      # 1: data.py 어휘는 embeddings.SPECIAL_TOKENS 순서를 따른다
+
+
+def _length_limits(model, src, max_len):
+    """문장마다 최대 생성 길이 (B,), 위치 표 크기 이하."""
+    if max_len is None:
+        limits = (src != model.pad_id).sum(dim=1) + 50                   # §6.1 입력 길이 + 50
+    else:
+        limits = torch.full((src.size(0),), max_len, dtype=torch.long, device=src.device)
+    return limits.clamp(max=model.pos_enc.max_len)
+
+
+def _banned_ids(model, bos_id, eos_id):
+    """디코더가 내면 안 되는 토큰 id 들: [PAD], [UNK], [BOS]."""
+    vocab = model.generator.out_features
+    return sorted(i for i in {model.pad_id, UNK_ID, bos_id} - {eos_id} if i < vocab)
 
 
 def length_penalty(length, alpha=0.6):
@@ -274,14 +296,17 @@ def greedy_decode(model, src, bos_id, eos_id, max_len=None, use_cache=True):
     try:
         src_mask = padding_mask(src, model.pad_id)                       # (B, 1, 1, S)
         memory = model.encode(src, src_mask)                             # (B, S, d_model)
-        limits = _length_limits(src, model.pad_id, max_len)              # (B,)
+        limits = _length_limits(model, src, max_len)                     # (B,)
+        banned = _banned_ids(model, bos_id, eos_id)
         ys = src.new_full((src.size(0), 1), bos_id)                      # (B, 1)
         lengths = torch.zeros_like(limits)
         done = torch.zeros_like(limits, dtype=torch.bool)
         cache = {} if use_cache else None
         for step in range(int(limits.max())):
             inp = ys[:, -1:] if use_cache else ys                        # (B, 1) 또는 (B, t)
-            token = model.decode(inp, memory, src_mask, cache)[:, -1].argmax(dim=-1)  # (B,)
+            logits = model.decode(inp, memory, src_mask, cache)[:, -1]  # (B, V)
+            logits[:, banned] = float("-inf")                            # [PAD]·[UNK]·[BOS] 금지
+            token = logits.argmax(dim=-1)                                # (B,)
             token = token.masked_fill(done, model.pad_id)                # 끝난 문장은 [PAD]
             ys = torch.cat([ys, token[:, None]], dim=1)                  # (B, t + 1)
             lengths += (~done).long()
@@ -304,12 +329,21 @@ def _reorder_cache(cache, index):
 
 @torch.no_grad()
 def beam_search(model, src, bos_id, eos_id, beam_size=4, alpha=0.6, max_len=None, return_scores=False):
-    """문장마다 beam_size 개의 후보를 유지하는 빔 서치. 반환: list[list[int]]
+    """문장마다 살아 있는 가설 K(= beam_size) 개로 찾는 빔 서치. 반환: list[list[int]]
     (return_scores=True 면 (hyps, scores), score = log P(y|x) / lp(|y|), |y| 는 [EOS] 포함 길이).
 
-    단계마다 (빔 K × 어휘 V) 후보를 log P / lp(길이) 로 줄 세워 상위 K 개를 남긴다.
-    [EOS] 를 낸 빔은 '끝남'이 되어 이후엔 비용 0 인 [PAD] 로만 이어지고(점수·길이 고정),
-    모든 빔이 끝나면 멈춘다. 마지막에 log P / lp 가 가장 큰 빔을 고른다.
+    fairseq·tensor2tensor 의 표준 방식이다. 단계마다
+      1. 살아 있는 K 개를 한 토큰씩 늘린 K·V 후보 중 누적 log P 가 큰 2K 개를 본다. 한 단계의
+         후보는 길이가 모두 같으므로 log P 순서가 곧 점수 log P / lp(길이) 순서다.
+      2. 그중 상위 K 등 안에서 [EOS] 를 낸 후보는 그 문장의 '끝난 가설'이 된다(점수 log P / lp).
+         끝난 가설은 빔 자리를 차지하지 않으므로 더 긴 가설에 밀려 사라지지 않는다.
+      3. [EOS] 가 아닌 앞쪽 K 개가 다음 단계의 살아 있는 가설이다([EOS] 는 빔마다 하나뿐이라
+         2K 개 안에 [EOS] 아닌 후보가 늘 K 개 이상 있다).
+    문장은 (a) 끝난 가설이 K 개가 되거나, (b) 살아 있는 가설 누구도 가장 좋은 끝난 가설을 더는
+    이길 수 없거나 — log P 는 줄기만 하므로 닿을 수 있는 최고 점수는 지금 log P / (남은 길이에서
+    가장 큰 lp) — (c) 최대 길이에 이르면 끝난다. (c) 에서 살아 있는 후보는 [EOS] 없이 끝난 가설이 된다.
+    마지막에 끝난 가설 중 점수가 가장 높은 것을 고른다. 과거 키·값 캐시는 고른 빔 순서로 재배열한다.
+    (a) 는 fairseq 의 규칙으로, beam_size=1 을 greedy_decode 와 똑같게 만든다.
 
     >>> _ = torch.manual_seed(0)
     >>> m = Transformer(12, 12, d_model=8, num_heads=2, num_layers=1, d_ff=16)
@@ -320,50 +354,68 @@ def beam_search(model, src, bos_id, eos_id, beam_size=4, alpha=0.6, max_len=None
     >>> len(hyps), all(s <= 0 for s in scores)
     (2, True)
     """
+    # 논문과 다른 점: 논문은 멈춤 규칙과 특수 토큰을 말하지 않는다. 멈춤 (a)·(b)·(c) 와
+    #  [PAD]·[UNK]·[BOS] 금지는 fairseq·tensor2tensor 를 따랐다. (a) 때문에 K 개가 끝난 뒤에
+    #  나올 더 긴 가설은 보지 않는다(빔 서치가 원래 근사이듯 이것도 근사다).
     B, K = src.size(0), beam_size
     V = model.generator.out_features
-    if not 1 <= K <= V:
-        raise ValueError(f"beam_search: beam_size must be between 1 and the vocabulary size {V} (got {K}).")
+    if K < 1:
+        raise ValueError(f"beam_search: beam_size 는 1 이상이어야 합니다 (받은 값 {K}).")
     was_training = model.training
     model.eval()
     try:
         src_mask = padding_mask(src, model.pad_id)                       # (B, 1, 1, S)
         memory = model.encode(src, src_mask).repeat_interleave(K, dim=0)  # (B·K, S, d_model)
         src_mask = src_mask.repeat_interleave(K, dim=0)                  # (B·K, 1, 1, S)
-        limits = _length_limits(src, model.pad_id, max_len)[:, None]     # (B, 1)
-        scores = torch.full((B, K), float("-inf"), device=src.device)    # 누적 log P
-        scores[:, 0] = 0.0                                               # 처음엔 빔 하나만 살아 있다
-        lengths = torch.zeros(B, K, dtype=torch.long, device=src.device)
-        done = torch.zeros(B, K, dtype=torch.bool, device=src.device)
-        pad_only = torch.full((V,), float("-inf"), device=src.device)
-        pad_only[model.pad_id] = 0.0                                     # 끝난 빔: [PAD] 만, 비용 0
-        base = torch.arange(B, device=src.device)[:, None] * K           # (B, 1) 문장별 행 시작
+        limits = _length_limits(model, src, max_len)                     # (B,)
+        banned = _banned_ids(model, bos_id, eos_id)
+        live = torch.full((B, K), float("-inf"), device=src.device)     # 살아 있는 가설의 누적 log P
+        live[:, 0] = 0.0                                                 # 처음엔 [BOS] 하나뿐
         ys = src.new_full((B * K, 1), bos_id)                            # (B·K, 1)
+        best = torch.full((B,), float("-inf"), device=src.device)       # 끝난 가설 중 최고 점수
+        best_ys = src.new_full((B, int(limits.max())), model.pad_id)    # (B, L) 그 가설의 토큰
+        best_len = torch.zeros_like(limits)
+        num_ended = torch.zeros_like(limits)                             # 끝난 가설 수
+        finished = torch.zeros_like(limits, dtype=torch.bool)            # 문장의 탐색이 끝났나
+        base = torch.arange(B, device=src.device)[:, None] * K           # (B, 1) 문장별 행 시작
+        rank = torch.arange(2 * K, device=src.device)                    # (2K,) 후보의 등수
         cache = {}
         for step in range(int(limits.max())):
             logits = model.decode(ys[:, -1:], memory, src_mask, cache)[:, -1]        # (B·K, V)
-            logp = F.log_softmax(logits.float(), dim=-1).view(B, K, V)              # (B, K, V)
-            logp = torch.where(done[..., None], pad_only, logp)
-            cand = scores[..., None] + logp                                          # (B, K, V)
-            cand_len = (lengths + (~done).long())[..., None]                         # (B, K, 1)
-            top = (cand / length_penalty(cand_len, alpha)).view(B, -1).topk(K, dim=-1).indices  # (B, K)
-            beam, token = top // V, top % V                                          # (B, K)
-            scores = cand.view(B, -1).gather(1, top)
-            lengths = cand_len.squeeze(-1).gather(1, beam)
-            done = done.gather(1, beam) | (token == eos_id) | (step + 1 >= limits)
-            rows = (base + beam).view(-1)                                            # (B·K,)
-            ys = torch.cat([ys[rows], token.view(-1, 1)], dim=1)                    # (B·K, t + 1)
+            logp = F.log_softmax(logits.float(), dim=-1)                             # (B·K, V)
+            logp[:, banned] = float("-inf")                                          # 특수 토큰 금지
+            cand = (live.view(-1, 1) + logp).view(B, K * V)                          # (B, K·V) 누적 log P
+            top, index = cand.topk(min(2 * K, K * V), dim=-1)                        # (B, 2K) 큰 순서
+            beam, token = index // V, index % V                                      # (B, 2K)
+            # 끝난 가설로: 상위 K 등 안의 [EOS], 최대 길이에선 모든 후보 (살아 있는 문장만)
+            ends = ((token == eos_id) & (rank[:top.size(1)] < K)) | (step + 1 >= limits)[:, None]
+            ends &= torch.isfinite(top) & ~finished[:, None]                         # (B, 2K)
+            score = (top / length_penalty(step + 1, alpha)).masked_fill(~ends, float("-inf"))
+            new_best, j = score.max(dim=-1)                                          # (B,)
+            better = new_best > best
+            rows = base.squeeze(1) + beam.gather(1, j[:, None]).squeeze(1)           # (B,)
+            seq = torch.cat([ys[rows, 1:], token.gather(1, j[:, None])], dim=1)      # (B, step + 1)
+            best_ys[:, :step + 1] = torch.where(better[:, None], seq, best_ys[:, :step + 1])
+            best_len = torch.where(better, step + 1, best_len)
+            best = torch.maximum(best, new_best)
+            num_ended += ends.sum(dim=-1)
+            # 살아 있는 가설로: [EOS] 아닌 앞쪽 K 개 (안정 정렬이라 점수 순서가 유지된다)
+            keep = (token == eos_id).int().argsort(dim=-1, stable=True)[:, :K]       # (B, K)
+            live = top.gather(1, keep)                                               # (B, K)
+            rows = (base + beam.gather(1, keep)).view(-1)                            # (B·K,)
+            ys = torch.cat([ys[rows], token.gather(1, keep).view(-1, 1)], dim=1)    # (B·K, step + 2)
             _reorder_cache(cache, rows)
-            if done.all():
+            # 멈춤 (b): lp 는 길이에 단조이므로 남은 길이 step+2..limit 에서 가장 큰 lp 는 양 끝 중 하나
+            most_lp = length_penalty(limits, alpha).clamp(min=length_penalty(step + 2, alpha))  # (B,)
+            hopeless = best >= live.max(dim=-1).values / most_lp
+            finished |= (step + 1 >= limits) | (num_ended >= K) | hopeless
+            if finished.all():
                 break
     finally:
         model.train(was_training)
-    final = scores / length_penalty(lengths, alpha)                                  # (B, K)
-    best = final.argmax(dim=-1)                                                      # (B,)
-    rows = base.squeeze(1) + best
-    hyps = _to_lists(ys[rows, 1:], lengths.gather(1, best[:, None]).squeeze(1), eos_id)
+    hyps = _to_lists(best_ys, best_len, eos_id)
     if return_scores:
-        return hyps, final.gather(1, best[:, None]).squeeze(1).tolist()
+        return hyps, best.tolist()
     return hyps
 
 

@@ -985,8 +985,8 @@ def short_run(cfg, steps):
         start = time.time()
         for _ in range(steps):
             record["lr"].append(trainer.optimizer.param_groups[0]["lr"])
-            loss, tokens = trainer.train_step(trainer.next_update_batches())
-            finite = loss is not None
+            loss, tokens, result = trainer.train_step(trainer.next_update_batches())
+            finite = result == "applied"
             record["loss"].append(loss if finite else float("nan"))
             record["grad_norm"].append(_grad_norm(trainer.model.parameters()) if finite else float("nan"))
             record["tokens"].append(tokens)

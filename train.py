@@ -54,6 +54,11 @@ from schedules import as_lambda_lr, transformer_lr
 # =============================================================================
 # 1. 설정: 하나의 dataclass 와 세 개의 프리셋
 # =============================================================================
+def _opt(default, help):
+    """Config 필드 하나: 기본값과 ``--help`` 에 나올 한국어 설명."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 @dataclasses.dataclass
 class Config:
     """학습 설정 전부. 모든 필드는 명령줄 ``--필드-이름`` 으로 바꿀 수 있다.
@@ -61,52 +66,53 @@ class Config:
     >>> Config().replace(d_model=64).d_model
     64
     """
-    preset: str = "demo"
-    corpus: str = "demo"              # "demo" (내장 코퍼스) 또는 "wmt14"
-    data_dir: str = "data/wmt14"
+    preset: str = _opt("demo", "프리셋 이름")
+    corpus: str = _opt("demo", "코퍼스: demo (내장 문법) 또는 wmt14 (data.py prepare 가 만든 캐시)")
+    data_dir: str = _opt("data/wmt14", "준비된 코퍼스 디렉터리 (주면 그 캐시로 학습)")
     # --- 데모 코퍼스 크기와 BPE ---
-    train_pairs: int = 60000
-    valid_pairs: int = 500
-    test_pairs: int = 500
-    vocab_size: int = 1000
+    train_pairs: int = _opt(60000, "데모 학습 쌍 수")
+    valid_pairs: int = _opt(500, "데모 검증 쌍 수")
+    test_pairs: int = _opt(500, "데모 테스트 쌍 수")
+    vocab_size: int = _opt(1000, "공동 BPE 어휘 크기 (논문 약 37000)")
     # --- 모델 (§3, 표 3의 base: 512/6/8/2048/0.1) ---
-    d_model: int = 256
-    num_heads: int = 4
-    num_layers: int = 3
-    d_ff: int = 1024
-    dropout: float = 0.1
-    norm_first: bool = False          # False = 논문의 Post-LN
-    share_embeddings: bool = True     # 공동 BPE 어휘 → 임베딩 공유 + 출력층 묶기 (§3.4)
+    d_model: int = _opt(256, "모델 차원 d_model (논문 base 512)")
+    num_heads: int = _opt(4, "어텐션 헤드 수 h (논문 8)")
+    num_layers: int = _opt(3, "인코더·디코더 층 수 N (논문 6)")
+    d_ff: int = _opt(1024, "FFN 안쪽 차원 d_ff (논문 2048)")
+    dropout: float = _opt(0.1, "드롭아웃 P_drop (논문 0.1)")
+    max_len: int = _opt(1024, "위치 표 크기: 원문·번역문이 넘을 수 없는 토큰 수 (논문 언급 없음)")
+    norm_first: bool = _opt(False, "Pre-LN 을 쓴다 (논문은 Post-LN = --no-norm-first)")
+    share_embeddings: bool = _opt(True, "임베딩 공유 + 출력층 묶기 (논문 §3.4 처럼 켬)")
     # --- 최적화 (§5.3: Adam β1=0.9, β2=0.98, ε=1e-9, 워밍업 후 역제곱근 감소) ---
-    lr_factor: float = 1.0
-    warmup: int = 4000
-    max_steps: int = 100000
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.98
-    adam_eps: float = 1e-9
-    clip_norm: float = 0.0            # 0 = 자르지 않음 (논문은 언급 없음)
-    label_smoothing: float = 0.1      # §5.4, ε_ls = 0.1
+    lr_factor: float = _opt(1.0, "논문 학습률 스케줄에 곱할 배율 (논문 1.0)")
+    warmup: int = _opt(4000, "워밍업 업데이트 수, 1 이상 (논문 4000)")
+    max_steps: int = _opt(100000, "총 업데이트 수 (논문 base 100000)")
+    adam_beta1: float = _opt(0.9, "Adam β1 (논문 0.9)")
+    adam_beta2: float = _opt(0.98, "Adam β2 (논문 0.98)")
+    adam_eps: float = _opt(1e-9, "Adam ε (논문 1e-9)")
+    clip_norm: float = _opt(0.0, "기울기 노름 자르기, 0 = 끔 (논문 언급 없음)")
+    label_smoothing: float = _opt(0.1, "라벨 스무딩 ε_ls (논문 0.1)")
     # --- 배치 (§5.1: 업데이트당 약 25k 토큰) ---
-    max_tokens: int = 4096            # 한 배치의 (패딩 포함) 토큰 수 상한
-    accum_steps: int = 1              # 그래디언트 누적 → 업데이트당 max_tokens × accum_steps
+    max_tokens: int = _opt(4096, "배치 하나의 토큰 상한, 문장 수 × 긴 쪽 폭 (논문: 업데이트당 원문·번역 각 약 25000)")
+    accum_steps: int = _opt(1, "그래디언트 누적 배치 수: 업데이트당 max_tokens × accum_steps")
     # --- 장치와 정밀도 ---
-    device: str = "auto"              # auto | cpu | cuda
-    amp: str = "auto"                 # auto | fp16 | bf16 | off
-    threads: int = 0                  # 0 = torch 기본값
+    device: str = _opt("auto", "장치: auto | cpu | cuda")
+    amp: str = _opt("auto", "혼합 정밀도: auto | fp16 | bf16 | off")
+    threads: int = _opt(0, "CPU 스레드 수, 0 = torch 기본값")
     # --- 평가와 기록 ---
-    log_every: int = 100
-    eval_every: int = 1000
-    eval_bleu_sentences: int = 200    # 중간 평가에서 그리디 BLEU 를 잴 검증 문장 수
-    save_every: int = 1000
-    keep_checkpoints: int = 5
-    average_last: int = 5             # 끝에서 평균할 체크포인트 수 (§6.1)
-    beam_size: int = 4                # §6.1: beam 4, α = 0.6
-    length_penalty: float = 0.6
-    max_nonfinite: int = 5            # 연속 비유한 손실이 이만큼이면 멈춘다
-    stop_after: int = 0               # >0 이면 이 스텝에서 체크포인트를 쓰고 멈춘다
-    seed: int = 0
-    run_dir: str = ""                 # 비우면 outputs/training/<preset>_<시각>/
-    resume: str = ""                  # 런 디렉터리 또는 체크포인트 경로, "latest"
+    log_every: int = _opt(100, "진행 줄을 찍는 업데이트 간격")
+    eval_every: int = _opt(1000, "검증(손실, 정확도, 그리디 BLEU) 간격")
+    eval_bleu_sentences: int = _opt(200, "중간 평가에서 그리디 BLEU 를 잴 검증 문장 수")
+    save_every: int = _opt(1000, "체크포인트 간격 (논문: 10분마다)")
+    keep_checkpoints: int = _opt(5, "남겨 둘 스텝 체크포인트 수")
+    average_last: int = _opt(5, "끝에서 평균할 체크포인트 수 (논문 5)")
+    beam_size: int = _opt(4, "빔 크기 (논문 4)")
+    length_penalty: float = _opt(0.6, "길이 벌점 α (논문 0.6)")
+    max_nonfinite: int = _opt(5, "연속으로 이만큼 손실이 NaN/inf 면 멈춘다")
+    stop_after: int = _opt(0, "0 보다 크면 이 스텝에서 체크포인트를 쓰고 멈춘다 (재개 시험용)")
+    seed: int = _opt(0, "난수 시드")
+    run_dir: str = _opt("", "런 디렉터리, 비우면 outputs/training/<프리셋>_<시각>/")
+    resume: str = _opt("", "이어 갈 런 디렉터리나 체크포인트")
 
     def replace(self, **changes):
         """몇 필드만 바꾼 새 설정."""
@@ -136,18 +142,26 @@ def preset_config(name):
                       log_every=100, eval_every=400, save_every=200, amp="off")
     if name == "rtx3090":
         # 논문과 다른 점: 논문은 GPU 8장에서 배치당 25k 토큰을 한 번에 처리했다. GPU 한 장에서는
-        # 6,250 토큰 배치 4개의 그래디언트를 누적해 같은 업데이트 크기(≈25k)를 만든다.
+        # 6,250 토큰 배치 4개의 그래디언트를 누적해 업데이트 크기 ≈25k 를 만든다. 예산은 "문장 수 ×
+        # 긴 쪽 폭(패딩 포함)" 으로 세므로 실제 토큰은 더 적다: WMT 표본 1만 쌍(BPE 8k·37k)에서 잰
+        # 업데이트당 실제 토큰은 원문 약 21.2-21.9k, 번역문 약 22.6-23.3k (논문의 85-93%). 같게 하려면
+        # max_tokens 를 약 7,000-7,500 으로 올려야 하는데, 24 GB 에서 메모리를 재 보지 못해 그대로 둔다.
+        # 체크포인트: 논문은 10분마다 써서 마지막 5개를 평균했다. base 모델은 12시간에 10만 스텝,
+        # 10분 ≈ 1,400 스텝이므로 1,400 스텝마다 쓴다 (평균 창 = 마지막 약 5,600 스텝).
         return Config(preset="rtx3090", corpus="wmt14", vocab_size=37000, d_model=512,
                       num_heads=8, num_layers=6, d_ff=2048, dropout=0.1, warmup=4000,
                       max_steps=100000, max_tokens=6250, accum_steps=4, amp="auto",
-                      log_every=100, eval_every=2500, save_every=2500, eval_bleu_sentences=500)
+                      log_every=100, eval_every=2800, save_every=1400, eval_bleu_sentences=500)
     raise ValueError(f"알 수 없는 프리셋 '{name}' 입니다: tiny, demo, rtx3090 중에서 고르세요.")
 
 
 def check_config(cfg):
     """학습이 될 수 없는 설정을 미리 거절한다 (옛 프로젝트는 워밍업도 끝내지 못했다)."""
-    if cfg.max_steps <= 0 or cfg.warmup < 0 or cfg.max_tokens <= 0 or cfg.accum_steps <= 0:
-        raise ValueError("max_steps, max_tokens, accum_steps 는 양수, warmup 은 0 이상이어야 합니다.")
+    if cfg.max_steps <= 0 or cfg.max_tokens <= 0 or cfg.accum_steps <= 0:
+        raise ValueError("max_steps, max_tokens, accum_steps 는 양수여야 합니다.")
+    if cfg.warmup < 1:
+        raise ValueError(f"--warmup 은 1 이상이어야 합니다 (받은 값 {cfg.warmup}): 논문 스케줄은 "
+                         "step · warmup^-1.5 를 쓰므로 0 이면 정의되지 않습니다 (논문 4000).")
     if cfg.max_steps <= cfg.warmup:
         raise ValueError(f"총 업데이트 수(max_steps={cfg.max_steps})가 워밍업(warmup={cfg.warmup})보다 "
                          "커야 합니다: 학습률이 한 번도 최고점에 닿지 못합니다. --max-steps 를 늘리거나 "
@@ -471,15 +485,24 @@ def _load_wmt14_corpus(cfg, log):
         raise FileNotFoundError(f"데이터 디렉터리 '{cfg.data_dir}' 가 없습니다: 먼저 "
                                 "`python data.py download wmt14` 와 `python data.py prepare wmt14` 를 "
                                 "실행하거나 --data-dir 를 고치세요.")
-    cache = data.find_prepared(cfg.data_dir)
+    cache = data.find_prepared(cfg.data_dir, cfg.vocab_size)            # 설정의 어휘 크기와 맞는 캐시
     if cache is None:
-        raise FileNotFoundError(f"'{cfg.data_dir}' 에 준비된 WMT14 캐시가 없습니다: "
-                                "`python data.py prepare wmt14` 를 먼저 실행하세요.")
+        raise FileNotFoundError(f"'{cfg.data_dir}' 에 어휘 {cfg.vocab_size} 로 준비된 캐시가 없습니다: "
+                                f"`python data.py prepare wmt14 --dir {cfg.data_dir} --vocab {cfg.vocab_size}` "
+                                "를 먼저 실행하세요.")
     bpe = data.BPE.load(os.path.join(cache, "bpe.txt"))
-    splits = {name: data.load_prepared(cache, name) for name in ("train", "valid", "test")}
+    limit = cfg.max_len - 1                    # 위치 표에서 [EOS]/[BOS] 한 칸을 뺀 문장 길이 한계
+    train = data.load_prepared(cache, "train", max_len=limit)           # 더 긴 쌍이 있으면 한 줄 오류
+    splits = {name: data.load_prepared(cache, name) for name in ("valid", "test")}
     texts = {name: data.load_wmt14(cfg.data_dir, name) for name in ("valid", "test")}
-    log(f"WMT14 캐시 {cache}: 학습 {len(splits['train']):,} 쌍, BPE 어휘 {len(bpe):,}")
-    return Corpus(bpe, splits["train"], splits["valid"], splits["test"], texts["valid"], texts["test"])
+    # 검증 분할은 거르지 않은 공식 집합이다: 위치 표보다 긴 쌍은 교사 강요 손실에서만 뺀다
+    # (시험 분할은 번역할 때 원문을 자른다, translate_ids).
+    keep = [i for i, (s, t) in enumerate(splits["valid"]) if max(len(s), len(t)) <= limit]
+    if len(keep) < len(splits["valid"]):
+        log(f"검증 쌍 {len(splits['valid']) - len(keep)}개가 {limit} 토큰보다 길어 검증에서 뺍니다.")
+    valid, valid_text = [splits["valid"][i] for i in keep], [texts["valid"][i] for i in keep]
+    log(f"준비된 캐시 {cache}: 학습 {len(train):,} 쌍, BPE 어휘 {len(bpe):,}")
+    return Corpus(bpe, train, valid, splits["test"], valid_text, texts["test"])
 
 
 def epoch_batches(pairs, cfg, epoch, rank=0, world_size=1):
@@ -515,7 +538,7 @@ def build_model(cfg, vocab_size):
     return Transformer(vocab_size, vocab_size, d_model=cfg.d_model, num_heads=cfg.num_heads,
                        num_layers=cfg.num_layers, d_ff=cfg.d_ff, dropout=cfg.dropout,
                        pad_id=data.PAD_ID, share_embeddings=cfg.share_embeddings,
-                       tie_output=cfg.share_embeddings, norm_first=cfg.norm_first)
+                       tie_output=cfg.share_embeddings, norm_first=cfg.norm_first, max_len=cfg.max_len)
 
 
 def build_optimizer(cfg, model):
@@ -605,10 +628,28 @@ def evaluate_loss(model, pairs, cfg, device, amp):
     return total_loss / max(total_tokens, 1), total_correct / max(total_tokens, 1)
 
 
+def fit_sources(sources, max_len, warn=None):
+    """원문 id 목록들을 위치 표에 맞게 자른다 ([EOS] 한 칸을 남긴다). 자른 게 있으면 warn 에 한 줄.
+
+    >>> fit_sources([[5] * 10, [6, 7]], max_len=5, warn=print)
+    경고: 원문 1줄이 4 토큰보다 길어 앞 4 토큰만 번역합니다 (가장 긴 줄 10 토큰).
+    [[5, 5, 5, 5], [6, 7]]
+    """
+    limit = max_len - 1
+    longest = max((len(s) for s in sources), default=0)
+    if longest <= limit:
+        return sources
+    if warn is not None:
+        count = sum(len(s) > limit for s in sources)
+        warn(f"경고: 원문 {count}줄이 {limit} 토큰보다 길어 앞 {limit} 토큰만 번역합니다 (가장 긴 줄 {longest} 토큰).")
+    return [s[:limit] for s in sources]
+
+
 @torch.no_grad()
-def translate_ids(model, sources, device, beam_size=1, alpha=0.6, batch_size=64):
-    """토큰 id 목록들을 번역한다 (beam_size=1 이면 그리디)."""
+def translate_ids(model, sources, device, beam_size=1, alpha=0.6, batch_size=64, warn=None):
+    """토큰 id 목록들을 번역한다 (beam_size=1 이면 그리디). 위치 표보다 긴 원문은 자른다."""
     model.eval()
+    sources = fit_sources(sources, model.pos_enc.max_len, warn)
     out = []
     for start in range(0, len(sources), batch_size):
         chunk = sources[start:start + batch_size]
@@ -626,8 +667,9 @@ def translate_ids(model, sources, device, beam_size=1, alpha=0.6, batch_size=64)
 
 
 def translate_texts(model, bpe, texts, device, beam_size=4, alpha=0.6):
-    """영어 문장들 → 독일어 문장들."""
-    hyps = translate_ids(model, [bpe.encode(t) for t in texts], device, beam_size, alpha)
+    """영어 문장들 → 독일어 문장들. 너무 긴 원문은 잘라 번역하고 stderr 에 경고 한 줄."""
+    hyps = translate_ids(model, [bpe.encode(t) for t in texts], device, beam_size, alpha,
+                         warn=lambda line: print(line, file=sys.stderr))
     return [bpe.decode(h) for h in hyps]
 
 
@@ -723,12 +765,14 @@ class Trainer:
         if self.is_main:
             self.corpus.bpe.save(os.path.join(self.run_dir, "bpe.txt"))
         self._check_batch_fits()
+        self.train_tgt_lengths = np.asarray(sequence_lengths(self.corpus.train)[1])  # 업데이트의 토큰 수 세기용
         self.model = build_model(cfg, len(self.corpus.bpe)).to(self.device)
         self.optimizer, self.scheduler = build_optimizer(cfg, self.model)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")
         self.step, self.epoch, self.batch_pos = 0, 0, 0
         self._epoch_batches = None                      # 현재 에폭의 배치 목록 (필요할 때 만든다)
         self.nonfinite_in_row, self.nonfinite_total = 0, 0
+        self.overflow_total = 0                         # fp16 GradScaler 가 건너뛴 업데이트 수
         self.status = {"state": "학습 중", "amp": self.amp, "step": 0, "epoch": 0, "elapsed": 0.0}
         self.elapsed_before, self.start_time = 0.0, time.time()
         if self.resume_state is not None:
@@ -741,7 +785,9 @@ class Trainer:
         target = self.cfg.resume
         if not target:
             return None
-        if target == "latest":
+        if target == "latest" and self.cfg.run_dir:                     # --run-dir DIR --resume: 그 DIR
+            target = self.cfg.run_dir
+        elif target == "latest":
             target = find_latest_run(preset=self.cfg.preset)
             if target is None:
                 raise FileNotFoundError(f"이어 갈 '{self.cfg.preset}' 런이 outputs/training 에 없습니다.")
@@ -796,7 +842,7 @@ class Trainer:
                 "step": self.step, "epoch": self.epoch, "batch_pos": self.batch_pos,
                 "rng": rng_state(), "config": dataclasses.asdict(self.cfg),
                 "elapsed": self.elapsed(), "status": dict(self.status),
-                "nonfinite_total": self.nonfinite_total}
+                "nonfinite_total": self.nonfinite_total, "overflow_total": self.overflow_total}
 
     def _restore(self, state):
         self.model.load_state_dict(state["model"])
@@ -807,6 +853,7 @@ class Trainer:
         self.elapsed_before = state["elapsed"]
         self.status.update(state["status"])
         self.nonfinite_total = state["nonfinite_total"]
+        self.overflow_total = state.get("overflow_total", 0)
         set_rng_state(state["rng"])
         self.log(f"재개: {state['path']} (스텝 {self.step}, 에폭 {self.epoch})")
 
@@ -828,37 +875,72 @@ class Trainer:
         """이전 실행(재개 전)까지 포함한 학습 시간(초)."""
         return self.elapsed_before + time.time() - self.start_time
 
-    def train_step(self, batches):
-        """그래디언트 누적으로 한 업데이트. 반환: (평균 손실 또는 None(건너뜀), 목표 토큰 수)."""
-        pairs = self.corpus.train
-        self.optimizer.zero_grad(set_to_none=True)
-        total_loss, total_tokens = 0.0, 0
+    def accumulate_gradients(self, batches):
+        """마이크로배치들의 기울기를 쌓는다. 반환: (이 랭크의 토큰 손실 합 텐서, 이 랭크의 목표 토큰 수).
+
+        쌓인 기울기 = ∂(업데이트 전체의 토큰 손실 합)/∂θ ÷ (업데이트 전체의 실제 목표 토큰 수, 모든 랭크 합).
+        그래서 24 토큰 마이크로배치와 650 토큰 마이크로배치가 토큰 수만큼 기여하고, 결과는 모두를 담은
+        한 배치의 기울기와 같다 (fairseq 와 같은 방식). 토큰 수는 길이 배열로 미리 세므로 GPU 를 기다리지 않는다.
+        """
+        tokens = sum(int(self.train_tgt_lengths[b].sum()) + len(b) for b in batches)  # 번역 + [EOS]
+        total = self._sum_over_ranks(tokens)
+        scale = self.world_size / total               # DDP 는 랭크 평균을 내므로 world_size 를 곱해 되돌린다
+        loss_sum = torch.zeros((), device=self.device)
         for i, indices in enumerate(batches):
-            src, tgt_in, tgt_out = make_batch(pairs, indices, self.device)
+            src, tgt_in, tgt_out = make_batch(self.corpus.train, indices, self.device)
             sync = i == len(batches) - 1 or self.world_size == 1
-            ctx = contextlib.nullcontext() if sync else self.ddp_model.no_sync()
-            with ctx:
+            with contextlib.nullcontext() if sync else self.ddp_model.no_sync():
                 with autocast(self.amp, self.device):
                     logits = self.ddp_model(src, tgt_in)
-                loss = label_smoothed_cross_entropy(logits.float(), tgt_out,
-                                                    epsilon=self.cfg.label_smoothing,
-                                                    ignore_index=data.PAD_ID)
-                self.scaler.scale(loss / len(batches)).backward()
-            total_loss += loss.item()
-            total_tokens += (tgt_out != data.PAD_ID).sum().item()
-        mean_loss = total_loss / len(batches)
-        if not math.isfinite(mean_loss):
+                loss = label_smoothed_cross_entropy(logits.float(), tgt_out, epsilon=self.cfg.label_smoothing,
+                                                    ignore_index=data.PAD_ID, reduction="sum")
+                self.scaler.scale(loss * scale).backward()
+            loss_sum += loss.detach()
+        return loss_sum, tokens
+
+    def train_step(self, batches):
+        """한 업데이트. 반환: (토큰당 평균 손실, 목표 토큰 수, 결과).
+
+        결과: "applied" (적용), "nonfinite" (어느 랭크든 손실이 NaN/inf → 모든 랭크가 함께 건너뜀),
+        "overflow" (fp16 GradScaler 가 inf 기울기를 보고 건너뜀; 스텝·스케줄러는 그대로).
+        """
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_sum, tokens = self.accumulate_gradients(batches)
+        loss = loss_sum.item() / max(tokens, 1)       # 업데이트마다 한 번만 GPU 를 기다린다
+        if not self._all_ranks_agree(math.isfinite(loss)):
             self.optimizer.zero_grad(set_to_none=True)
             if self.amp == "fp16":
                 self.scaler.update(self.scaler.get_scale() / 2)   # fp16 넘침이면 스케일을 낮춘다
-            return None, total_tokens
+            return loss, tokens, "nonfinite"
         self.scaler.unscale_(self.optimizer)
         if self.cfg.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
+        scale_before = self.scaler.get_scale()        # 꺼져 있으면 늘 1.0 (동기화 없음)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        if self.scaler.get_scale() < scale_before:     # 스케일이 줄었다 = 이번 optimizer.step 은 건너뛰었다
+            return loss, tokens, "overflow"
         self.scheduler.step()
-        return mean_loss, total_tokens
+        return loss, tokens, "applied"
+
+    def _sum_over_ranks(self, count):
+        """정수 하나를 모든 랭크에서 더한다 (한 프로세스면 그대로)."""
+        if self.world_size == 1:
+            return count
+        import torch.distributed as dist
+        value = torch.tensor(count, dtype=torch.float64, device=self.device)
+        dist.all_reduce(value)
+        return int(value.item())
+
+    def _all_ranks_agree(self, flag):
+        """모든 랭크에서 flag 가 참인가. 한 랭크의 NaN 은 all-reduce 로 이미 모든 랭크의 기울기에
+        퍼졌으므로, 적용·건너뜀·멈춤을 랭크마다 따로 정하면 랭크들이 어긋난다."""
+        if self.world_size == 1:
+            return flag
+        import torch.distributed as dist
+        value = torch.tensor(1.0 if flag else 0.0, device=self.device)
+        dist.all_reduce(value, op=dist.ReduceOp.MIN)
+        return bool(value.item())
 
     def next_update_batches(self):
         """다음 업데이트에 쓸 배치 accum_steps 개. 에폭이 끝나면 다음 에폭의 순서로 넘어간다."""
@@ -885,10 +967,13 @@ class Trainer:
         self.session_start = (self.step, time.time())
         try:
             while self.step < cfg.max_steps:
-                loss, tokens = self.train_step(self.next_update_batches())
+                loss, tokens, result = self.train_step(self.next_update_batches())
                 window_tokens += tokens
-                if loss is None:
+                if result == "nonfinite":
                     self._on_nonfinite()
+                    continue
+                if result == "overflow":                  # fp16 의 흔한 일: 스케일만 줄이고 센다
+                    self.overflow_total += 1
                     continue
                 self.nonfinite_in_row = 0
                 self.step += 1
@@ -1020,40 +1105,69 @@ def final_evaluation(trainer, log=print):
 # =============================================================================
 # 11. 명령줄
 # =============================================================================
+def _preset_defaults(name):
+    """도움말용: 필드의 프리셋별 기본값 "demo X, rtx3090 Y" (같으면 하나)."""
+    demo, paper = getattr(preset_config("demo"), name), getattr(preset_config("rtx3090"), name)
+    return f"{demo!r}" if demo == paper else f"demo {demo!r}, rtx3090 {paper!r}"
+
+
 def build_parser():
     """Config 의 모든 필드를 --필드-이름 옵션으로 만든다 (불리언은 --x / --no-x)."""
     parser = argparse.ArgumentParser(description="Transformer 학습 (Attention Is All You Need).")
     parser.add_argument("--preset", choices=("tiny", "demo", "rtx3090"), default=None,
-                        help="tiny | demo | rtx3090 (생략하면 WMT14 가 준비됐으면 rtx3090, 아니면 demo)")
-    parser.add_argument("--translate", metavar="TEXT", help="최근 체크포인트로 번역만 한다")
-    parser.add_argument("--checkpoint", help="--translate / --average-checkpoints 에 쓸 체크포인트나 런 디렉터리")
+                        help="설정 묶음 tiny | demo | rtx3090 (기본: --data-dir 이나 data/wmt14 에 준비된 "
+                             "캐시가 있으면 rtx3090 = 논문 base, 없으면 demo)")
+    parser.add_argument("--translate", metavar="TEXT", help="최근(또는 --checkpoint) 체크포인트로 이 문장만 번역한다")
+    parser.add_argument("--checkpoint", help="--translate / --average-checkpoints 에 쓸 체크포인트나 런 디렉터리 "
+                                             "(기본: 가장 최근 런)")
     parser.add_argument("--average-checkpoints", type=int, metavar="N",
-                        help="런 디렉터리의 마지막 N 개 체크포인트를 평균해 checkpoint_averaged.pt 로 쓴다")
+                        help="런 디렉터리의 마지막 N 개 체크포인트를 평균해 checkpoint_averaged.pt 로 쓴다 (논문 5)")
     for field in dataclasses.fields(Config):
         if field.name in ("preset", "resume"):
             continue
         flag = "--" + field.name.replace("_", "-")
+        text = f"{field.metadata['help']} (기본: {_preset_defaults(field.name)})"
         if field.type is bool:
-            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None)
+            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None,
+                                help=text)
         else:                                       # int, float, str: 필드의 타입으로 바로 변환
-            parser.add_argument(flag, dest=field.name, type=field.type, default=None)
+            parser.add_argument(flag, dest=field.name, type=field.type, default=None, help=text)
     parser.add_argument("--resume", nargs="?", const="latest", default=None,
-                        help="런 디렉터리나 체크포인트에서 이어 간다 (값이 없으면 가장 최근 런)")
+                        help="런 디렉터리나 체크포인트에서 이어 간다 (값이 없으면 --run-dir, 그것도 없으면 "
+                             "가장 최근 런; 기본: 새로 시작)")
     return parser
 
 
 def config_from_args(args, log=print):
-    """프리셋 + 명령줄에서 준 필드만 덮어쓴다. 프리셋을 안 주면 데이터에 따라 고른다."""
-    name = args.preset
-    if name is None:
-        prepared = os.path.isdir("data/wmt14") and data.find_prepared("data/wmt14") is not None
-        name = "rtx3090" if prepared else "demo"
-        if not prepared and args.corpus in (None, "demo"):
-            log("data/wmt14 가 준비되지 않아 내장 데모 코퍼스로 demo 프리셋을 학습합니다.")
+    """프리셋 + 명령줄에서 준 필드만 덮어쓴다. 프리셋을 안 주면 데이터에 따라 고른다.
+
+    --data-dir 를 직접 주면 그 디렉터리의 준비된 캐시로 학습한다: 없거나 준비되지 않았으면 오류
+    (조용히 데모를 학습하지 않는다).
+    """
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
                  if getattr(args, f.name, None) is not None}
     overrides.pop("preset", None)
+    name = args.preset
+    if args.data_dir is not None:
+        overrides.setdefault("corpus", "wmt14")
+        name = name or "rtx3090"
+        _check_data_dir(args.data_dir, overrides.get("vocab_size", preset_config(name).vocab_size))
+    elif name is None:
+        prepared = os.path.isdir("data/wmt14") and data.find_prepared("data/wmt14", 37000) is not None
+        name = "rtx3090" if prepared else "demo"
+        if not prepared and args.corpus in (None, "demo"):
+            log("data/wmt14 가 준비되지 않아 내장 데모 코퍼스로 demo 프리셋을 학습합니다.")
     return check_config(preset_config(name).replace(**overrides))
+
+
+def _check_data_dir(path, vocab_size):
+    """직접 준 --data-dir 가 있고 준비되었는지 (코퍼스를 읽기 전에 한 줄 오류로)."""
+    if not os.path.isdir(path):
+        raise FileNotFoundError(f"--data-dir '{path}' 가 없습니다: 경로를 고치거나 `python data.py download "
+                                f"wmt14 --dir {path}` 로 내려받으세요.")
+    if data.find_prepared(path, vocab_size) is None:
+        raise FileNotFoundError(f"--data-dir '{path}' 에 어휘 {vocab_size} 로 준비된 캐시가 없습니다: "
+                                f"`python data.py prepare wmt14 --dir {path} --vocab {vocab_size}` 를 먼저 실행하세요.")
 
 
 def run_translate(args, log=print):
