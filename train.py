@@ -1084,7 +1084,7 @@ def final_evaluation(trainer, log=print):
     sources = [en for en, _ in corpus.test_text]
     refs = [de for _, de in corpus.test_text]
     hyps = [corpus.bpe.decode(h) for h in translate_ids(model, [s for s, _ in corpus.test], trainer.device,
-                                                        cfg.beam_size, cfg.length_penalty)]
+                                                        cfg.beam_size, cfg.length_penalty, warn=log)]
     score = bleu(hyps, refs)
     exact = [h == r for h, r in zip(hyps, refs)]
     log("\n테스트 번역 예 (원문 / 참조 / 모델):")
