@@ -32,6 +32,7 @@ import contextlib
 import csv
 import dataclasses
 import datetime
+import functools
 import glob
 import math
 import os
@@ -1234,7 +1235,8 @@ def main(argv=None):
             return run_translate(args)
         if args.average_checkpoints is not None:
             return run_average(args)
-        return run_training(config_from_args(args))
+        log = functools.partial(print, flush=True)     # 파일로 돌려도 진행 줄이 바로 보이게
+        return run_training(config_from_args(args, log), log)
     except (ValueError, FileNotFoundError) as exc:
         print(f"오류: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
