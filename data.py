@@ -770,14 +770,16 @@ def load_wmt14(data_dir, split, max_words=250, max_ratio=9.0, normalize_text=Tru
 
 
 # =============================================================================
-# 4. WMT14 내려받기 (statmt.org 공식 아카이브)
+# 4. 내려받기: WMT14 (statmt.org 공식 아카이브), Multi30k (공식 .gz 여섯 개)
 # =============================================================================
-# 순서: ① ``이름.part`` 로 받는다 (끊기면 HTTP Range 로 이어받기) ② 크기를 Content-Length 와 맞춘다
-# ③ SHA-256 이 알려져 있으면 맞춘다 ④ gzip+tar 를 끝까지 읽어 무결성(gzip CRC)을 확인하면서 필요한
-# 파일만 임시 이름으로 풀어 둔다 ⑤ 모두 통과해야 아카이브와 풀린 파일을 최종 이름으로 바꾼다.
+# 두 데이터셋이 같은 코드(``download_archives``)를 쓴다. 아카이브마다:
+# ① ``이름.part`` 로 받는다 (끊기면 HTTP Range 로 이어받기) ② 크기를 Content-Length 와 맞춘다
+# ③ SHA-256 이 알려져 있으면 맞춘다 ④ 끝까지 읽어 무결성(gzip CRC)을 확인하면서 임시 이름으로 푼다
+# (.tgz 는 필요한 파일만, .gz 는 파일 하나) ⑤ 모두 통과해야 아카이브와 풀린 파일을 최종 이름으로 바꾼다.
 # 그래서 반쯤 쓰인 파일이 최종 이름으로 남는 일이 없고, 손상된 아카이브는 풀리지 않는다.
-# 체크섬: 공식 사이트가 SHA-256 을 공개하지 않아 우리가 아는 값이 없다. 지어내지 않고 None 으로 두며,
-# 그때는 크기 + gzip CRC 로 확인한다 (값을 알게 되면 ``Archive.sha256`` 에 넣으면 된다).
+# 체크섬: statmt.org 는 SHA-256 을 공개하지 않아 WMT14 는 지어내지 않고 None 으로 두며, 그때는
+# 크기 + gzip CRC 로 확인한다 (값을 알게 되면 ``Archive.sha256`` 에 넣으면 된다). Multi30k 는
+# 고정한 커밋의 파일이라 값이 정해져 있다 (``MULTI30K_SHA256``).
 STATMT_URL = "https://www.statmt.org"
 
 
@@ -802,6 +804,36 @@ WMT14_ARCHIVES = (
     Archive("test-full", "wmt14/test-full.tgz",
             tuple((os.path.basename(p), p) for p in WMT14_TEST_SGM)),
 )
+
+# Multi30k task 1 (이미지 설명 영어-독일어; train 29,000 / val 1,014 / test_2016_flickr 1,000 쌍).
+# 공개 저장소 multi30k/dataset 의 한 커밋에 고정한 주소라 내용과 SHA-256 이 바뀌지 않는다.
+MULTI30K_URL = ("https://raw.githubusercontent.com/multi30k/dataset/"
+                "a3d2e0d26b56f3846f66a952536ffed4e401d05a/data/task1/raw")
+MULTI30K_SHA256 = (                                      # (.gz 이름, SHA-256): 이 순서로 받는다
+    ("train.en.gz", "d79cfa999dd4c51d2cb42499b6796d5a882c3a8a961923c25a898c90f8bbd56f"),
+    ("train.de.gz", "726e39b2fa9eb9ffb6dc763fb35a179f80fae06ffc5d28b6ace5faa883de28a6"),
+    ("val.en.gz", "14f7d25ddd868909a9213e361768460edcacdd6ab9d1e77b92560dc10c10dc28"),
+    ("val.de.gz", "f0cba2f995189cf5770f29a8a9a537a3ad3f51657ad873405082ff6863a5e75a"),
+    ("test_2016_flickr.en.gz", "611d361c6334bc7246101d48097c13cf5c4413c5befc793cc629934359d532d9"),
+    ("test_2016_flickr.de.gz", "9204244e408ccb38d2a55cfcd344df15005fc42a07a6e55ca6c52b6ababb8cc8"),
+)
+_MULTI30K_SPLITS = {"train": "train", "val": "valid", "test_2016_flickr": "test"}
+
+
+def multi30k_archives(checksums=MULTI30K_SHA256):
+    """체크섬 표 ((.gz 이름, SHA-256) 쌍들 또는 dict) → ``Archive`` 들. 단순 배치 이름으로 푼다.
+
+    >>> [(a.url_path, a.members[0][1]) for a in multi30k_archives()][2:4]
+    [('val.en.gz', 'valid.en'), ('val.de.gz', 'valid.de')]
+    """
+    archives = []
+    for name, sha256 in dict(checksums).items():
+        stem, lang, _ = name.rsplit(".", 2)              # "test_2016_flickr.de.gz" → test_2016_flickr, de
+        if stem not in _MULTI30K_SPLITS:
+            raise ValueError(f"Multi30k 파일 이름 '{name}' 을 모릅니다: {sorted(_MULTI30K_SPLITS)} 중 하나로 "
+                             "시작해야 합니다.")
+        archives.append(Archive(name, name, ((name, f"{_MULTI30K_SPLITS[stem]}.{lang}"),), sha256))
+    return tuple(archives)
 
 
 class _Progress:
@@ -947,6 +979,27 @@ def unpack_archive(archive_path, members, dest_dir):
         os.replace(tmp, os.path.join(dest_dir, wanted[name]))
 
 
+def gunzip_file(gz_path, dest_path):
+    """.gz 파일 하나를 임시 이름으로 끝까지 풀고 (gzip CRC·길이 확인) 성공해야 ``dest_path`` 로 바꾼다.
+
+    >>> import tempfile, os
+    >>> tmp = tempfile.TemporaryDirectory(); gz = os.path.join(tmp.name, "a.gz")
+    >>> with gzip.open(gz, "wb") as f: _ = f.write(b"Hallo\\n")
+    >>> gunzip_file(gz, os.path.join(tmp.name, "a.txt")); sorted(os.listdir(tmp.name))
+    ['a.gz', 'a.txt']
+    >>> tmp.cleanup()
+    """
+    os.makedirs(os.path.dirname(dest_path) or ".", exist_ok=True)
+    tmp = f"{dest_path}.tmp-{os.getpid()}"
+    try:
+        with gzip.open(gz_path, "rb") as src, open(tmp, "wb") as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+    except (OSError, EOFError, zlib.error) as exc:      # gzip.BadGzipFile 은 OSError
+        _remove_all([tmp])
+        raise ValueError(f"'{gz_path}' 가 손상되었습니다 ({type(exc).__name__}: {exc}); 풀지 않았습니다.") from None
+    os.replace(tmp, dest_path)
+
+
 def _remove_all(paths):
     for p in paths:
         if os.path.exists(p):
@@ -955,7 +1008,24 @@ def _remove_all(paths):
 
 def download_wmt14(data_dir="data/wmt14", base_url=STATMT_URL, archives=WMT14_ARCHIVES, retries=5,
                    timeout=60, backoff=2.0, progress=True, log=print):
-    """WMT14 영어-독일어 공식 아카이브를 받고, 확인하고, 필요한 파일만 푼다. 이미 풀린 것은 건너뛴다.
+    """WMT14 영어-독일어 공식 아카이브를 받고, 확인하고, 필요한 파일만 푼다. 이미 풀린 것은 건너뛴다."""
+    return download_archives(data_dir, base_url, archives, retries, timeout, backoff, progress, log)
+
+
+def download_multi30k(data_dir="data/multi30k", base_url=MULTI30K_URL, checksums=MULTI30K_SHA256, retries=5,
+                      timeout=60, backoff=2.0, progress=True, log=print):
+    """Multi30k task 1 의 공식 .gz 여섯 개를 받아 SHA-256 을 맞추고 단순 배치로 푼다.
+
+    train.*.gz → train.{en,de}, val.*.gz → valid.*, test_2016_flickr.*.gz → test.* — ``wmt14_files`` 가
+    읽는 단순 배치라 ``prepare_wmt14`` 가 그대로 쓴다. ``checksums`` 는 (.gz 이름, SHA-256) 표
+    (기본은 진짜 값; 시험은 자기 표를 준다).
+    """
+    return download_archives(data_dir, base_url, multi30k_archives(checksums), retries, timeout, backoff,
+                             progress, log)
+
+
+def download_archives(data_dir, base_url, archives, retries=5, timeout=60, backoff=2.0, progress=True, log=print):
+    """``archives`` 를 차례로 받고, 확인하고, 푼다 (.tgz 는 필요한 파일만, .gz 는 파일 하나). 이미 풀린 것은 건너뛴다.
 
     아카이브는 ``data_dir/downloads/`` 에 남겨 둔다 (다시 풀 때 또 받지 않도록). ``base_url`` 을
     바꾸면 거울 서버나 시험용 로컬 서버에서 받을 수 있다.
@@ -977,7 +1047,10 @@ def download_wmt14(data_dir="data/wmt14", base_url=STATMT_URL, archives=WMT14_AR
             part = path
         log(f"[{archive.name}] 무결성 확인하며 풀기")
         try:
-            unpack_archive(part, archive.members, data_dir)
+            if archive.url_path.endswith(".tgz"):
+                unpack_archive(part, archive.members, data_dir)
+            else:                                        # .gz 하나 = 파일 하나
+                gunzip_file(part, targets[0])
         except ValueError:
             os.remove(part)                              # 손상본은 지운다: 다시 실행하면 새로 받는다
             raise
@@ -997,8 +1070,8 @@ def _verify_download(part, size, archive):
         digest = _sha256(part)
         if digest != archive.sha256.lower():
             os.remove(part)
-            raise ValueError(f"'{archive.name}' 의 SHA-256 이 {digest[:16]}… 로 기대값 "
-                             f"{archive.sha256[:16]}… 과 다릅니다: 손상된 파일을 지웠고 풀지 않았습니다.")
+            raise ValueError(f"'{os.path.basename(archive.url_path)}' 의 SHA-256 이 기대값 {archive.sha256.lower()} "
+                             f"이 아니라 {digest} 입니다: 손상되었거나 다른 파일이라 지웠고 풀지 않았습니다.")
 
 
 # =============================================================================
@@ -2137,13 +2210,14 @@ def dataset_statistics(pairs, max_tokens, seed=0):
 # 10. 명령줄
 # =============================================================================
 def main(argv=None):
-    """``python data.py download wmt14`` / ``python data.py prepare wmt14``. 오류는 한 줄, 종료 코드 2."""
-    parser = argparse.ArgumentParser(prog="data.py", description="WMT14 내려받기와 BPE 캐시 준비")
+    """``python data.py download {wmt14,multi30k}`` / ``python data.py prepare wmt14``. 오류는 한 줄, 종료 코드 2."""
+    parser = argparse.ArgumentParser(prog="data.py", description="WMT14·Multi30k 내려받기와 BPE 캐시 준비")
     sub = parser.add_subparsers(dest="command", required=True)
-    down = sub.add_parser("download", help="statmt.org 공식 아카이브를 받아 푼다")
-    down.add_argument("dataset", choices=["wmt14"])
-    down.add_argument("--dir", default="data/wmt14", help="저장할 디렉터리 (기본 data/wmt14)")
-    down.add_argument("--base-url", default=STATMT_URL, help="거울 서버 주소 (기본 statmt.org)")
+    down = sub.add_parser("download", help="공식 파일을 받아 체크섬·무결성을 확인하고 푼다")
+    down.add_argument("dataset", choices=["wmt14", "multi30k"])
+    down.add_argument("--dir", default=None, help="저장할 디렉터리 (기본 data/<dataset>)")
+    down.add_argument("--base-url", default=None,
+                      help=f"거울 서버 주소 (기본 wmt14: {STATMT_URL}, multi30k: {MULTI30K_URL})")
     prep = sub.add_parser("prepare", help="공동 BPE 를 배우고 세 분할을 numpy 캐시로 인코딩")
     prep.add_argument("dataset", choices=["wmt14"])
     prep.add_argument("--dir", default="data/wmt14", help="WMT14 디렉터리 (기본 data/wmt14)")
@@ -2156,8 +2230,13 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         if args.command == "download":
-            download_wmt14(args.dir, base_url=args.base_url)
-            print(f"다음 단계: python data.py prepare wmt14 --dir {args.dir}")
+            data_dir = args.dir or f"data/{args.dataset}"
+            if args.dataset == "wmt14":
+                download_wmt14(data_dir, base_url=args.base_url or STATMT_URL)
+                print(f"다음 단계: python data.py prepare wmt14 --dir {data_dir}")
+            else:                                        # 단순 배치라 prepare 는 wmt14 와 같은 명령
+                download_multi30k(data_dir, base_url=args.base_url or MULTI30K_URL)
+                print(f"다음 단계: python data.py prepare wmt14 --dir {data_dir} --vocab 8000")
         else:
             if not os.path.isdir(args.dir):
                 raise FileNotFoundError(f"'{args.dir}' 가 없습니다: 먼저 `python data.py download wmt14 "

@@ -8,6 +8,7 @@ import contextlib
 import csv
 import dataclasses
 import functools
+import gzip
 import hashlib
 import http.server
 import io
@@ -1306,7 +1307,7 @@ def _data_server(files, cut=(), ignore_range=()):
             return None
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)  # 빨리 멈추게
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", requests
@@ -1388,6 +1389,65 @@ def test_data_download_refuses_corrupt_archive_and_bad_checksum(tmp_path):
         assert open(f"{root}/dev/newstest2013.en").read() == "valid\n"
         with pytest.raises(ValueError, match="HTTP 404"):
             data.download_wmt14(str(tmp_path / "x"), base_url=url + "/nothing", archives=right, **quiet)
+
+
+def _data_multi30k_files():
+    """Multi30k 공식 .gz 여섯 개의 작은 판: (URL 경로 → gz 바이트, 체크섬 표, 단순 배치 파일 → 내용)."""
+    texts = {f"{split}.{lang}": "".join(f"{split} {lang} {i} Straße\n" for i in range(50))
+             for split in ("train", "valid", "test") for lang in ("en", "de")}
+    stems = {"train": "train", "valid": "val", "test": "test_2016_flickr"}
+    files, table = {}, []
+    for dest, text in texts.items():
+        split, lang = dest.split(".")
+        name = f"{stems[split]}.{lang}.gz"
+        files[f"/{name}"] = gzip.compress(text.encode("utf-8"), mtime=0)
+        table.append((name, hashlib.sha256(files[f"/{name}"]).hexdigest()))
+    return files, tuple(table), texts
+
+
+def test_data_download_multi30k_layout_resume_and_skip(tmp_path):
+    files, table, texts = _data_multi30k_files()
+    assert sorted(n for n, _ in table) == sorted(n for n, _ in data.MULTI30K_SHA256)  # 진짜 표와 같은 여섯 이름
+    root = str(tmp_path / "m30k")
+    quiet = dict(backoff=0.0, progress=False, log=lambda *a: None)
+    with _data_server(files, cut=["/train.de.gz"]) as (url, requests):
+        assert data.download_multi30k(root, base_url=url, checksums=table, **quiet) == root
+        assert any(p == "/train.de.gz" and r for p, r in requests)   # 끊긴 뒤 Range 로 이어받았다
+        n_before = len(requests)
+        data.download_multi30k(root, base_url=url, checksums=table, **quiet)  # 다시 실행: 아무것도 받지 않는다
+        assert len(requests) == n_before
+    for name, text in texts.items():
+        assert open(os.path.join(root, name), encoding="utf-8").read() == text
+    assert data.load_wmt14(root, "test")[3] == ("test en 3 Straße", "test de 3 Straße")  # 단순 배치로 읽힌다
+    assert sorted(os.listdir(os.path.join(root, "downloads"))) == sorted(n for n, _ in table)  # .part 없음
+
+
+def test_data_download_multi30k_refuses_bad_checksum_and_corrupt_gzip(tmp_path, capsys):
+    files, table, _ = _data_multi30k_files()
+    good = files["/val.de.gz"]
+    files["/val.de.gz"] = good[:-12] + b"wrong bytes!"                  # 다른 바이트: SHA-256 이 어긋난다
+    bad_sha = hashlib.sha256(files["/val.de.gz"]).hexdigest()
+    root = str(tmp_path / "m")
+    quiet = dict(backoff=0.0, progress=False, log=lambda *a: None)
+    with _data_server(files) as (url, _):
+        with pytest.raises(ValueError) as err:
+            data.download_multi30k(root, base_url=url, checksums=table, **quiet)
+        assert "val.de.gz" in str(err.value) and dict(table)["val.de.gz"] in str(err.value) and bad_sha in str(err.value)
+        assert not os.path.exists(f"{root}/valid.de") and "val.de.gz" not in "".join(os.listdir(f"{root}/downloads"))
+        # 명령줄: 진짜 체크섬 표와 맞지 않으므로 한 줄 오류, 종료 코드 2, 풀린 파일 없음
+        other = str(tmp_path / "cli")
+        assert data.main(["download", "multi30k", "--dir", other, "--base-url", url]) == 2
+        err_lines = [l for l in capsys.readouterr().err.splitlines() if l.startswith("오류")]
+        assert len(err_lines) == 1 and "SHA-256" in err_lines[0] and "train.en.gz" in err_lines[0]
+        assert [n for n in os.listdir(other) if n != "downloads"] == [] and os.listdir(f"{other}/downloads") == []
+        # 체크섬은 맞지만 gzip 이 손상된 파일: 풀지 않고 지운다
+        corrupt = dict(table, **{"val.de.gz": bad_sha})
+        with pytest.raises(ValueError, match="손상"):
+            data.download_multi30k(root, base_url=url, checksums=corrupt, **quiet)
+        assert not os.path.exists(f"{root}/valid.de") and "val.de.gz" not in "".join(os.listdir(f"{root}/downloads"))
+        files["/val.de.gz"] = good                                     # 고쳐진 서버: 이어서 끝낸다
+        data.download_multi30k(root, base_url=url, checksums=table, **quiet)
+    assert len(data.load_wmt14(root, "valid")) == 50
 
 
 # --- prepare 캐시 -------------------------------------------------------------
@@ -2339,6 +2399,52 @@ def test_train_corpus_with_junk_lines_prepares_trains_and_translates_a_1100_toke
     text = train.main(["--translate", source, "--checkpoint", run_dir])
     err = capsys.readouterr().err.strip().splitlines()
     assert isinstance(text, str) and len(err) == 1 and "1023 토큰" in err[0] and "경고" in err[0]
+
+
+def test_train_translate_file_keeps_one_line_per_input_line(tmp_path, capsys, monkeypatch):
+    _, run_dir = _train_tiny(tmp_path, "tf", "--max-steps", "20", "--warmup", "5", "--save-every", "10",
+                             "--eval-every", "20", "--max-len", "128")     # 작은 위치 표: 긴 줄도 빨리 끝난다
+    awkward = ["the man sees the dog", "", "   ", "?!...", "漢字 😀 ñandú", "x" * 3000 + " dog",
+               "the small child", "\u00a0"]
+    src = tmp_path / "in.txt"
+    src.write_text("\n".join(awkward) + "\n", encoding="utf-8")
+    capsys.readouterr()
+    out = train.main(["--translate-file", str(src), "--checkpoint", run_dir])
+    captured = capsys.readouterr()
+    lines = captured.out.split("\n")
+    assert lines[-1] == "" and len(lines[:-1]) == len(awkward) == len(out)      # 입력과 같은 줄 수
+    assert [bool(o) for o in out] == [True, False, False, True, True, True, True, False]  # 빈 줄 → 빈 줄
+    assert "127 토큰보다 길어" in captured.err and "번역 5/5 줄" in captured.err     # 긴 줄 경고, 진행은 stderr
+    target = tmp_path / "out.txt"
+    monkeypatch.setattr(sys, "stdin", io.StringIO("the man sees the dog\n\nthe small child"))
+    again = train.main(["--translate-file", "-", "--checkpoint", run_dir, "--output", str(target)])
+    assert capsys.readouterr().out == ""                                        # --output 이면 표준 출력은 비어 있다
+    assert target.read_text(encoding="utf-8") == "".join(o + "\n" for o in again)
+    assert again == [out[0], "", out[6]]                                        # 같은 문장은 같은 번역
+    assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
+
+
+def test_train_score_equals_sacrebleu_and_refuses_different_lengths(tmp_path, capsys):
+    # 기대값은 sacreBLEU 2.6.0 으로 한 번 계산해 적은 값이다 (str(BLEU(lowercase=…).corpus_score(hyp, [ref]))).
+    hyps, refs, _ = _BLEU_TEST_CASES["several_lines"]
+    (tmp_path / "hyp").write_text("\n".join(h.replace("\n", " ") for h in hyps) + "\n", encoding="utf-8")
+    (tmp_path / "ref").write_text("\n".join(refs) + "\n", encoding="utf-8")
+    score = train.main(["--score", str(tmp_path / "hyp"), str(tmp_path / "ref")])
+    out = capsys.readouterr().out.splitlines()
+    assert abs(score - 71.79054277564752) < 1e-9
+    assert out[0] == "BLEU = 71.79 88.1/73.0/65.6/63.0 (BP = 1.000 ratio = 1.000 hyp_len = 42 ref_len = 42)"
+    assert out[1].startswith("nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|")
+    hyps, refs, _ = _BLEU_TEST_CASES["case_differences"]
+    (tmp_path / "hyp2").write_text(hyps[0] + "\n", encoding="utf-8")
+    (tmp_path / "ref2").write_text(refs[0] + "\n", encoding="utf-8")
+    assert abs(train.main(["--score", str(tmp_path / "hyp2"), str(tmp_path / "ref2"), "--lowercase"])
+               - 100.00000000000004) < 1e-9
+    assert "case:lc" in capsys.readouterr().out
+    (tmp_path / "short").write_text("one line\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as info:
+        train.main(["--score", str(tmp_path / "short"), str(tmp_path / "ref")])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and str(tmp_path / "short") in err and str(tmp_path / "ref") in err
 
 
 def test_train_two_rank_gloo_under_torchrun_and_nan_on_one_rank_skips_on_both(tmp_path):

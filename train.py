@@ -257,7 +257,7 @@ def _bleu_ngrams(tokens, max_order=4):
                    for i in range(len(tokens) - n + 1))
 
 
-def _bleu_segment_stats(hypothesis, reference, max_order=4):
+def _bleu_segment_stats(hypothesis, reference, max_order=4, lowercase=False):
     """한 문장 쌍의 통계: [가설 길이, 참조 길이, 맞은 1..4그램 수, 가설 1..4그램 수].
 
     맞은 개수는 참조에 나온 횟수까지만 센다 (clipping: "the the the" 가 "the" 1개만 맞음).
@@ -266,6 +266,8 @@ def _bleu_segment_stats(hypothesis, reference, max_order=4):
     >>> _bleu_segment_stats("the the the", "the cat")
     [3, 2, 1, 0, 0, 0, 3, 2, 1, 0]
     """
+    if lowercase:                                      # sacreBLEU -lc: 토큰화 전에 소문자로
+        hypothesis, reference = hypothesis.lower(), reference.lower()
     hyp = _bleu_tokenize_13a(hypothesis.rstrip()).split()
     ref = _bleu_tokenize_13a(reference.rstrip()).split()
     hyp_counts, ref_counts = _bleu_ngrams(hyp, max_order), _bleu_ngrams(ref, max_order)
@@ -288,25 +290,49 @@ def _bleu_from_stats(stats, max_order=4):
     >>> round(_bleu_from_stats([4, 5, 3, 1, 0, 0, 4, 3, 2, 1]), 4)   # BP = e^(1−5/4), p = 75, 33.3, 25, 25
     27.5348
     """
+    precisions, brevity = _bleu_precisions(stats, max_order)
+    if not any(stats[2:2 + max_order]) or not all(stats[2 + max_order:2 + 2 * max_order]):
+        return 0.0
+    return brevity * math.exp(sum(math.log(p) for p in precisions) / max_order)
+
+
+def _bleu_precisions(stats, max_order=4):
+    """('exp' 스무딩을 한) n-gram 정밀도 p_1..p_4 (%) 와 짧음 벌점 BP. 맞은 게 하나도 없으면 모두 0."""
     sys_len, ref_len = stats[0], stats[1]
     correct, total = stats[2:2 + max_order], stats[2 + max_order:2 + 2 * max_order]
-    if not any(correct) or not all(total):
-        return 0.0
-    log_sum, halvings = 0.0, 1.0
-    for n in range(max_order):
+    brevity = 1.0 if sys_len >= ref_len else (math.exp(1 - ref_len / sys_len) if sys_len else 0.0)
+    precisions, halvings = [0.0] * max_order, 1.0
+    for n in range(max_order if any(correct) else 0):
+        if total[n] == 0:
+            break
         if correct[n] == 0:
             halvings *= 2
-            log_sum += math.log(100.0 / (halvings * total[n]))
+            precisions[n] = 100.0 / (halvings * total[n])
         else:
-            log_sum += math.log(100.0 * correct[n] / total[n])
-    brevity = 1.0 if sys_len >= ref_len else math.exp(1 - ref_len / sys_len)
-    return brevity * math.exp(log_sum / max_order)
+            precisions[n] = 100.0 * correct[n] / total[n]
+    return precisions, brevity
 
 
-def bleu(hypotheses, references):
+def bleu_stats(hypotheses, references, lowercase=False):
+    """코퍼스 합계 통계 [가설 길이, 참조 길이, 맞은 1..4그램, 가설 1..4그램]. 입력을 검사한다."""
+    if len(hypotheses) != len(references):
+        raise ValueError(f"hypotheses and references must have the same number of lines, "
+                         f"got {len(hypotheses)} and {len(references)}.")
+    if not hypotheses:
+        raise ValueError("hypotheses is empty; pass at least one sentence to score.")
+    if not all(isinstance(s, str) for s in list(hypotheses) + list(references)):
+        raise ValueError("every hypothesis and reference must be a str (one detokenised sentence).")
+    totals = [0] * 10
+    for hyp, ref in zip(hypotheses, references):
+        totals = [a + b for a, b in zip(totals, _bleu_segment_stats(hyp, ref, lowercase=lowercase))]
+    return totals
+
+
+def bleu(hypotheses, references, lowercase=False):
     """코퍼스 BLEU (0..100): sacrebleu.corpus_bleu(hypotheses, [references]).score 와 같은 값.
 
     hypotheses, references: 같은 길이의 문자열 리스트 (문장마다 참조 하나, 토큰화 전 원문).
+    lowercase=True 는 sacreBLEU 의 ``lowercase=True`` (-lc) 와 같다.
 
     >>> round(bleu(["the cat sat on the mat"], ["the cat sat on the mat"]), 4)
     100.0
@@ -317,17 +343,25 @@ def bleu(hypotheses, references):
     ...
     ValueError: hypotheses and references must have the same number of lines, got 1 and 0.
     """
-    if len(hypotheses) != len(references):
-        raise ValueError(f"hypotheses and references must have the same number of lines, "
-                         f"got {len(hypotheses)} and {len(references)}.")
-    if not hypotheses:
-        raise ValueError("hypotheses is empty; pass at least one sentence to score.")
-    if not all(isinstance(s, str) for s in list(hypotheses) + list(references)):
-        raise ValueError("every hypothesis and reference must be a str (one detokenised sentence).")
-    totals = [0] * 10
-    for hyp, ref in zip(hypotheses, references):
-        totals = [a + b for a, b in zip(totals, _bleu_segment_stats(hyp, ref))]
-    return _bleu_from_stats(totals)
+    return _bleu_from_stats(bleu_stats(hypotheses, references, lowercase))
+
+
+def bleu_report(hypotheses, references, lowercase=False):
+    """sacreBLEU 가 찍는 두 줄: 점수 줄과 서명 줄 (``sacrebleu`` 명령의 기본 출력과 같은 형식).
+
+    >>> print(bleu_report(["the cat is on the mat"], ["the cat sat on the mat"]))
+    BLEU = 37.99 83.3/60.0/25.0/16.7 (BP = 1.000 ratio = 1.000 hyp_len = 6 ref_len = 6)
+    nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|impl:train.py (sacreBLEU 2.6.0 과 같은 값)
+    """
+    stats = bleu_stats(hypotheses, references, lowercase)
+    sys_len, ref_len = stats[0], stats[1]
+    precisions, brevity = _bleu_precisions(stats)
+    precisions = "/".join(f"{p:.1f}" for p in precisions)
+    ratio = sys_len / ref_len if ref_len else 0.0
+    case = "lc" if lowercase else "mixed"
+    return (f"BLEU = {_bleu_from_stats(stats):.2f} {precisions} (BP = {brevity:.3f} ratio = {ratio:.3f} "
+            f"hyp_len = {sys_len} ref_len = {ref_len})\n"
+            f"nrefs:1|case:{case}|eff:no|tok:13a|smooth:exp|impl:train.py (sacreBLEU 2.6.0 과 같은 값)")
 
 
 # ---------------------------------------------------------------------------
@@ -1121,6 +1155,14 @@ def build_parser():
     parser.add_argument("--translate", metavar="TEXT", help="최근(또는 --checkpoint) 체크포인트로 이 문장만 번역한다")
     parser.add_argument("--checkpoint", help="--translate / --average-checkpoints 에 쓸 체크포인트나 런 디렉터리 "
                                              "(기본: 가장 최근 런)")
+    parser.add_argument("--translate-file", metavar="IN",
+                        help="IN 파일(- 면 표준 입력)의 줄마다 번역해 한 줄씩 쓴다 (빈 줄은 빈 줄; 기본 출력: 표준 출력)")
+    parser.add_argument("--output", metavar="FILE", help="--translate-file 의 결과를 표준 출력 대신 FILE 에 쓴다 "
+                                                          "(다 끝난 뒤 원자적으로; 기본: 표준 출력)")
+    parser.add_argument("--score", nargs=2, metavar=("HYP", "REF"),
+                        help="두 파일의 코퍼스 BLEU 를 sacreBLEU 기본값(13a, 대소문자 구분)으로 잰다")
+    parser.add_argument("--lowercase", action="store_true",
+                        help="--score 에서 두 쪽을 소문자로 바꿔 잰다 (sacreBLEU -lc; 기본: 끔)")
     parser.add_argument("--average-checkpoints", type=int, metavar="N",
                         help="런 디렉터리의 마지막 N 개 체크포인트를 평균해 checkpoint_averaged.pt 로 쓴다 (논문 5)")
     for field in dataclasses.fields(Config):
@@ -1171,9 +1213,10 @@ def _check_data_dir(path, vocab_size):
                                 f"`python data.py prepare wmt14 --dir {path} --vocab {vocab_size}` 를 먼저 실행하세요.")
 
 
-def run_translate(args, log=print):
-    """--translate: 최근(또는 지정한) 체크포인트로 빔 서치 번역."""
-    target = args.checkpoint or find_latest_run()
+def load_run(target=None):
+    """런 디렉터리(또는 체크포인트 파일)에서 (model, bpe, cfg) 를 읽는다. 런 디렉터리면 평균 체크포인트가
+    있으면 그것을, 없으면 checkpoint_last.pt 를 쓴다. target 이 없으면 가장 최근 런."""
+    target = target or find_latest_run()
     if target is None:
         raise FileNotFoundError("체크포인트가 없습니다: 먼저 `python train.py` 로 학습하세요.")
     path = os.path.join(target, "checkpoint_last.pt") if os.path.isdir(target) else target
@@ -1185,9 +1228,69 @@ def run_translate(args, log=print):
     bpe = data.BPE.load(os.path.join(os.path.dirname(path), "bpe.txt"))
     model = build_model(cfg, len(bpe))
     model.load_state_dict(state["model"])
+    return model, bpe, cfg
+
+
+def run_translate(args, log=print):
+    """--translate: 최근(또는 지정한) 체크포인트로 빔 서치 번역."""
+    model, bpe, cfg = load_run(args.checkpoint)
     out = translate_texts(model, bpe, [args.translate], torch.device("cpu"), cfg.beam_size, cfg.length_penalty)
     log(out[0])
     return out[0]
+
+
+def read_text_lines(path):
+    """파일(- 면 표준 입력)의 줄들. '\n' 으로만 나누고, 마지막 줄바꿈 뒤의 빈 줄은 세지 않는다."""
+    if path == "-":
+        text = sys.stdin.read()
+    else:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"파일 '{path}' 가 없습니다.")
+        with open(path, "rb") as f:
+            raw = f.read()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"'{path}' 가 UTF-8 이 아닙니다 (바이트 {exc.start}): UTF-8 로 바꿔 주세요.") from None
+    lines = text.split("\n")
+    return lines[:-1] if lines and lines[-1] == "" else lines
+
+
+def run_translate_file(args, log=print, batch_size=64):
+    """--translate-file IN: 줄마다 빔 서치 번역, 입력과 같은 줄 수. 진행과 시간은 stderr 로."""
+    model, bpe, cfg = load_run(args.checkpoint)
+    lines = read_text_lines(args.translate_file)
+    todo = [i for i, line in enumerate(lines) if line.strip()]          # 빈 줄은 번역하지 않는다
+    todo.sort(key=lambda i: len(lines[i]))                             # 비슷한 길이끼리 묶어 패딩을 줄인다
+    out, start = [""] * len(lines), time.time()
+    for k in range(0, len(todo), batch_size):
+        chunk = todo[k:k + batch_size]
+        for i, text in zip(chunk, translate_texts(model, bpe, [lines[i] for i in chunk], torch.device("cpu"),
+                                                  cfg.beam_size, cfg.length_penalty)):
+            out[i] = " ".join(text.split())                             # 줄바꿈이 섞여 줄 수가 바뀌지 않게
+        done, spent = k + len(chunk), time.time() - start
+        print(f"  번역 {done:,}/{len(todo):,} 줄 | 경과 {format_duration(spent)} | "
+              f"남은 시간 {format_duration(spent / done * (len(todo) - done))}", file=sys.stderr, flush=True)
+    text = "".join(line + "\n" for line in out)
+    if args.output:
+        tmp = f"{args.output}.tmp-{os.getpid()}"
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, args.output)
+    else:
+        sys.stdout.write(text)
+    print(f"{len(lines):,} 줄 번역 ({len(todo):,} 줄은 내용 있음), {time.time() - start:.1f} 초", file=sys.stderr)
+    return out
+
+
+def run_score(args, log=print):
+    """--score HYP REF: sacreBLEU 와 같은 코퍼스 BLEU 와 서명 줄. 줄 수가 다르면 두 파일을 밝혀 거절."""
+    hyp_path, ref_path = args.score
+    hyps, refs = read_text_lines(hyp_path), read_text_lines(ref_path)
+    if len(hyps) != len(refs):
+        raise ValueError(f"줄 수가 다릅니다: '{hyp_path}' {len(hyps):,}줄, '{ref_path}' {len(refs):,}줄.")
+    log(bleu_report(hyps, refs, lowercase=args.lowercase))
+    return bleu(hyps, refs, lowercase=args.lowercase)
 
 
 def run_average(args, log=print):
@@ -1233,6 +1336,10 @@ def main(argv=None):
     try:
         if args.translate is not None:
             return run_translate(args)
+        if args.translate_file is not None:
+            return run_translate_file(args)
+        if args.score is not None:
+            return run_score(args)
         if args.average_checkpoints is not None:
             return run_average(args)
         log = functools.partial(print, flush=True)     # 파일로 돌려도 진행 줄이 바로 보이게
