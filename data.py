@@ -7,16 +7,16 @@ vocabulary of about 37000 tokens." (§5.1)
 
 1. 특수 토큰과 정규화 — ``normalize`` (NFC, 공백 정리, 제어 문자 제거)
 2. BPE — 단어 빈도 위의 Sennrich 식 서브워드, 니블(바이트 반쪽) 폴백으로 무손실
-3. WMT14 읽기 — 공식 배치와 단순 배치, 스트리밍(450만 쌍을 두 번 들지 않는다)
-4. WMT14 내려받기 — statmt.org 아카이브, 이어받기, 크기·무결성 확인 뒤에만 풀기
-5. 이진 캐시 — ``python data.py prepare wmt14``: 토큰 id + 오프셋 numpy 배열(메모리 매핑)
+3. 평행 코퍼스 읽기 — 아무 언어 쌍의 train/valid/test.<언어> 와 WMT14 공식 배치, 스트리밍
+4. 내려받기 — WMT14 (statmt.org) 와 Multi30k, 이어받기, 크기·체크섬·무결성 확인 뒤에만 풀기
+5. 이진 캐시 — ``python data.py prepare <코퍼스>``: 토큰 id + 오프셋 numpy 배열(메모리 매핑)
 6. 데모 코퍼스 — 작은 영어→독일어 문법 (별도 절)
 7. 배치 — 길이가 비슷한 문장끼리, 토큰 예산(§5.1 의 약 25k) 안에서; collate 와 패딩 비율
 8. MLM 마스킹 — BERT 식 15% / 80·10·10
 9. 데이터셋 통계 — 그림(plots.py)이 쓰는 함수들
 
-명령줄: ``python data.py download wmt14 [--dir data/wmt14]``,
-``python data.py prepare wmt14 [--vocab 37000]``.
+명령줄: ``python data.py download {wmt14,multi30k} [--dir DIR]``,
+``python data.py prepare {wmt14,multi30k,DIR} [--src en --tgt de] [--vocab N]``.
 
 >>> SPECIAL_TOKENS[:3], PAD_ID, BOS_ID, EOS_ID, MASK_ID
 (('[PAD]', '[UNK]', '[BOS]'), 0, 2, 3, 6)
@@ -594,35 +594,55 @@ def train_bpe_from_counts(word_counts, vocab_size, min_frequency=2, min_char_cou
 
 
 # =============================================================================
-# 3. WMT14 영어-독일어 읽기
+# 3. 평행 코퍼스 읽기: 아무 언어 쌍의 단순 배치, 그리고 WMT14 공식 배치
 # =============================================================================
 # "We trained on the standard WMT 2014 English-German dataset consisting of about 4.5 million
 # sentence pairs." (§5.1)
-# 두 가지 배치를 읽는다 (단순 배치가 있으면 그것이 먼저):
-# - 단순(전처리) 배치: data_dir/{train,valid,test}.{en,de}
-# - 공식 배치(아카이브를 푼 그대로): training/europarl-v7.de-en.*, commoncrawl.de-en.* (최상위),
-#   training/news-commentary-v9.de-en.*, dev/newstest2013.*, test-full/newstest2014-deen-{src.en,ref.de}.sgm
+# 코퍼스 = 디렉터리 하나. 두 가지 배치를 읽는다 (단순 배치가 있으면 그것이 먼저):
+# - 단순 배치 (Multi30k, 직접 만든 코퍼스 무엇이든): data_dir/{train,valid,test}.{원문,번역문 언어}
+#   — 평범한 UTF-8, 한 줄에 한 문장, 두 언어 파일의 줄 수가 같아야 한다. 언어 쌍은 --src/--tgt (기본 en→de).
+# - WMT14 공식 배치(아카이브를 푼 그대로, en·de 쌍만): training/europarl-v7.de-en.*, commoncrawl.de-en.*
+#   (최상위), training/news-commentary-v9.de-en.*, dev/newstest2013.*, test-full/newstest2014-deen-*.sgm
 WMT14_TRAIN = ("training/europarl-v7.de-en", "commoncrawl.de-en", "training/news-commentary-v9.de-en")
 WMT14_VALID = "dev/newstest2013"
 WMT14_TEST_SGM = ("test-full/newstest2014-deen-src.en.sgm", "test-full/newstest2014-deen-ref.de.sgm")
 _SPLITS = ("train", "valid", "test")
 
 
-def wmt14_files(data_dir, split):
-    """분할의 (종류, 영어 파일, 독일어 파일) 목록. 종류는 "text"(한 줄에 한 문장) 또는 "sgm".
+def corpus_files(data_dir, split, src="en", tgt="de"):
+    """분할의 (종류, 원문 파일, 번역문 파일) 목록. 종류는 "text"(한 줄에 한 문장) 또는 "sgm".
 
     >>> import tempfile, os
     >>> tmp = tempfile.TemporaryDirectory(); d = tmp.name
     >>> for name in ("test.en", "test.de"): open(os.path.join(d, name), "w").close()
-    >>> [(kind, os.path.basename(en)) for kind, en, de in wmt14_files(d, "test")]
-    [('text', 'test.en')]
+    >>> [(kind, os.path.basename(a), os.path.basename(b)) for kind, a, b in corpus_files(d, "test", "de", "en")]
+    [('text', 'test.de', 'test.en')]
     >>> tmp.cleanup()
     """
     if split not in _SPLITS:
         raise ValueError(f"split={split!r} 는 알 수 없습니다: 'train', 'valid', 'test' 중 하나를 쓰세요.")
-    simple = (os.path.join(data_dir, f"{split}.en"), os.path.join(data_dir, f"{split}.de"))
-    if all(os.path.isfile(p) for p in simple):
+    simple = (os.path.join(data_dir, f"{split}.{src}"), os.path.join(data_dir, f"{split}.{tgt}"))
+    if all(os.path.isfile(p) for p in simple) or {src, tgt} != {"en", "de"} or not _has_wmt14_layout(data_dir):
+        for path in simple:
+            if not os.path.isfile(path):
+                raise FileNotFoundError(
+                    f"코퍼스 파일 '{path}' 가 없습니다: 코퍼스 디렉터리에는 {{train,valid,test}}.{src} 와 "
+                    f"{{train,valid,test}}.{tgt} (한 줄에 한 문장) 가 있어야 합니다 (--src/--tgt 로 언어 확인).")
         return [("text", *simple)]
+    files = _wmt14_official_files(data_dir, split)
+    if src == "de":                                       # 공식 배치는 (영어, 독일어) 순서로 적혀 있다
+        files = [(kind, b, a) for kind, a, b in files]
+    return files
+
+
+def _has_wmt14_layout(data_dir):
+    """WMT14 아카이브를 푼 흔적(training/, dev/, test-full/ 또는 commoncrawl)이 있는가."""
+    marks = ("training", "dev", "test-full", "commoncrawl.de-en.en", os.path.basename(WMT14_TEST_SGM[0]))
+    return any(os.path.exists(os.path.join(data_dir, m)) for m in marks)
+
+
+def _wmt14_official_files(data_dir, split):
+    """WMT14 공식 배치의 (종류, 영어, 독일어) 목록. 없는 파일은 내려받기 명령과 함께 알린다."""
     if split == "train":
         files = [("text", os.path.join(data_dir, f"{stem}.en"), os.path.join(data_dir, f"{stem}.de"))
                  for stem in WMT14_TRAIN]
@@ -639,6 +659,32 @@ def wmt14_files(data_dir, split):
                     f"WMT14 '{split}' 파일 '{path}' 가 없습니다: `python data.py download wmt14 --dir {data_dir}` "
                     f"로 내려받거나 {split}.en / {split}.de 를 두세요.")
     return files
+
+
+def check_corpus(data_dir, src="en", tgt="de"):
+    """코퍼스를 읽기 전에 확인한다: 세 분할의 파일이 다 있고, 평행 파일의 줄 수가 같은가.
+
+    어긋나면 그 파일 이름을 담은 한 줄 오류 (prepare 가 BPE 를 몇 분 배운 뒤에야 터지지 않게).
+    돌려주는 값: 분할별 줄 수 (SGM 은 None).
+    """
+    if not os.path.isdir(data_dir):
+        raise FileNotFoundError(f"코퍼스 디렉터리 '{data_dir}' 가 없습니다.")
+    counts = {}
+    for split in _SPLITS:
+        total = 0
+        for kind, a, b in corpus_files(data_dir, split, src, tgt):
+            total = None if kind == "sgm" or total is None else total + _same_line_count(a, b)
+        counts[split] = total
+    return counts
+
+
+def _same_line_count(a, b):
+    """두 평행 파일의 줄 수. 다르면 두 파일과 두 개수를 알린다."""
+    n_a, n_b = _count_lines(a), _count_lines(b)
+    if n_a != n_b:
+        raise ValueError(f"평행 코퍼스의 줄 수가 다릅니다: '{a}' {n_a:,}줄, '{b}' {n_b:,}줄 — "
+                         "두 파일을 다시 내려받거나 짝을 맞추세요.")
+    return n_a
 
 
 def _count_lines(path):
@@ -701,14 +747,11 @@ def read_sgm(path):
         yield doc, seg_id.group(1) if seg_id else str(number), seg.group(1)
 
 
-def _text_pairs(en_path, de_path):
+def _text_pairs(src_path, tgt_path):
     """두 평행 파일을 한 줄씩 짝지어 내보낸다. 줄 수가 다르면 읽기 전에 두 파일과 두 개수를 알린다."""
-    n_en, n_de = _count_lines(en_path), _count_lines(de_path)
-    if n_en != n_de:
-        raise ValueError(f"평행 코퍼스의 줄 수가 다릅니다: '{en_path}' {n_en:,}줄, '{de_path}' {n_de:,}줄 — "
-                         "두 파일을 다시 내려받거나 짝을 맞추세요.")
-    for (_, en), (_, de) in zip(_read_lines(en_path), _read_lines(de_path)):
-        yield en, de
+    _same_line_count(src_path, tgt_path)
+    for (_, a), (_, b) in zip(_read_lines(src_path), _read_lines(tgt_path)):
+        yield a, b
 
 
 def _sgm_pairs(src_path, ref_path):
@@ -723,26 +766,26 @@ def _sgm_pairs(src_path, ref_path):
         yield en, de
 
 
-def iter_wmt14(data_dir, split, max_words=250, max_ratio=9.0, normalize_text=True):
-    """WMT14 분할을 (영어, 독일어) 쌍으로 하나씩 내보낸다 (스트리밍: 메모리에 쌓지 않는다).
+def iter_corpus(data_dir, split, src="en", tgt="de", max_words=250, max_ratio=9.0, normalize_text=True):
+    """분할을 (원문, 번역문) 쌍으로 하나씩 내보낸다 (스트리밍: 메모리에 쌓지 않는다).
 
     한쪽이라도 (정규화 뒤) 비어 있는 쌍은 건너뛴다. 학습 분할에만 길이 필터를 쓴다: 단어 수가
     ``max_words`` 를 넘거나 긴 쪽/짧은 쪽 단어 수 비가 ``max_ratio`` 를 넘는 쌍(Moses clean-corpus 와
     같은 기본 9)을 뺀다. 검증·시험 분할은 공식 점수와 같아야 하므로 거르지 않는다. ``None`` 은 끄기.
     단어 수는 BPE 토큰 수가 아니다 (드문 글자는 니블 토큰 2개 이상): 토큰 수 필터는 prepare 가 인코딩한 뒤 쓴다.
     """
-    for kind, en_path, de_path in wmt14_files(data_dir, split):
-        pairs = _sgm_pairs(en_path, de_path) if kind == "sgm" else _text_pairs(en_path, de_path)
-        for en, de in pairs:
+    for kind, src_path, tgt_path in corpus_files(data_dir, split, src, tgt):
+        pairs = _sgm_pairs(src_path, tgt_path) if kind == "sgm" else _text_pairs(src_path, tgt_path)
+        for a, b in pairs:
             if normalize_text:
-                en, de = normalize(en), normalize(de)
-            elif not en.strip() or not de.strip():
+                a, b = normalize(a), normalize(b)
+            elif not a.strip() or not b.strip():
                 continue
-            if not en or not de:
+            if not a or not b:
                 continue
-            if split == "train" and not _keep_pair(en, de, max_words, max_ratio):
+            if split == "train" and not _keep_pair(a, b, max_words, max_ratio):
                 continue
-            yield en, de
+            yield a, b
 
 
 def _keep_pair(en, de, max_words, max_ratio):
@@ -753,20 +796,27 @@ def _keep_pair(en, de, max_words, max_ratio):
     return max_ratio is None or max(n_en, n_de) <= max_ratio * min(n_en, n_de)
 
 
-def load_wmt14(data_dir, split, max_words=250, max_ratio=9.0, normalize_text=True):
-    """WMT14 분할을 ``[(영어, 독일어), ...]`` 목록으로 읽는다. "valid" = newstest2013, "test" = newstest2014.
+def load_pairs(data_dir, split, src="en", tgt="de", max_words=250, max_ratio=9.0, normalize_text=True):
+    """분할을 ``[(원문, 번역문), ...]`` 목록으로 읽는다 (``iter_corpus`` 를 목록으로).
 
-    450만 쌍 학습 분할을 목록으로 만드는 것은 그림·실험용이다; prepare 는 ``iter_wmt14`` 로 흘려 읽는다.
+    450만 쌍 학습 분할을 목록으로 만드는 것은 그림·실험용이다; prepare 는 ``iter_corpus`` 로 흘려 읽는다.
 
     >>> import tempfile, os
     >>> tmp = tempfile.TemporaryDirectory(); d = tmp.name
     >>> _ = open(os.path.join(d, "valid.en"), "wb").write(b"a\\rb\\n\\nHello .\\n")
     >>> _ = open(os.path.join(d, "valid.de"), "wb").write(b"x\\nleer\\nHallo .\\n")
-    >>> load_wmt14(d, "valid")          # '\\r' 은 줄을 나누지 않고, 빈 영어 쪽 쌍은 빠진다
+    >>> load_pairs(d, "valid")          # '\\r' 은 줄을 나누지 않고, 빈 영어 쪽 쌍은 빠진다
     [('a b', 'x'), ('Hello .', 'Hallo .')]
+    >>> load_pairs(d, "valid", src="de", tgt="en")
+    [('x', 'a b'), ('Hallo .', 'Hello .')]
     >>> tmp.cleanup()
     """
-    return list(iter_wmt14(data_dir, split, max_words, max_ratio, normalize_text))
+    return list(iter_corpus(data_dir, split, src, tgt, max_words, max_ratio, normalize_text))
+
+
+def load_wmt14(data_dir, split, max_words=250, max_ratio=9.0, normalize_text=True):
+    """WMT14 분할을 ``[(영어, 독일어), ...]`` 로. "valid" = newstest2013, "test" = newstest2014."""
+    return load_pairs(data_dir, split, "en", "de", max_words, max_ratio, normalize_text)
 
 
 # =============================================================================
@@ -1016,8 +1066,8 @@ def download_multi30k(data_dir="data/multi30k", base_url=MULTI30K_URL, checksums
                       timeout=60, backoff=2.0, progress=True, log=print):
     """Multi30k task 1 의 공식 .gz 여섯 개를 받아 SHA-256 을 맞추고 단순 배치로 푼다.
 
-    train.*.gz → train.{en,de}, val.*.gz → valid.*, test_2016_flickr.*.gz → test.* — ``wmt14_files`` 가
-    읽는 단순 배치라 ``prepare_wmt14`` 가 그대로 쓴다. ``checksums`` 는 (.gz 이름, SHA-256) 표
+    train.*.gz → train.{en,de}, val.*.gz → valid.*, test_2016_flickr.*.gz → test.* — ``corpus_files`` 가
+    읽는 단순 배치라 ``prepare_corpus`` 가 그대로 쓴다. ``checksums`` 는 (.gz 이름, SHA-256) 표
     (기본은 진짜 값; 시험은 자기 표를 준다).
     """
     return download_archives(data_dir, base_url, multi30k_archives(checksums), retries, timeout, backoff,
@@ -1087,15 +1137,18 @@ CACHE_FORMAT = 1
 
 def _prepare_key(data_dir, settings):
     """설정 + 입력 파일의 (경로, 크기, 수정 시각) 의 해시 12자리."""
-    files = [p for split in _SPLITS for _, en, de in wmt14_files(data_dir, split) for p in (en, de)]
+    files = [p for split in _SPLITS for _, a, b in corpus_files(data_dir, split, settings["src"], settings["tgt"])
+             for p in (a, b)]
     stamp = [(os.path.relpath(p, data_dir), os.path.getsize(p), os.stat(p).st_mtime_ns) for p in files]
     text = json.dumps({"format": CACHE_FORMAT, "settings": settings, "files": stamp}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def prepare_wmt14(data_dir="data/wmt14", vocab_size=37000, min_frequency=2, min_char_count=100,
-                  max_words=250, max_ratio=9.0, max_bpe_tokens=250, max_train_pairs=None, log=print):
-    """WMT14 를 준비한다: 학습 문장으로 공동 BPE 를 배우고 세 분할을 인코딩해 캐시에 쓴다. 캐시 경로를 돌려준다.
+def prepare_corpus(data_dir, vocab_size=8000, src="en", tgt="de", min_frequency=2, min_char_count=100,
+                   max_words=250, max_ratio=9.0, max_bpe_tokens=250, max_train_pairs=None, log=print):
+    """코퍼스를 준비한다: 학습 문장(두 언어)으로 공동 BPE 를 배우고 세 분할을 인코딩해 캐시에 쓴다.
+    캐시 경로를 돌려준다. 먼저 ``check_corpus`` 로 파일과 줄 수를 확인한다 (어긋나면 파일 이름을 담은 오류).
+    캐시의 "src"/"tgt" 는 언어 쌍의 방향이다: de→en 캐시는 en→de 캐시와 따로 만든다.
 
     학습 텍스트는 두 번 흘려 읽는다 (단어 세기, 인코딩); 원문 450만 쌍을 메모리에 들지 않는다.
     ``max_train_pairs`` 는 시험·실험용으로 앞부분만 쓰게 한다.
@@ -1108,7 +1161,10 @@ def prepare_wmt14(data_dir="data/wmt14", vocab_size=37000, min_frequency=2, min_
     """
     if max_bpe_tokens < 1:
         raise ValueError(f"max_bpe_tokens={max_bpe_tokens}: 문장당 최대 BPE 토큰 수는 1 이상이어야 합니다.")
-    settings = dict(vocab_size=vocab_size, min_frequency=min_frequency, min_char_count=min_char_count,
+    if src == tgt:
+        raise ValueError(f"원문과 번역문 언어가 같습니다 (src={src!r}, tgt={tgt!r}): --src/--tgt 를 고치세요.")
+    check_corpus(data_dir, src, tgt)
+    settings = dict(vocab_size=vocab_size, src=src, tgt=tgt, min_frequency=min_frequency, min_char_count=min_char_count,
                     max_words=max_words, max_ratio=max_ratio, max_train_pairs=max_train_pairs,
                     max_bpe_tokens=max_bpe_tokens)
     cache = os.path.join(data_dir, "prepared", f"bpe{vocab_size}-{_prepare_key(data_dir, settings)}")
@@ -1136,8 +1192,10 @@ def _prepare_into(tmp, data_dir, settings, log):
     max_words, max_ratio = settings["max_words"], settings["max_ratio"]
     t0 = time.time()
 
+    langs = settings["src"], settings["tgt"]
+
     def train_pairs():
-        pairs = iter_wmt14(data_dir, "train", max_words, max_ratio)
+        pairs = iter_corpus(data_dir, "train", *langs, max_words, max_ratio)
         for n, pair in enumerate(pairs):
             if max_train_pairs is not None and n >= max_train_pairs:
                 return
@@ -1156,7 +1214,7 @@ def _prepare_into(tmp, data_dir, settings, log):
             limit = settings["max_bpe_tokens"]
             stats[split] = _encode_split(bpe, train_pairs(), tmp, split, log, max_tokens=limit)
         else:
-            stats[split] = _encode_split(bpe, iter_wmt14(data_dir, split), tmp, split, log)
+            stats[split] = _encode_split(bpe, iter_corpus(data_dir, split, *langs), tmp, split, log)
     sizes = {split: s["pairs"] for split, s in stats.items()}
     meta = dict(format=CACHE_FORMAT, settings=settings, data_dir=os.path.abspath(data_dir), vocab=len(bpe),
                 pairs=sizes, dropped_long_pairs=stats["train"]["dropped"],           # 학습 분할에서 뺀 쌍 수
@@ -1198,10 +1256,11 @@ def _encode_split(bpe, pairs, out_dir, split, log, max_tokens=None, every=500_00
     return dict(pairs=len(offsets["src"]) - 1, dropped=dropped, max_lengths=longest)
 
 
-def find_prepared(data_dir, vocab_size=None):
+def find_prepared(data_dir, vocab_size=None, src=None, tgt=None):
     """``data_dir`` 의 완성된 캐시(meta.json 이 있는 것) 중 가장 최근 것의 경로, 없으면 None.
 
     ``vocab_size`` 를 주면 meta.json 의 설정 어휘 크기가 그것인 캐시만 본다 (디렉터리 이름은 믿지 않는다).
+    ``src``/``tgt`` 를 주면 그 방향의 캐시만 본다 (언어를 적지 않은 옛 캐시는 en→de).
     이어 학습할 때는 꼭 설정의 어휘 크기를 준다: 더 최근의 다른 어휘 캐시를 집으면 체크포인트와 맞지 않는다.
 
     >>> import tempfile
@@ -1217,7 +1276,9 @@ def find_prepared(data_dir, vocab_size=None):
         meta = os.path.join(root, name, "meta.json")
         if ".tmp-" in name or not os.path.isfile(meta):
             continue
-        if vocab_size is not None and _read_meta(meta)["settings"]["vocab_size"] != vocab_size:
+        settings = _read_meta(meta)["settings"]
+        wanted = (("vocab_size", vocab_size, None), ("src", src, "en"), ("tgt", tgt, "de"))
+        if any(value is not None and settings.get(key, old) != value for key, value, old in wanted):
             continue
         found.append((os.path.getmtime(meta), os.path.join(root, name)))
     return max(found)[1] if found else None
@@ -1230,7 +1291,7 @@ def _read_meta(path):
             return json.load(f)
     except json.JSONDecodeError as exc:
         raise ValueError(f"'{path}' 가 올바른 JSON 이 아닙니다 ({exc.msg}): 그 캐시 디렉터리를 지우고 "
-                         "`python data.py prepare wmt14` 를 다시 실행하세요.") from None
+                         "`python data.py prepare <코퍼스>` 를 다시 실행하세요.") from None
 
 
 class PreparedSplit:
@@ -1247,8 +1308,7 @@ class PreparedSplit:
             for part in ("ids", "offsets"):
                 path = os.path.join(cache_dir, f"{split}.{side}.{part}.npy")
                 if not os.path.isfile(path):
-                    raise FileNotFoundError(f"캐시 파일 '{path}' 가 없습니다: `python data.py prepare wmt14` 를 "
-                                            "다시 실행하세요.")
+                    raise FileNotFoundError(f"캐시 파일 '{path}' 가 없습니다: X.")
                 arrays[side, part] = np.load(path, mmap_mode="r").view(np.ndarray)
         self._src, self._src_off = arrays["src", "ids"], arrays["src", "offsets"]
         self._tgt, self._tgt_off = arrays["tgt", "ids"], arrays["tgt", "offsets"]
@@ -1276,7 +1336,7 @@ class PreparedSplit:
 
 
 def load_prepared(cache_dir, split, max_len=None):
-    """``prepare_wmt14`` 가 만든 캐시에서 분할 하나를 연다 (``PreparedSplit``).
+    """``prepare_corpus`` 가 만든 캐시에서 분할 하나를 연다 (``PreparedSplit``).
 
     ``max_len`` 을 주면 특수 토큰을 뺀 문장 길이가 모두 그 이하인지 확인하고, 넘으면 ``ValueError``.
     collate 는 한쪽에 [BOS] 또는 [EOS] 하나를 붙이므로, 위치표가 P 칸인 모델에는 ``max_len=P - 1`` 을 준다.
@@ -1285,11 +1345,11 @@ def load_prepared(cache_dir, split, max_len=None):
         raise ValueError(f"split={split!r} 는 알 수 없습니다: 'train', 'valid', 'test' 중 하나를 쓰세요.")
     if not os.path.isfile(os.path.join(cache_dir, "meta.json")):
         raise FileNotFoundError(f"'{cache_dir}' 는 완성된 캐시가 아닙니다 (meta.json 없음): "
-                                "`python data.py prepare wmt14` 를 실행하세요.")
+                                "`python data.py prepare <코퍼스 디렉터리>` 를 실행하세요.")
     prepared = PreparedSplit(cache_dir, split)
     if max_len is not None and prepared.max_length > max_len:
         raise ValueError(f"캐시 '{cache_dir}' 의 {split} 분할에 BPE 토큰 {prepared.max_length:,}개짜리 문장이 있어 "
-                         f"한계 {max_len:,}개를 넘습니다: 학습 분할이면 `python data.py prepare wmt14 "
+                         f"한계 {max_len:,}개를 넘습니다: 학습 분할이면 `python data.py prepare <코퍼스> "
                          f"--max-bpe-tokens {max_len}` 처럼 더 작은 한계로 다시 준비하고, 검증·시험 분할이면 "
                          "모델의 위치 수(max_len)를 늘리세요.")
     return prepared
@@ -2210,7 +2270,8 @@ def dataset_statistics(pairs, max_tokens, seed=0):
 # 10. 명령줄
 # =============================================================================
 def main(argv=None):
-    """``python data.py download {wmt14,multi30k}`` / ``python data.py prepare wmt14``. 오류는 한 줄, 종료 코드 2."""
+    """``python data.py download {wmt14,multi30k}`` / ``python data.py prepare {wmt14,multi30k,DIR}``.
+    오류는 한 줄, 종료 코드 2."""
     parser = argparse.ArgumentParser(prog="data.py", description="WMT14·Multi30k 내려받기와 BPE 캐시 준비")
     sub = parser.add_subparsers(dest="command", required=True)
     down = sub.add_parser("download", help="공식 파일을 받아 체크섬·무결성을 확인하고 푼다")
@@ -2219,9 +2280,13 @@ def main(argv=None):
     down.add_argument("--base-url", default=None,
                       help=f"거울 서버 주소 (기본 wmt14: {STATMT_URL}, multi30k: {MULTI30K_URL})")
     prep = sub.add_parser("prepare", help="공동 BPE 를 배우고 세 분할을 numpy 캐시로 인코딩")
-    prep.add_argument("dataset", choices=["wmt14"])
-    prep.add_argument("--dir", default="data/wmt14", help="WMT14 디렉터리 (기본 data/wmt14)")
-    prep.add_argument("--vocab", type=int, default=37000, help="공동 어휘 크기 (기본 37000, §5.1)")
+    prep.add_argument("corpus", help="wmt14 (= data/wmt14), multi30k (= data/multi30k) 또는 코퍼스 디렉터리: "
+                                     "train/valid/test.<src>, .<tgt> 파일들")
+    prep.add_argument("--dir", default=None, help="wmt14·multi30k 를 다른 디렉터리에서 읽는다")
+    prep.add_argument("--src", default="en", help="원문 언어 = 파일 확장자 (기본 en)")
+    prep.add_argument("--tgt", default="de", help="번역문 언어 = 파일 확장자 (기본 de)")
+    prep.add_argument("--vocab", type=int, default=None,
+                      help="공동 어휘 크기 (기본: wmt14 는 37000 = §5.1, 그 밖의 코퍼스는 8000)")
     prep.add_argument("--min-frequency", type=int, default=2, help="병합할 쌍의 최소 빈도")
     prep.add_argument("--min-char-count", type=int, default=100, help="기본 어휘에 넣을 글자의 최소 빈도")
     prep.add_argument("--max-bpe-tokens", type=int, default=250,
@@ -2234,15 +2299,19 @@ def main(argv=None):
             if args.dataset == "wmt14":
                 download_wmt14(data_dir, base_url=args.base_url or STATMT_URL)
                 print(f"다음 단계: python data.py prepare wmt14 --dir {data_dir}")
-            else:                                        # 단순 배치라 prepare 는 wmt14 와 같은 명령
+            else:
                 download_multi30k(data_dir, base_url=args.base_url or MULTI30K_URL)
-                print(f"다음 단계: python data.py prepare wmt14 --dir {data_dir} --vocab 8000")
+                print(f"다음 단계: python train.py --preset multi30k --data-dir {data_dir} (캐시는 알아서 준비)")
         else:
-            if not os.path.isdir(args.dir):
-                raise FileNotFoundError(f"'{args.dir}' 가 없습니다: 먼저 `python data.py download wmt14 "
-                                        f"--dir {args.dir}` 를 실행하세요.")
-            cache = prepare_wmt14(args.dir, args.vocab, args.min_frequency, args.min_char_count,
-                                  max_bpe_tokens=args.max_bpe_tokens, max_train_pairs=args.max_train_pairs)
+            named = args.corpus in ("wmt14", "multi30k")
+            data_dir = (args.dir or f"data/{args.corpus}") if named else args.corpus
+            if not os.path.isdir(data_dir):
+                hint = (f"먼저 `python data.py download {args.corpus} --dir {data_dir}` 를 실행하세요" if named else
+                        "train/valid/test.<언어> 파일을 담은 디렉터리를 주세요")
+                raise FileNotFoundError(f"코퍼스 디렉터리 '{data_dir}' 가 없습니다: {hint}.")
+            vocab = args.vocab or (37000 if args.corpus == "wmt14" else 8000)
+            cache = prepare_corpus(data_dir, vocab, args.src, args.tgt, args.min_frequency, args.min_char_count,
+                                   max_bpe_tokens=args.max_bpe_tokens, max_train_pairs=args.max_train_pairs)
             print(f"캐시: {cache}")
     except (ValueError, OSError) as exc:                 # FileNotFoundError 는 OSError
         print(f"오류: {exc}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""plots.py — 리포트의 그림 30장을 이 프로젝트의 코드로 그 자리에서 다시 계산해 그린다.
+"""plots.py — 리포트의 그림 31장을 이 프로젝트의 코드로 그 자리에서 다시 계산해 그린다.
 
 ``python plots.py`` 는 그림을 전부 ``outputs/<이름>.png`` 로 쓰고, 그림마다 잰 숫자를 한 줄씩
 출력하며 ``outputs/figure_numbers.json`` 에 모은다 (README 가 인용하는 값).
@@ -19,7 +19,7 @@ DejaVu Sans 로 어디서나 깨지지 않게), 한국어 설명은 README 에.
 >>> isinstance(fig, matplotlib.figure.Figure)
 True
 >>> len(FIGURES), FIGURES[0][0], FIGURES[-1][0]
-(30, 'token_embedding_analysis', 'confusion_matrix')
+(31, 'token_embedding_analysis', 'multi30k_training')
 """
 import argparse
 import dataclasses
@@ -1525,6 +1525,30 @@ def metric_comparison(metrics=None, source=""):
     return _finish(fig, numbers, f"Metrics of a real demo training run ({source or 'metrics.csv'})")
 
 
+def multi30k_training(metrics, source=""):
+    """실제 문장(Multi30k) 학습 런: 검증 BLEU 와 손실을 벽시계 분(metrics.csv 의 elapsed_s)에 대해."""
+    minutes = [None if s is None else s / 60 for s in metrics.get("elapsed_s", [])]
+    timed = dict(metrics, step=minutes) if minutes and None not in minutes else metrics
+    xlabel = "wall-clock minutes (training + evaluation)" if timed is not metrics else "update step"
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.3))
+    numbers = {}
+    for ax, keys, ylabel in ((axes[0], ("bleu",), "BLEU (greedy, sacreBLEU definition)"),
+                             (axes[1], ("train_loss", "valid_loss"), "loss per token")):
+        for key in keys:
+            x, y = _points(timed, key)
+            if x:
+                ax.plot(x, y, marker="o" if len(x) < 40 else None, label=key.replace("_", " "))
+                numbers[f"{key}_final"] = y[-1]
+        ax.set(xlabel=xlabel, ylabel=ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    axes[0].set_title("Validation BLEU (eval sentences, greedy)")
+    axes[1].set_title("Train (label-smoothed) and validation loss")
+    x, _ = _points(timed, "train_loss")
+    numbers["minutes" if timed is not metrics else "steps"] = x[-1] if x else 0
+    return _finish(fig, numbers, f"Real text: Multi30k en-de on a CPU ({source or 'metrics.csv'})")
+
+
 @torch.no_grad()
 def confusion_matrix(trained=None, top_k=15, num_sentences=200):
     """검증 문장에서 교사 강요로 예측한 토큰 대 정답 토큰 (가장 잦은 정답 top_k 개, 행 정규화)."""
@@ -1571,7 +1595,8 @@ def confusion_matrix(trained=None, top_k=15, num_sentences=200):
 # 11. 명령줄: 그림 목록과 main()
 # =============================================================================
 # (이름, 함수, 입력) — DESIGN §5 의 순서. 입력: None = 기본값 그대로, "pairs" = 데모 코퍼스 문장쌍,
-# "trained" = 학습된 데모 모델(TrainedRun), "metrics" = 그 런의 metrics.csv.
+# "trained" = 학습된 데모 모델(TrainedRun), "metrics" = 그 런의 metrics.csv,
+# "multi30k" = 가장 최근 ``python train.py --preset multi30k`` 런의 metrics.csv (없으면 그 그림은 건너뛴다).
 FIGURES = (
     ("token_embedding_analysis", token_embedding_analysis, None),
     ("special_token_embeddings", special_token_embeddings, None),
@@ -1603,6 +1628,7 @@ FIGURES = (
     ("mlm_masking_distribution", mlm_masking_distribution, "pairs"),
     ("metric_comparison", metric_comparison, "metrics"),
     ("confusion_matrix", confusion_matrix, "trained"),
+    ("multi30k_training", multi30k_training, "multi30k"),
 )
 
 
@@ -1614,7 +1640,7 @@ def select_figures(only=None):
     >>> select_figures(["nope"])
     Traceback (most recent call last):
     ...
-    ValueError: 알 수 없는 그림 'nope' 입니다: `python plots.py --list` 로 30개의 이름을 보세요.
+    ValueError: 알 수 없는 그림 'nope' 입니다: `python plots.py --list` 로 31개의 이름을 보세요.
     """
     if not only:
         return list(FIGURES)
@@ -1649,6 +1675,13 @@ def make_figures(entries, out_dir="outputs", training_root=os.path.join("outputs
     inputs = {None: {}, "pairs": {"pairs": pairs}, "trained": {"trained": trained}, "metrics": {}}
     if trained is not None:
         inputs["metrics"] = {"metrics": trained.metrics, "source": os.path.basename(trained.run_dir)}
+    real = train.find_latest_run(training_root, preset="multi30k") if "multi30k" in kinds else None
+    if real is not None:
+        inputs["multi30k"] = {"metrics": read_run_metrics(real), "source": os.path.basename(real)}
+    elif "multi30k" in kinds:
+        log(f"{training_root} 에 Multi30k 런이 없어 multi30k_training 그림을 건너뜁니다 (커밋된 그림을 그대로 "
+            "둡니다; 다시 그리려면 먼저 `python train.py --preset multi30k`).")
+        entries = [e for e in entries if e[2] != "multi30k"]
     numbers = {}
     for name, make, kind in entries:
         start = time.time()
@@ -1668,7 +1701,7 @@ def main(argv=None):
     잘못된 입력은 한 줄 오류와 종료 코드 2.
     """
     parser = argparse.ArgumentParser(description="리포트 그림을 이 프로젝트의 코드로 다시 계산해 그린다.")
-    parser.add_argument("--list", action="store_true", help="그림 이름 30개를 출력한다")
+    parser.add_argument("--list", action="store_true", help="그림 이름 31개를 출력한다")
     parser.add_argument("--only", action="append", metavar="NAME", help="이 그림만 (여러 번, 쉼표로 구분 가능)")
     parser.add_argument("--run", metavar="RUN_DIR", help="학습 런의 그림 세 장만 다시 그린다")
     parser.add_argument("--out", default="outputs", help="그림을 쓸 디렉터리 (기본 outputs)")

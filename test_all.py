@@ -1224,7 +1224,7 @@ def test_data_wmt14_official_layout(tmp_path):
     assert data.load_wmt14(root, "valid") == [("valid one", "gültig eins"), ("valid two", "gültig zwei")]
     assert data.load_wmt14(root, "test") == [("Tom & Jerry run .", "Tom & Jerry rennen ."), ("A & B", "A & B"),
                                              ("Second doc .", "Zweites Dokument .")]
-    assert list(data.iter_wmt14(root, "valid")) == data.load_wmt14(root, "valid")
+    assert list(data.iter_corpus(root, "valid")) == data.load_wmt14(root, "valid")
     with pytest.raises(ValueError, match="split"):
         data.load_wmt14(root, "dev")
 
@@ -1237,7 +1237,7 @@ def test_data_wmt14_simple_layout_and_errors(tmp_path):
     _data_write(f"{root}/test.de", "T\n")
     assert data.load_wmt14(root, "train") == [("a b c", "A B C"), ("last", "Letzte")]
     assert data.load_wmt14(root, "test") == [("t", "T")]
-    with pytest.raises(FileNotFoundError, match="download"):
+    with pytest.raises(FileNotFoundError, match="valid.en' 가 없습니다"):
         data.load_wmt14(root, "valid")
     # 줄 수가 다르면 두 파일 이름과 두 개수를 알린다
     _data_write(f"{root}/valid.en", "1\n2\n3\n")
@@ -1466,12 +1466,40 @@ def _data_small_corpus(root, n=120):
     return list(zip(en, de))
 
 
+def test_data_any_corpus_layout_both_directions_and_refusals(tmp_path, capsys):
+    # 이슈 9: train/valid/test.<언어> 디렉터리는 무엇이든 코퍼스다; --src/--tgt 로 방향을 고른다.
+    root = str(tmp_path / "c")
+    pairs = _data_small_corpus(root)
+    assert data.check_corpus(root) == {"train": 120, "valid": 5, "test": 4}
+    assert data.load_pairs(root, "test", "de", "en") == [(d, e) for e, d in pairs[5:9]]
+    args = ["--vocab", "150", "--min-char-count", "50"]
+    assert data.main(["prepare", root, "--src", "de", "--tgt", "en", *args]) == 0
+    cache = data.find_prepared(root, 150, "de", "en")
+    assert cache is not None and data.find_prepared(root, 150, "en", "de") is None   # 방향마다 따로
+    bpe = data.BPE.load(os.path.join(cache, "bpe.txt"))
+    first = data.load_prepared(cache, "train")[0]
+    assert (bpe.decode(first[0]), bpe.decode(first[1])) == (pairs[0][1], pairs[0][0])  # 원문이 독일어
+    assert data.main(["prepare", root, *args]) == 0 and data.find_prepared(root, 150, "en", "de") not in (None, cache)
+    capsys.readouterr()
+    # 거절: 없는 디렉터리, 없는 언어, 줄 수가 다른 파일, 학습 분할 없음 — 한 줄, 종료 코드 2, 파일 이름
+    _data_write(f"{root}/valid.en", "one\ntwo\nthree\nfour\n")              # valid.de 는 5줄
+    cases = [([str(tmp_path / "nope")], "nope"), ([root, "--src", "fr"], f"{root}/train.fr"),
+             ([root], f"'{root}/valid.en' 4줄, '{root}/valid.de' 5줄"), ([root, "--src", "de", "--tgt", "de"], "같습니다")]
+    for argv, needle in cases:
+        assert data.main(["prepare", *argv, *args]) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and needle in err[0], (argv, err)
+    os.remove(f"{root}/train.de")
+    with pytest.raises(FileNotFoundError, match=f"{root}/train.de' 가 없습니다"):
+        data.check_corpus(root)
+
+
 def test_data_prepare_cache_reuse_and_interruption(tmp_path, monkeypatch):
     root = str(tmp_path / "w")
     pairs = _data_small_corpus(root)
     quiet = dict(min_char_count=1, log=lambda *a: None)
     assert data.find_prepared(root) is None
-    cache = data.prepare_wmt14(root, vocab_size=150, **quiet)
+    cache = data.prepare_corpus(root, vocab_size=150, **quiet)
     assert data.find_prepared(root) == cache
     bpe = data.BPE.load(os.path.join(cache, "bpe.txt"))
     train = data.load_prepared(cache, "train")
@@ -1485,7 +1513,7 @@ def test_data_prepare_cache_reuse_and_interruption(tmp_path, monkeypatch):
     assert len(data.load_prepared(cache, "test")) == 4 and train[-1] == train[len(pairs) - 1]
     # 같은 설정: 재사용 (다시 배우지 않는다)
     monkeypatch.setattr(data, "train_bpe_from_counts", lambda *a, **k: pytest.fail("다시 학습함"))
-    assert data.prepare_wmt14(root, vocab_size=150, **quiet) == cache
+    assert data.prepare_corpus(root, vocab_size=150, **quiet) == cache
     monkeypatch.undo()
     # 도중에 끊긴 prepare 는 쓰일 캐시를 남기지 않는다
     real = data._encode_split
@@ -1497,11 +1525,11 @@ def test_data_prepare_cache_reuse_and_interruption(tmp_path, monkeypatch):
 
     monkeypatch.setattr(data, "_encode_split", boom)
     with pytest.raises(KeyboardInterrupt):
-        data.prepare_wmt14(root, vocab_size=140, **quiet)
+        data.prepare_corpus(root, vocab_size=140, **quiet)
     monkeypatch.undo()
     assert data.find_prepared(root) == cache and data.find_prepared(root, vocab_size=140) is None
     assert not [n for n in os.listdir(os.path.join(root, "prepared")) if ".tmp-" in n]   # 임시 디렉터리도 치움
-    other = data.prepare_wmt14(root, vocab_size=140, **quiet)            # 설정이 바뀌면 새 캐시
+    other = data.prepare_corpus(root, vocab_size=140, **quiet)            # 설정이 바뀌면 새 캐시
     assert other != cache and data.find_prepared(root, vocab_size=140) == other
     with pytest.raises(FileNotFoundError, match="prepare"):
         data.load_prepared(str(tmp_path), "train")
@@ -1527,7 +1555,7 @@ def test_data_prepare_drops_train_pairs_too_long_in_bpe_tokens(tmp_path):
     root = str(tmp_path / "w")
     pairs, junk = _data_corpus_with_junk(root)
     logged = []
-    cache = data.prepare_wmt14(root, vocab_size=150, min_char_count=50, log=logged.append)
+    cache = data.prepare_corpus(root, vocab_size=150, min_char_count=50, log=logged.append)
     bpe = data.BPE.load(os.path.join(cache, "bpe.txt"))
     assert len(bpe.encode(junk[0][0])) > 1024 and len(bpe.encode(junk[1][1])) == 1027   # 잡음은 정말 길다
     train = data.load_prepared(cache, "train")
@@ -1551,10 +1579,10 @@ def test_data_prepare_drops_train_pairs_too_long_in_bpe_tokens(tmp_path):
     with pytest.raises(ValueError, match="1,027.*1,023"):
         data.load_prepared(cache, "valid", max_len=1023)
     # 한계를 바꾸면 새 캐시: 2,000 이면 1,027 토큰짜리 쌍은 남고 4,000 글자 잡음만 빠진다
-    wide = data.prepare_wmt14(root, vocab_size=150, min_char_count=50, max_bpe_tokens=2000, log=logged.append)
+    wide = data.prepare_corpus(root, vocab_size=150, min_char_count=50, max_bpe_tokens=2000, log=logged.append)
     assert wide != cache and len(data.load_prepared(wide, "train")) == len(pairs) + 1
     with pytest.raises(ValueError, match="1 이상"):
-        data.prepare_wmt14(root, vocab_size=150, max_bpe_tokens=0, log=logged.append)
+        data.prepare_corpus(root, vocab_size=150, max_bpe_tokens=0, log=logged.append)
 
 
 def test_data_find_prepared_matches_vocab_size_in_meta(tmp_path):
@@ -1562,8 +1590,8 @@ def test_data_find_prepared_matches_vocab_size_in_meta(tmp_path):
     root = str(tmp_path / "w")
     _data_small_corpus(root)
     quiet = dict(min_char_count=1, log=lambda *a: None)
-    old = data.prepare_wmt14(root, vocab_size=150, **quiet)
-    new = data.prepare_wmt14(root, vocab_size=140, **quiet)
+    old = data.prepare_corpus(root, vocab_size=150, **quiet)
+    new = data.prepare_corpus(root, vocab_size=140, **quiet)
     os.utime(os.path.join(old, "meta.json"), (1, 1))                  # 어휘 150 캐시가 확실히 더 오래되었다
     assert data.find_prepared(root) == new                              # 어휘를 주지 않으면 가장 최근 것
     assert data.find_prepared(root, 150) == old and data.find_prepared(root, 140) == new
@@ -2214,7 +2242,11 @@ def test_train_translate_and_average(tmp_path, capsys):
     (["--preset", "tiny", "--max-steps", "-5"], "양수"),
     (["--preset", "tiny", "--amp", "fp16", "--device", "cpu"], "fp16"),
     (["--preset", "rtx3090", "--data-dir", "{tmp}/missing"], "없습니다"),
-    (["--preset", "rtx3090", "--data-dir", "{tmp}/empty"], "캐시가 없습니다"),
+    (["--preset", "rtx3090", "--data-dir", "{tmp}/empty"], "train.en' 가 없습니다"),
+    (["--preset", "multi30k", "--data-dir", "{tmp}/multi30k"], "python data.py download multi30k"),
+    (["--data-dir", "{tmp}/uneven"], "{tmp}/uneven/valid.de' 2줄"),
+    (["--data-dir", "{tmp}/uneven", "--src", "de", "--tgt", "fr"], "{tmp}/uneven/train.fr"),
+    (["--src", "de", "--tgt", "en"], "데모 코퍼스는 영어→독일어뿐"),
     (["--translate", "hello", "--checkpoint", "{tmp}/broken.pt"], "읽을 수 없습니다"),
     (["--preset", "tiny", "--warmup", "0"], "--warmup 은 1 이상"),
     (["--data-dir", "{tmp}/missing"], "{tmp}/missing"),
@@ -2222,6 +2254,11 @@ def test_train_translate_and_average(tmp_path, capsys):
 ])
 def test_train_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, needle):
     (tmp_path / "empty").mkdir()
+    uneven = tmp_path / "uneven"                           # valid.de 만 한 줄 모자란 코퍼스
+    uneven.mkdir()
+    for name, text in (("train", "a\nb\nc\n"), ("valid", "a\nb\nc\n"), ("test", "a\n")):
+        (uneven / f"{name}.en").write_text(text)
+        (uneven / f"{name}.de").write_text(text if name != "valid" else "a\nb\n")
     (tmp_path / "broken.pt").write_bytes(b"PK\x03\x04 not a checkpoint")
     before = sorted(os.listdir(tmp_path))
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
@@ -2399,6 +2436,27 @@ def test_train_corpus_with_junk_lines_prepares_trains_and_translates_a_1100_toke
     text = train.main(["--translate", source, "--checkpoint", run_dir])
     err = capsys.readouterr().err.strip().splitlines()
     assert isinstance(text, str) and len(err) == 1 and "1023 토큰" in err[0] and "경고" in err[0]
+
+
+def test_train_de_en_on_a_tiny_corpus_prepares_itself_and_translates_german_to_english(tmp_path, capsys):
+    # 이슈 9: 독일어→영어. 캐시가 없으면 train.py 가 먼저 준비하고, metrics.csv 에 경과 시간이 남는다.
+    root = str(tmp_path / "deen")
+    pairs = data.demo_corpus(48, seed=3)
+    for split, rows in (("train", pairs), ("valid", pairs[:8]), ("test", pairs[8:16])):
+        _data_write(f"{root}/{split}.en", "".join(e + "\n" for e, _ in rows))
+        _data_write(f"{root}/{split}.de", "".join(d + "\n" for _, d in rows))
+    run_dir = str(tmp_path / "run")
+    report = train.main(["--preset", "tiny", "--data-dir", root, "--src", "de", "--tgt", "en", "--run-dir", run_dir,
+                         "--threads", "1", "--eval-every", "300"])
+    out = capsys.readouterr().out
+    assert "먼저 준비합니다" in out and "de→en 학습 48 쌍" in out and "\n  DE  " in out
+    assert report["bleu"] > 60                            # 외운 학습 문장: 독일어를 넣으면 영어가 나온다
+    outputs = [train.main(["--translate", de, "--checkpoint", run_dir]) for _, de in pairs[8:16]]
+    assert sum(o == en for o, (en, _) in zip(outputs, pairs[8:16])) >= 4
+    assert train.bleu(outputs, [de for _, de in pairs[8:16]]) < 5   # 독일어를 베끼지 않는다
+    with open(os.path.join(run_dir, "metrics.csv"), encoding="utf-8") as f:
+        elapsed = [float(r["elapsed_s"]) for r in csv.DictReader(f)]
+    assert len(elapsed) >= 2 and elapsed[0] > 0 and elapsed == sorted(elapsed)
 
 
 def test_train_translate_file_keeps_one_line_per_input_line(tmp_path, capsys, monkeypatch):
@@ -2672,6 +2730,8 @@ def _plots_tiny_kwargs():
         "dataset_statistics": dict(pairs=pairs, vocab_size=150, max_tokens=256, budgets=(64, 256)),
         "mlm_masking_distribution": dict(pairs=pairs, vocab_size=150, seeds=range(2)),
         "metric_comparison": dict(metrics=trained.metrics),
+        "multi30k_training": dict(metrics=dict(trained.metrics, elapsed_s=[30.0 * (i + 1) for i in
+                                                                          range(len(trained.metrics["step"]))])),
     }
     for name, _, kind in plots.FIGURES:
         if kind == "trained":
@@ -2682,7 +2742,7 @@ def _plots_tiny_kwargs():
 # ---------------------------------------------------------------- tests
 def test_plots_every_figure_returns_a_labelled_figure(_plots_threads):
     names = [name for name, _, _ in plots.FIGURES]
-    assert len(names) == 30 and len(set(names)) == 30
+    assert len(names) == 31 and len(set(names)) == 31
     kwargs = _plots_tiny_kwargs()
     assert set(kwargs) == set(names)
     for name, make, _ in plots.FIGURES:
@@ -2769,9 +2829,30 @@ def test_plots_deterministic_by_seed(_plots_threads):
     plots.plt.close("all")
 
 
+def test_plots_multi30k_figure_uses_wall_clock_minutes_and_skips_without_a_run(tmp_path, capsys):
+    # 이슈 9: 검증 BLEU·손실 대 벽시계 분. Multi30k 런이 없으면 한 줄만 말하고 커밋된 그림을 건드리지 않는다.
+    root, out = tmp_path / "training", tmp_path / "figs"
+    out.mkdir()
+    (out / "multi30k_training.png").write_bytes(b"committed")
+    assert plots.main(["--only", "multi30k_training", "--out", str(out), "--training-root", str(root)]) == {}
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "Multi30k 런이 없어" in lines[0] and len(lines) == 2          # 건너뜀 한 줄 + 요약 한 줄
+    assert (out / "multi30k_training.png").read_bytes() == b"committed"
+    run = root / "multi30k_20261126-120000"
+    run.mkdir(parents=True)
+    (run / "checkpoint_last.pt").write_bytes(b"")
+    rows = ["step,train_loss,lr,valid_loss,token_accuracy,bleu,tokens_per_s,elapsed_s",
+            "50,6.0,1e-3,,,,1900,100.0", "100,5.0,1e-3,4.5,0.4,12.5,1900,230.0", "150,4.0,1e-3,3.9,0.5,20.0,1900,330.0"]
+    (run / "metrics.csv").write_text("\n".join(rows) + "\n")
+    numbers = plots.main(["--only", "multi30k_training", "--out", str(out), "--training-root", str(root)])
+    assert numbers["multi30k_training"] == {"bleu_final": 20.0, "train_loss_final": 4.0, "valid_loss_final": 3.9,
+                                            "minutes": 5.5}
+    assert (out / "multi30k_training.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_plots_cli_list_only_run_and_errors(tmp_path, capsys):
     names = plots.main(["--list"])
-    assert capsys.readouterr().out.split() == names and len(names) == 30
+    assert capsys.readouterr().out.split() == names and len(names) == 31
     out = tmp_path / "figs"
     numbers = plots.main(["--only", "focal_loss_weights,onecycle_lr", "--only", "cyclic_lr_warmup",
                           "--out", str(out)])
