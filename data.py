@@ -2301,7 +2301,8 @@ def main(argv=None):
                 print(f"다음 단계: python data.py prepare wmt14 --dir {data_dir}")
             else:
                 download_multi30k(data_dir, base_url=args.base_url or MULTI30K_URL)
-                print(f"다음 단계: python train.py --preset multi30k --data-dir {data_dir} (캐시는 알아서 준비)")
+                where = "" if data_dir == "data/multi30k" else f" --data-dir {data_dir}"
+                print(f"다음 단계: python train.py --preset multi30k{where} (BPE 캐시는 처음에 알아서 준비합니다)")
         else:
             named = args.corpus in ("wmt14", "multi30k")
             data_dir = (args.dir or f"data/{args.corpus}") if named else args.corpus
