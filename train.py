@@ -156,7 +156,7 @@ def preset_config(name):
         # 평균)는 논문 그대로. 이 값들은 README "실제 데이터로: Multi30k" 의 비교 실험으로 골랐다.
         return Config(preset="multi30k", corpus="wmt14", data_dir="data/multi30k", vocab_size=8000,
                       d_model=256, num_heads=4, num_layers=3, d_ff=512, dropout=0.2, warmup=800,
-                      lr_factor=0.7, max_steps=3600, max_tokens=2048, amp="bf16", log_every=100,
+                      lr_factor=0.7, max_steps=4400, max_tokens=2048, amp="bf16", log_every=100,
                       eval_every=1200, eval_bleu_sentences=100, save_every=150, keep_checkpoints=5,
                       average_last=5)
     if name == "rtx3090":
