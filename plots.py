@@ -1546,7 +1546,7 @@ def multi30k_training(metrics, source=""):
     axes[1].set_title("Train (label-smoothed) and validation loss")
     x, _ = _points(timed, "train_loss")
     numbers["minutes" if timed is not metrics else "steps"] = x[-1] if x else 0
-    return _finish(fig, numbers, f"Real text: Multi30k en-de on a CPU ({source or 'metrics.csv'})")
+    return _finish(fig, numbers, f"Real text: Multi30k on a CPU ({source or 'metrics.csv'})")
 
 
 @torch.no_grad()
