@@ -30,8 +30,9 @@ def padding_mask(tokens, pad_id):
 
     >>> padding_mask(torch.tensor([[7, 8, 0, 0]]), pad_id=0).int().tolist()
     [[[[1, 1, 0, 0]]]]
-    >>> padding_mask(torch.tensor([[7, 0]]), pad_id=0).shape
-    torch.Size([1, 1, 1, 2])
+    >>> m = padding_mask(torch.tensor([[7, 0]]), pad_id=0)
+    >>> m.shape, m.dtype
+    (torch.Size([1, 1, 1, 2]), torch.bool)
     """
     return (tokens != pad_id)[:, None, None, :]                      # (B, 1, 1, T)
 
@@ -53,9 +54,9 @@ def combine_masks(*masks):
 
     >>> combine_masks(None, None) is None
     True
-    >>> m = combine_masks(padding_mask(torch.tensor([[4, 0]]), 0), look_ahead_mask(2))
-    >>> m.shape, m[0, 0].int().tolist()
-    (torch.Size([1, 1, 2, 2]), [[1, 0], [1, 0]])
+    >>> m = combine_masks(padding_mask(torch.tensor([[4, 0], [4, 5]]), 0), None, look_ahead_mask(2))
+    >>> m.shape, m[0, 0].int().tolist(), m[1, 0].int().tolist()     # 문장마다 패딩 AND 아래삼각
+    (torch.Size([2, 1, 2, 2]), [[1, 0], [1, 0]], [[1, 0], [1, 1]])
     """
     result = None
     for mask in masks:
@@ -152,8 +153,8 @@ class MultiHeadAttention(nn.Module):
     def __init__(self, d_model, num_heads, dropout=0.1):
         super().__init__()
         if d_model % num_heads:
-            raise ValueError(f"MultiHeadAttention: d_model={d_model} is not divisible by "
-                             f"num_heads={num_heads}; pick num_heads that divides d_model.")
+            raise ValueError(f"MultiHeadAttention: d_model={d_model} 이 num_heads={num_heads} 로 나누어떨어지지 "
+                             "않습니다; d_model 의 약수를 num_heads 로 고르세요.")
         self.num_heads, self.d_k = num_heads, d_model // num_heads
         self.w_q = nn.Linear(d_model, d_model)
         self.w_k = nn.Linear(d_model, d_model)

@@ -1,20 +1,11 @@
-"""data.py — 원문 텍스트에서 토큰 텐서까지: 정규화, 손으로 쓴 BPE, WMT14, 배치, MLM 마스킹.
+"""data.py — 원문 텍스트에서 토큰 텐서까지: 정규화, 손으로 쓴 BPE, 코퍼스, 배치, MLM 마스킹.
 
 "Sentences were encoded using byte-pair encoding [3], which has a shared source-target
 vocabulary of about 37000 tokens." (§5.1)
 
-이 파일이 하는 일 (읽는 순서):
-
-1. 특수 토큰과 정규화 — ``normalize`` (NFC, 공백 정리, 제어 문자 제거)
-2. BPE — 단어 빈도 위의 Sennrich 식 서브워드, 니블(바이트 반쪽) 폴백으로 무손실
-3. 평행 코퍼스 읽기 — 아무 언어 쌍의 train/valid/test.<언어> 와 WMT14 공식 배치, 스트리밍
-4. 내려받기 — WMT14 (statmt.org) 와 Multi30k, 이어받기, 크기·체크섬·무결성 확인 뒤에만 풀기
-5. 이진 캐시 — ``python data.py prepare <코퍼스>``: 토큰 id + 오프셋 numpy 배열(메모리 매핑)
-6. 데모 코퍼스 — 작은 영어→독일어 문법 (별도 절)
-7. 배치 — 길이가 비슷한 문장끼리, 토큰 예산(§5.1 의 약 25k) 안에서; collate 와 패딩 비율
-8. MLM 마스킹 — BERT 식 15% / 80·10·10
-9. 데이터셋 통계 — 그림(plots.py)이 쓰는 함수들
-
+읽는 순서: 1. 특수 토큰과 정규화 → 2. BPE (순진한 학습 → 같은 병합을 빠르게: 증분 학습) →
+3. 평행 코퍼스 읽기 (train/valid/test.<언어>, WMT14 공식 배치) → 4. 내려받기 (이어받기, 확인 뒤에만 풀기) →
+5. 이진 캐시 (``prepare``) → 6. 데모 코퍼스 (작은 영어→독일어 문법) → 7. 배치와 collate → 8. MLM 마스킹.
 명령줄: ``python data.py download {wmt14,multi30k} [--dir DIR]``,
 ``python data.py prepare {wmt14,multi30k,DIR} [--src en --tgt de] [--vocab N]``.
 
@@ -34,6 +25,7 @@ import gzip
 import hashlib
 import heapq
 import http.client
+import itertools
 import json
 import os
 import random
@@ -53,62 +45,47 @@ import torch
 # =============================================================================
 # 1. 특수 토큰과 정규화
 # =============================================================================
-# 특수 토큰은 어휘의 맨 앞 0..6 번. BPE 병합은 이 id 를 절대 만들지 않고 쪼개지도 않는다.
-# [PAD] 패딩, [UNK] (이 BPE 는 무손실이라 실제로는 쓰지 않음, 자리만 지킨다), [BOS]/[EOS] 문장 시작/끝,
-# [CLS]/[SEP]/[MASK] 는 BERT 식 실험(MLM)용.
+# 특수 토큰은 어휘의 맨 앞 0..6 번. BPE 병합은 이 id 를 만들지도 쪼개지도 않는다. [PAD] 패딩,
+# [UNK] (무손실 BPE 라 쓰지 않고 자리만 지킨다), [BOS]/[EOS] 문장 시작/끝, [CLS]/[SEP]/[MASK] 는 MLM 용.
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[BOS]", "[EOS]", "[CLS]", "[SEP]", "[MASK]")
 PAD_ID, UNK_ID, BOS_ID, EOS_ID, CLS_ID, SEP_ID, MASK_ID = range(7)
 
-# 제어 문자(유니코드 Cc)와 짝 없는 서로게이트(Cs)는 지운다. 단, 공백 역할을 하는 제어 문자
-# (\t \n \v \f \r, \x1c-\x1f, \x85)는 str.split() 이 공백으로 보므로 지우지 않고 공백으로 접는다.
+# 제어 문자(Cc)와 짝 없는 서로게이트(Cs)는 지운다. 단, 공백 역할의 제어 문자(\t \n \v \f \r,
+# \x1c-\x1f, \x85)는 str.split() 이 공백으로 보므로 지우지 않고 공백으로 접는다.
 _CONTROL_RE = re.compile("[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\ud800-\udfff]")
 
 
 def normalize(text):
     """텍스트 정규화: 제어 문자 제거 → 공백 한 칸으로 접기(앞뒤 제거) → 유니코드 NFC.
 
-    순서가 중요하다: 제어 문자를 먼저 지워야 "e\\x01\\u0301" 같은 입력도 NFC 결과가 된다.
-    결과는 멱등이다: ``normalize(normalize(s)) == normalize(s)``.
-    BPE 의 무손실 약속은 ``decode(encode(s)) == normalize(s)`` 이다.
+    제어 문자를 먼저 지워야 "e\\x01\\u0301" 도 NFC 결과가 된다. 멱등이다: ``normalize(normalize(s)) ==
+    normalize(s)``. BPE 의 무손실 약속은 ``decode(encode(s)) == normalize(s)`` 이다.
 
     >>> normalize("Cafe\\u0301  au\\nlait")      # e + 결합 악센트 → é (NFC)
     'Café au lait'
-    >>> normalize("\\u1100\\u1161\\u11a8 ")       # 첫가끝 자모 → 완성형 한글
-    '각'
-    >>> normalize("a\\rb\\x07c"), normalize("")
-    ('a bc', '')
+    >>> normalize("\\u1100\\u1161\\u11a8 "), normalize("a\\rb\\x07c")   # 첫가끝 자모 → 완성형
+    ('각', 'a bc')
     """
     if not isinstance(text, str):
         raise ValueError(f"normalize 는 str 을 받습니다 ({type(text).__name__} 를 받음): 먼저 디코딩하세요.")
     text = " ".join(_CONTROL_RE.sub("", text).split())
-    if not unicodedata.is_normalized("NFC", text):
-        text = unicodedata.normalize("NFC", text)
-    return text
+    return text if unicodedata.is_normalized("NFC", text) else unicodedata.normalize("NFC", text)
 
 
 # =============================================================================
 # 2. BPE (byte-pair encoding, Sennrich et al. 2016)
 # =============================================================================
-# 설계 (Sennrich 식, 단어 빈도 위에서 학습):
+# "We iteratively count all symbol pairs and replace each occurrence of the most frequent pair ('A', 'B')
+# with a new symbol 'AB'." (논문의 [3], Sennrich et al. 2016, §3.2) — 아래 learn_merges_naive 가 이 문장 그대로다.
 # - 정규화한 문장을 공백으로 나눈 "단어"가 단위다. 병합은 단어 경계를 넘지 않는다.
-# - 단어의 마지막 글자에는 단어 끝 표시 </w> 가 붙는다 ("dog" → d o g</w>). 그래서 디코딩은
-#   토큰을 이어 붙이고 </w> 자리에 공백을 넣기만 하면 된다: 공백 정보가 토큰 안에 들어 있다.
+# - 단어의 마지막 글자는 끝형이다 ("dog" → d o g</w>): 디코딩은 토큰을 이어 붙이고 </w> 자리에 공백을 넣을 뿐.
 # - 기본 어휘 = 특수 7 + 단독 </w> 1 + 니블 16 + 학습 글자(보통형, 끝형). 나머지는 병합 결과.
-# - 무손실 폴백: 학습 때 못 본 글자(이모지, 한글 …)는 UTF-8 바이트로 바꾸고 바이트 하나를
-#   16진 두 자리, 즉 니블 토큰 <x0>..<xF> 두 개로 쓴다. 256개 바이트 토큰 대신 16개면 되어
-#   작은 어휘(데모 300)에서도 병합 자리가 남는다. [UNK] 로 글자를 잃는 일은 없다.
-#   그런 글자가 단어 끝이면 끝형이 없으므로 단독 </w> 토큰을 뒤에 붙인다.
-# - 학습 알고리즘 (전체 WMT14 에 맞춰): 단어 빈도표 → 쌍 빈도와 "쌍 → 그 쌍을 가진 단어" 색인을
-#   한 번 만들고, 병합마다 그 쌍이 든 단어만 고치며 주변 쌍의 빈도만 증감한다. 가장 잦은 쌍은
-#   힙에서 꺼내되, 빈도가 바뀐 항목은 꺼낼 때 확인해 다시 넣는다(게으른 무효화). 매 병합마다
-#   모든 쌍을 다시 세지 않는다.
-# - 인코딩은 단어별 캐시를 둔다: 같은 단어는 한 번만 병합 규칙을 적용한다.
-# 왜 GPT-2 식 바이트 수준 BPE 가 아닌가: 논문이 인용한 [3] 이 바로 Sennrich 의 단어 빈도 BPE 이고,
-# 단어 빈도표 위에서 배우면 450만 쌍이라도 "단어 종류 수"만큼만 일하면 된다. 토큰이 글자 단위라
-# 어휘를 눈으로 읽기도 쉽다. 바이트 수준의 장점(어떤 문자열도 표현)은 니블 폴백으로 얻는다.
-# 논문과 다른 점: 논문은 (아마 Moses 로) 토큰화한 텍스트에 BPE 를 썼다. 우리는 외부 토크나이저 없이
-# 정규화한 원문을 공백으로만 나눈다 ("Haus." 는 한 단어; 병합이 구두점을 알아서 떼어 낸다). 니블
-# 폴백과 특수 토큰 이름 병합 금지도 원래 BPE 에는 없다.
+# - 무손실 폴백: 못 본 글자(이모지, 한글 …)는 UTF-8 바이트마다 16진 두 자리, 즉 니블 토큰 <x0>..<xF>
+#   두 개로 쓴다 (256 바이트 토큰 대신 16개라 작은 어휘에도 병합 자리가 남는다). 단어 끝이면 단독 </w> 를 붙인다.
+# 왜 GPT-2 식 바이트 수준 BPE 가 아닌가: 논문이 인용한 [3] 이 단어 빈도 BPE 이고, 단어 빈도표 위에서
+# 배우면 450만 쌍이라도 "단어 종류 수"만큼만 일한다. 어떤 문자열도 표현하는 장점은 니블 폴백으로 얻는다.
+# 논문과 다른 점: 논문은 (아마 Moses 로) 토큰화한 텍스트에 BPE 를 썼다. 우리는 정규화한 원문을 공백으로만
+# 나눈다 ("Haus." 는 한 단어; 병합이 구두점을 떼어 낸다). 니블 폴백과 특수 토큰 이름 병합 금지도 원래 없다.
 END_OF_WORD = "</w>"
 EOW_ID = len(SPECIAL_TOKENS)                  # 7: 단독 단어 끝 표시
 NIBBLE_ID = EOW_ID + 1                        # 8..23: 니블 <x0>..<xF>
@@ -132,15 +109,12 @@ def pair_counts(words):
 def merge_pair(symbols, pair, new):
     """기호 목록에서 ``pair`` 가 나오는 곳을 왼쪽부터 겹치지 않게 ``new`` 하나로 바꾼다.
 
-    >>> merge_pair(["a", "a", "a", "b"], ("a", "a"), "aa")
-    ['aa', 'a', 'b']
-    >>> merge_pair([1, 2, 1, 2, 3], (1, 2), 9)
-    [9, 9, 3]
+    >>> merge_pair(["a", "a", "a", "b"], ("a", "a"), "aa"), merge_pair([1, 2, 1, 2, 3], (1, 2), 9)
+    (['aa', 'a', 'b'], [9, 9, 3])
     """
-    a, b = pair
-    out, i, n = [], 0, len(symbols)
-    while i < n:
-        if i + 1 < n and symbols[i] == a and symbols[i + 1] == b:
+    out, i = [], 0
+    while i < len(symbols):
+        if i + 1 < len(symbols) and (symbols[i], symbols[i + 1]) == pair:
             out.append(new)
             i += 2
         else:
@@ -149,14 +123,37 @@ def merge_pair(symbols, pair, new):
     return out
 
 
+def learn_merges_naive(words, num_merges, first_id, min_frequency=2):
+    """순진한 BPE 학습: 병합마다 모든 쌍을 처음부터 다시 세어 가장 잦은 쌍을 새 id 로 바꾼다.
+
+    ``words`` 는 (기호 id 목록, 빈도) 들. 동점이면 id 가 작은 쌍. 병합 M 번 × 전체 단어라 느리다;
+    ``_learn_merges`` 가 같은 병합을 빠르게 찾는다 (특수 토큰 이름 검사는 그쪽에만 있다).
+
+    >>> # l=1 o=2 w</w>=3 e=4 r</w>=5: "low" 5번, "lower" 2번 → lo(6), low</w>(7), er</w>(8), lower</w>(9)
+    >>> learn_merges_naive([([1, 2, 3], 5), ([1, 2, 4, 5], 2)], num_merges=10, first_id=6)
+    [(1, 2), (6, 3), (4, 5), (6, 8)]
+    """
+    words, merges = [(list(symbols), freq) for symbols, freq in words], []
+    while len(merges) < num_merges:
+        counts = pair_counts(words)
+        if not counts:
+            break
+        pair = min(counts, key=lambda p: (-counts[p], p))       # 가장 잦은 쌍, 동점이면 작은 (a, b)
+        if counts[pair] < min_frequency:
+            break
+        new = first_id + len(merges)
+        words = [(merge_pair(symbols, pair, new), freq) for symbols, freq in words]
+        merges.append(pair)
+    return merges
+
+
 def count_words(lines, log=None, every=1_000_000):
     """문장들을 정규화해 공백으로 나누고 단어 빈도를 센다 (스트리밍: 문장을 쌓아 두지 않는다).
 
     >>> sorted(count_words(["a b a", "  b\\tc "]).items())
     [('a', 2), ('b', 2), ('c', 1)]
     """
-    counts = collections.Counter()
-    t0 = time.time()
+    counts, t0 = collections.Counter(), time.time()
     for n, line in enumerate(lines, 1):
         counts.update(normalize(line).split())
         if log is not None and n % every == 0:
@@ -164,35 +161,18 @@ def count_words(lines, log=None, every=1_000_000):
     return counts
 
 
-def _build_alphabet(word_counts, min_char_count):
-    """학습 글자 목록: (글자, 끝형 여부) 를 코드 포인트 순으로. ``min_char_count`` 미만은 니블로 간다."""
-    chars, finals = collections.Counter(), collections.Counter()
-    for word, freq in word_counts.items():
-        for ch in word:
-            chars[ch] += freq
-        finals[word[-1]] += freq
-    kept = sorted(ch for ch, c in chars.items() if c >= min_char_count)
-    alphabet = []
-    for ch in kept:
-        alphabet.append((ch, False))
-        if finals[ch] >= min_char_count:
-            alphabet.append((ch, True))
-    return alphabet
-
-
+# ---- 같은 병합을 빠르게: 증분 학습 (전체 WMT14 에 맞춰) ----
+# 쌍 빈도와 "쌍 → 그 쌍을 가진 단어" 색인을 한 번 만들고, 병합마다 그 쌍이 든 단어만 고치며 주변 쌍의
+# 빈도만 증감한다. 가장 잦은 쌍은 힙에서 꺼내되, 빈도가 바뀐 항목은 꺼낼 때 확인해 다시 넣는다.
 def _learn_merges(words, freqs, names, max_merges, min_frequency, log=None, every=1000):
-    """증분 BPE 학습의 핵심. ``words`` (정수 기호 목록들)를 제자리에서 고치고 병합 목록을 돌려준다.
+    """증분 BPE 학습: ``learn_merges_naive`` 와 같은 병합 목록. ``words`` 를 제자리에서 고친다.
 
-    자료 구조:
-    - ``stats[(a, b)]``: 쌍의 현재 빈도 (단어 빈도로 가중)
-    - ``where[(a, b)]``: 그 쌍을 (한때) 가졌던 단어 번호 목록. 중복·낡은 항목을 허용하고 쓸 때 거른다.
-    - ``heap``: (-빈도, 쌍). 병합 한 번에 기존 쌍의 빈도는 줄기만 하고, 늘어나는 쌍은 모두 새 기호를
-      포함한다. 그래서 힙의 값은 언제나 실제 빈도의 상한이고, 꺼낸 값이 실제와 같으면 그것이 최대다.
-      다르면 실제 빈도로 다시 넣는다 (게으른 무효화). 같은 빈도면 (a, b) id 가 작은 쌍이 먼저다.
-    - ``names``: id → 토큰 문자열 (병합마다 덧붙인다). 결과가 특수 토큰 이름이 되는 병합은 건너뛴다.
+    - ``stats[(a, b)]``: 쌍의 현재 빈도, ``where[(a, b)]``: 그 쌍을 (한때) 가졌던 단어 번호 (낡은 항목은 쓸 때 거른다).
+    - ``heap``: (-빈도, 쌍). 병합은 기존 쌍의 빈도를 줄이기만 하고 늘어나는 쌍은 모두 새 기호를 포함하므로
+      힙의 값은 실제 빈도의 상한이다: 꺼낸 값이 실제와 같으면 그것이 최대, 다르면 실제 값으로 다시 넣는다.
+    - ``names``: id → 토큰 문자열. 결과가 특수 토큰 이름("[MASK]")이 되는 병합은 건너뛴다.
     """
-    stats = collections.defaultdict(int)
-    where = collections.defaultdict(list)
+    stats, where = collections.defaultdict(int), collections.defaultdict(list)
     for wid, (word, freq) in enumerate(zip(words, freqs)):
         for pair in zip(word, word[1:]):
             stats[pair] += freq
@@ -209,27 +189,24 @@ def _learn_merges(words, freqs, names, max_merges, min_frequency, log=None, ever
             continue
         if count < min_frequency:
             break
-        if names[pair[0]] + names[pair[1]] in SPECIAL_TOKENS:   # "[MASK]" 같은 토큰은 만들지 않는다
+        if names[pair[0]] + names[pair[1]] in SPECIAL_TOKENS:
             del stats[pair]
             continue
-        new = len(names)
         names.append(names[pair[0]] + names[pair[1]])
         merges.append(pair)
-        touched = _apply_merge(pair, new, words, freqs, stats, where)
-        del stats[pair]
-        for p in touched:                       # 새 기호를 가진 쌍만 새로 생긴다
+        for p in _apply_merge(pair, len(names) - 1, words, freqs, stats, where):   # 새 기호를 가진 쌍만 생긴다
             heapq.heappush(heap, (-stats[p], p))
+        del stats[pair]
         if log is not None and len(merges) % every == 0:
             log(f"  병합 {len(merges):,}/{max_merges:,}: 빈도 {count:,} ({time.time() - t0:.1f}초)")
     return merges
 
 
 def _apply_merge(pair, new, words, freqs, stats, where):
-    """``pair`` 가 든 단어만 찾아 ``new`` 로 병합하고, 병합 자리 양옆 쌍의 빈도만 고친다.
+    """``pair`` 가 든 단어만 ``new`` 로 병합하고 병합 자리 양옆 쌍의 빈도만 고친다. 새로 생긴 쌍들을 돌려준다.
 
-    "x a b y" → "x AB y": (x,a)·(b,y) 를 빼고 (x,AB)·(AB,y) 를 더한다. 연속 병합
-    "a b a b" → "AB AB" 에서는 (b,a) 를 한 번만 빼고 (AB,AB) 를 한 번만 더하도록 오른쪽 처리를
-    다음 병합 자리에 미룬다. 돌려주는 값: 빈도가 생긴 새 쌍들.
+    "x a b y" → "x AB y": (x,a)·(b,y) 를 빼고 (x,AB)·(AB,y) 를 더한다. 연속 병합 "a b a b" → "AB AB" 에서는
+    (b,a) 를 한 번만 빼고 (AB,AB) 를 한 번만 더하도록 오른쪽 처리를 다음 병합 자리에 미룬다.
     """
     a, b = pair
     touched = set()
@@ -243,27 +220,24 @@ def _apply_merge(pair, new, words, freqs, stats, where):
                 break
             if j + 1 < n and word[j + 1] == b:
                 out.extend(word[i:j])
+                neighbours = []
                 if j > 0:                                   # 왼쪽 이웃
-                    left = out[-1]
                     stats[(word[j - 1], a)] -= freq
-                    stats[(left, new)] += freq
-                    where[(left, new)].append(wid)
-                    touched.add((left, new))
-                if j + 2 < n:                               # 오른쪽 이웃 (다음도 병합이면 미룸)
-                    right = word[j + 2]
-                    if not (right == a and j + 3 < n and word[j + 3] == b):
-                        stats[(b, right)] -= freq
-                        stats[(new, right)] += freq
-                        where[(new, right)].append(wid)
-                        touched.add((new, right))
+                    neighbours.append((out[-1], new))
+                if j + 2 < n and not (word[j + 2] == a and j + 3 < n and word[j + 3] == b):   # 오른쪽 (미룸)
+                    stats[(b, word[j + 2])] -= freq
+                    neighbours.append((new, word[j + 2]))
+                for p in neighbours:
+                    stats[p] += freq
+                    where[p].append(wid)
+                    touched.add(p)
                 out.append(new)
                 i, changed = j + 2, True
             else:
                 out.extend(word[i:j + 1])
                 i = j + 1
         if changed:
-            out.extend(word[i:])
-            words[wid] = out
+            words[wid] = out + word[i:]
     return touched
 
 
@@ -273,29 +247,20 @@ def _nibbles(ch):
     >>> _nibbles("한")         # UTF-8 ED 95 9C → E D 9 5 9 C → 8 + 니블 값
     [22, 21, 17, 13, 17, 20]
     """
-    out = []
-    for byte in ch.encode("utf-8"):
-        out += [NIBBLE_ID + (byte >> 4), NIBBLE_ID + (byte & 15)]
-    return out
+    return [NIBBLE_ID + nib for byte in ch.encode("utf-8") for nib in (byte >> 4, byte & 15)]
 
 
 class BPE:
     """학습된 BPE: 기본 어휘(글자와 끝형)와 병합 목록으로 인코딩·디코딩한다.
 
-    id 배치: 0..6 특수 토큰, 7 단독 </w>, 8..23 니블 <x0>..<xF>, 24.. 글자(코드 포인트 순,
-    보통형 뒤에 끝형), 그 뒤 병합 결과(학습 순서; 병합 순위 = id 순서).
-
-    ``decode`` 는 특수 토큰을 기본으로 건너뛴다(``skip_special=True``); ``False`` 면 "[MASK]" 같은
-    이름을 한 단어처럼 넣는다. 본문에 적힌 글자 "[MASK]" 는 특수 토큰이 아니라 보통 글자로
-    인코딩된다(무손실).
+    id 배치: 0..6 특수 토큰, 7 단독 </w>, 8..23 니블 <x0>..<xF>, 24.. 글자(코드 포인트 순, 보통형 뒤에
+    끝형), 그 뒤 병합 결과(학습 순서 = 병합 순위). 본문의 글자 "[MASK]" 는 특수 토큰이 아니라 보통 글자다.
 
     >>> bpe = train_bpe(["low lower lowest", "low low"], vocab_size=40)
     >>> len(bpe), bpe.token_strings(bpe.encode("lowest low"))    # 빈도 2 이상 쌍이 떨어져 38 에서 멈춤
     (38, ['lowe', 's', 't</w>', 'low</w>'])
     >>> bpe.encode("x")                   # 못 본 글자: 니블 두 개 + 단독 </w>
     [15, 16, 7]
-    >>> bpe.decode([BOS_ID] + bpe.encode("low x") + [EOS_ID, PAD_ID])
-    'low x'
     """
 
     def __init__(self, alphabet, merges):
@@ -303,30 +268,27 @@ class BPE:
         self.merges = [(int(a), int(b)) for a, b in merges]
         self.tokens = list(SPECIAL_TOKENS) + [END_OF_WORD] + [f"<x{i:X}>" for i in range(16)]
         pieces = [b""] * len(SPECIAL_TOKENS) + [b" "] + [b""] * 16   # 디코딩용 바이트 조각
-        final_flags = [False] * len(self.tokens)     # 단어 끝 토큰인가 (표시 문자열이 아니라 이것이 정체)
+        final = [False] * len(self.tokens)           # 단어 끝 토큰인가 (표시 문자열이 아니라 이것이 정체)
         self._char_id, self._final_id = {}, {}
-        for ch, final in self.alphabet:
-            table = self._final_id if final else self._char_id
+        for ch, is_final in self.alphabet:
+            table = self._final_id if is_final else self._char_id
             if len(ch) != 1 or ch in table or ch.isspace():
                 raise ValueError(f"BPE 기본 어휘의 글자 {ch!r} 가 잘못되었거나 중복입니다.")
             table[ch] = len(self.tokens)
-            self.tokens.append(ch + END_OF_WORD if final else ch)
-            pieces.append(ch.encode("utf-8") + (b" " if final else b""))
-            final_flags.append(final)
-        self._first_merge = len(self.tokens)
-        self._merge_id = {}
+            self.tokens.append(ch + END_OF_WORD if is_final else ch)
+            pieces.append(ch.encode("utf-8") + (b" " if is_final else b""))
+            final.append(is_final)
+        self._first_merge, self._merge_id = len(self.tokens), {}
         for a, b in self.merges:
-            if not (FIRST_CHAR_ID <= a < len(self.tokens) and FIRST_CHAR_ID <= b < len(self.tokens)):
+            if not FIRST_CHAR_ID <= min(a, b) <= max(a, b) < len(self.tokens):
                 raise ValueError(f"병합 ({a}, {b}) 이 아직 없는 id 나 특수·니블 id 를 가리킵니다.")
-            if final_flags[a]:
+            if final[a]:
                 raise ValueError(f"병합 ({a}, {b}) 의 왼쪽이 단어 끝 토큰입니다.")
             self._merge_id[(a, b)] = len(self.tokens)
             self.tokens.append(self.tokens[a] + self.tokens[b])
             pieces.append(pieces[a] + pieces[b])
-            final_flags.append(final_flags[b])
-        self._pieces = pieces
-        self._cache = {}
-        self.cache_size = 1_000_000
+            final.append(final[b])
+        self._pieces, self._cache, self.cache_size = pieces, {}, 1_000_000
 
     def __len__(self):
         return len(self.tokens)
@@ -334,18 +296,14 @@ class BPE:
     def __repr__(self):
         return f"BPE(vocab={len(self)}, alphabet={len(self.alphabet)}, merges={len(self.merges)})"
 
-    # --- 인코딩 --------------------------------------------------------------
     def _word_symbols(self, word):
         """단어 → 병합 전 기호 id: 학습 글자는 그대로, 못 본 글자는 니블, 끝 글자는 끝형(없으면 +</w>)."""
-        ids, char_id = [], self._char_id
+        ids = []
         for ch in word:
-            i = char_id.get(ch)
-            if i is None:
-                ids += _nibbles(ch)
-            else:
-                ids.append(i)
+            i = self._char_id.get(ch)
+            ids += _nibbles(ch) if i is None else [i]
         final = self._final_id.get(word[-1])
-        if final is not None and word[-1] in char_id:
+        if final is not None and word[-1] in self._char_id:
             ids[-1] = final
         else:
             ids.append(EOW_ID)
@@ -353,64 +311,43 @@ class BPE:
 
     def _encode_word(self, word):
         """한 단어에 병합 규칙을 순위대로 적용한다 (가장 먼저 배운 쌍부터). 결과는 캐시된다."""
-        ids = self._word_symbols(word)
-        merge_id, big = self._merge_id, len(self.tokens)
+        ids, big = self._word_symbols(word), len(self.tokens)
         while len(ids) > 1:
-            best = min(merge_id.get(p, big) for p in zip(ids, ids[1:]))
+            best = min(self._merge_id.get(p, big) for p in zip(ids, ids[1:]))
             if best == big:
                 break
             ids = merge_pair(ids, self.merges[best - self._first_merge], best)
-        ids = tuple(ids)
         if len(self._cache) >= self.cache_size:
             self._cache.clear()
-        self._cache[word] = ids
+        self._cache[word] = ids = tuple(ids)
         return ids
 
-    def encode(self, text):
-        """텍스트 → 토큰 id 목록 (특수 토큰은 넣지 않는다; [BOS]/[EOS] 는 collate 가 붙인다).
+    def encode(self, text, out=None):
+        """텍스트 → 토큰 id 목록 ([BOS]/[EOS] 는 collate 가 붙인다). ``out`` (예: ``array.array``) 을 주면
+        거기에 덧붙이고 그것을 돌려준다 (prepare 가 쓴다). 같은 단어는 캐시로 한 번만 병합한다.
 
         >>> bpe = train_bpe(["ab ab ab"], vocab_size=30)
         >>> bpe.token_strings(bpe.encode(" ab  abab "))   # 'ab' 는 끝형(ab</w>)으로만 배웠다
         ['ab</w>', 'a', 'b', 'ab</w>']
         """
-        out, cache = [], self._cache
+        out = [] if out is None else out
         for word in normalize(text).split():
-            ids = cache.get(word)
+            ids = self._cache.get(word)
             out.extend(ids if ids is not None else self._encode_word(word))
         return out
 
-    def encode_lines(self, lines):
-        """여러 문장을 한꺼번에 인코딩한다 (단어 캐시를 공유하므로 빠르다).
-
-        >>> train_bpe(["a b"], vocab_size=30).encode_lines(["a", "b a"])
-        [[25], [27, 25]]
-        """
-        return [self.encode(line) for line in lines]
-
-    def encode_into(self, text, buffer):
-        """인코딩 결과를 ``array.array`` 등에 바로 덧붙이고 토큰 수를 돌려준다 (prepare 용)."""
-        start = len(buffer)
-        cache = self._cache
-        for word in normalize(text).split():
-            ids = cache.get(word)
-            buffer.extend(ids if ids is not None else self._encode_word(word))
-        return len(buffer) - start
-
-    # --- 디코딩 --------------------------------------------------------------
     def decode(self, ids, skip_special=True):
         """토큰 id → 텍스트. 조각의 UTF-8 바이트를 이어 붙이고(끝형은 뒤에 공백) 니블은 둘씩 바이트로.
 
+        특수 토큰은 기본으로 건너뛰고, ``skip_special=False`` 면 "[MASK]" 같은 이름을 한 단어처럼 넣는다.
         모델이 만든 어긋난 니블·바이트 열은 U+FFFD 로 바뀐다 (예외를 던지지 않는다).
 
         >>> bpe = train_bpe(["ab ab ab"], vocab_size=30)
-        >>> bpe.decode(bpe.encode("ab 🙂 b"))
-        'ab 🙂 b'
-        >>> bpe.decode([BOS_ID, 24, MASK_ID, 27], skip_special=False)
-        '[BOS] a [MASK] ab'
+        >>> bpe.decode(bpe.encode("ab 🙂 b")), bpe.decode([BOS_ID, 24, MASK_ID, 27], skip_special=False)
+        ('ab 🙂 b', '[BOS] a [MASK] ab')
         """
-        out, nib, pieces, size = [], [], self._pieces, len(self.tokens)
-        for i in ids:
-            i = int(i)
+        out, nib, size = [], [], len(self.tokens)
+        for i in map(int, ids):
             if not 0 <= i < size:
                 raise ValueError(f"토큰 id {i} 가 어휘 크기 {size} 를 벗어났습니다.")
             if NIBBLE_ID <= i < FIRST_CHAR_ID:
@@ -419,40 +356,32 @@ class BPE:
             if nib:
                 out.append(_nibble_bytes(nib))
                 nib = []
-            if i < EOW_ID:
-                if skip_special:
-                    continue
-                if out and not out[-1].endswith(b" "):
-                    out.append(b" ")
-                out.append(SPECIAL_TOKENS[i].encode() + b" ")
-            else:
-                out.append(pieces[i])
+            if i >= EOW_ID:
+                out.append(self._pieces[i])
+            elif not skip_special:
+                out.append((b"" if not out or out[-1].endswith(b" ") else b" ") + SPECIAL_TOKENS[i].encode() + b" ")
         if nib:
             out.append(_nibble_bytes(nib))
         return b"".join(out).decode("utf-8", errors="replace").strip(" ")
 
     def token_strings(self, ids):
-        """토큰 id → 사람이 읽는 토큰 문자열 (그림·디버깅용). 본문에 "</w>" 나 "<x0>" 가 글자로 적혀
-        있으면 표시가 겹칠 수 있다; 토큰의 정체는 언제나 id 다.
+        """토큰 id → 사람이 읽는 토큰 문자열 (본문에 "</w>" 가 글자로 있으면 겹칠 수 있다; 정체는 id).
 
         >>> train_bpe(["ab"], vocab_size=30).token_strings([0, 7, 8, 24])
         ['[PAD]', '</w>', '<x0>', 'a']
         """
         return [self.tokens[int(i)] for i in ids]
 
-    # --- 저장과 읽기 ---------------------------------------------------------
     def save(self, path):
         """사람이 읽는 텍스트로 저장한다 (임시 파일에 쓴 뒤 이름 바꾸기: 반쯤 쓰인 파일은 없다).
 
         형식: 버전 줄, ``specials 7`` + 이름들, ``alphabet N`` + ``char|end 코드포인트 글자`` 줄들,
         ``merges M`` + ``왼쪽id 오른쪽id 결과토큰`` 줄들. 결과 토큰 문자열은 읽을 때 다시 검사한다.
         """
-        lines = [BPE_FORMAT, f"specials {len(SPECIAL_TOKENS)}", *SPECIAL_TOKENS,
-                 f"alphabet {len(self.alphabet)}"]
+        lines = [BPE_FORMAT, f"specials {len(SPECIAL_TOKENS)}", *SPECIAL_TOKENS, f"alphabet {len(self.alphabet)}"]
         lines += [f"{'end' if final else 'char'} {ord(ch):04X} {ch}" for ch, final in self.alphabet]
         lines.append(f"merges {len(self.merges)}")
-        first = self._first_merge
-        lines += [f"{a} {b} {self.tokens[first + k]}" for k, (a, b) in enumerate(self.merges)]
+        lines += [f"{a} {b} {self.tokens[self._first_merge + k]}" for k, (a, b) in enumerate(self.merges)]
         tmp = f"{path}.tmp-{os.getpid()}"
         with open(tmp, "w", encoding="utf-8", newline="\n") as f:
             f.write("\n".join(lines) + "\n")
@@ -476,13 +405,11 @@ class BPE:
                 lines = f.read().split("\n")
         except UnicodeDecodeError as exc:
             raise ValueError(f"BPE 파일 '{path}' 가 UTF-8 이 아닙니다 (바이트 {exc.start}).") from exc
-        if lines and lines[-1] == "":
-            lines.pop()
-        return _parse_bpe(lines, path)
+        return _parse_bpe(lines[:-1] if lines[-1:] == [""] else lines, path)
 
 
 def _nibble_bytes(nibbles):
-    """니블 목록 → 바이트. 홀수로 남은 니블은 버린다 (디코딩 단계에서 U+FFFD 가 된다)."""
+    """니블 목록 → 바이트. 홀수로 남은 니블은 잘못된 바이트가 되어 디코딩 때 U+FFFD 가 된다."""
     data = bytes(16 * hi + lo for hi, lo in zip(nibbles[::2], nibbles[1::2]))
     return data + (b"\xff" if len(nibbles) % 2 else b"")
 
@@ -495,12 +422,12 @@ def _parse_bpe(lines, path):
         raise ValueError(f"BPE 파일 '{path}' {line_no or pos + 1}번째 줄: {msg} "
                          "(파일이 잘렸거나 손상되었습니다; 다시 저장하거나 새로 학습하세요).")
 
-    def take():
+    def take(parts=1):
         nonlocal pos
         if pos >= len(lines):
             fail("파일이 예상보다 일찍 끝났습니다")
         pos += 1
-        return lines[pos - 1]
+        return lines[pos - 1].split(" ", parts - 1) if parts > 1 else lines[pos - 1]
 
     def count(keyword):
         parts = take().split(" ")
@@ -510,50 +437,38 @@ def _parse_bpe(lines, path):
 
     if take() != BPE_FORMAT:
         fail(f"첫 줄이 버전 줄 '{BPE_FORMAT}' 이 아닙니다")
-    if count("specials") != len(SPECIAL_TOKENS):
-        fail(f"특수 토큰은 {len(SPECIAL_TOKENS)}개여야 합니다")
-    for name in SPECIAL_TOKENS:
-        if take() != name:
-            fail(f"특수 토큰 '{name}' 이 있어야 합니다")
+    if count("specials") != len(SPECIAL_TOKENS) or [take() for _ in SPECIAL_TOKENS] != list(SPECIAL_TOKENS):
+        fail(f"특수 토큰 {len(SPECIAL_TOKENS)}개 {SPECIAL_TOKENS} 가 차례로 있어야 합니다")
     alphabet = []
     for _ in range(count("alphabet")):
-        parts = take().split(" ", 2)
-        if len(parts) != 3 or parts[0] not in ("char", "end") or not _is_hex(parts[1]) \
-                or len(parts[2]) != 1 or ord(parts[2]) != int(parts[1], 16):
+        kind, code, ch = (take(3) + ["", ""])[:3]
+        if kind not in ("char", "end") or not re.fullmatch("[0-9A-Fa-f]{1,6}", code) \
+                or len(ch) != 1 or ord(ch) != int(code, 16):
             fail("'char|end 코드포인트 글자' 형식이 아닙니다")
-        alphabet.append((parts[2], parts[0] == "end"))
-    n_merges = count("merges")
-    merge_start = pos
-    merges, texts = [], []
-    for _ in range(n_merges):
-        parts = take().split(" ", 2)
-        if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
-            fail("'왼쪽id 오른쪽id 토큰' 형식이 아닙니다")
-        merges.append((int(parts[0]), int(parts[1])))
-        texts.append(parts[2])
+        alphabet.append((ch, kind == "end"))
+    n_merges, merge_start = count("merges"), pos
+    rows = [take(3) for _ in range(n_merges)]
+    for k, row in enumerate(rows):
+        if len(row) != 3 or not row[0].isdigit() or not row[1].isdigit():
+            fail("'왼쪽id 오른쪽id 토큰' 형식이 아닙니다", merge_start + k + 1)
     if pos != len(lines):
         fail("병합 목록 뒤에 남는 줄이 있습니다")
     try:
-        bpe = BPE(alphabet, merges)
+        bpe = BPE(alphabet, [(int(a), int(b)) for a, b, _ in rows])
     except ValueError as exc:
         fail(str(exc))
-    first = bpe._first_merge
-    for k, text in enumerate(texts):
-        if bpe.tokens[first + k] != text:
-            fail(f"병합 결과 '{text}' 가 계산한 토큰 '{bpe.tokens[first + k]}' 와 다릅니다", merge_start + k + 1)
+    for k, (_, _, text) in enumerate(rows):
+        if bpe.tokens[bpe._first_merge + k] != text:
+            fail(f"병합 결과 '{text}' 가 계산한 토큰 '{bpe.tokens[bpe._first_merge + k]}' 와 다릅니다",
+                 merge_start + k + 1)
     return bpe
-
-
-def _is_hex(text):
-    return 1 <= len(text) <= 6 and all(c in "0123456789ABCDEFabcdef" for c in text)
 
 
 def train_bpe(lines, vocab_size, min_frequency=2, min_char_count=1, log=None):
     """문장들로 공동(영어+독일어) BPE 를 배운다: ``vocab_size`` 가 될 때까지 가장 잦은 쌍을 병합.
 
-    ``lines`` 는 한 번만 훑는다 (제너레이터 가능). 빈도가 ``min_frequency`` 미만인 쌍만 남으면
-    일찍 멈추므로 ``len(bpe) <= vocab_size``. ``min_char_count`` 보다 드문 글자는 기본 어휘에
-    넣지 않고 니블로 쓴다 (웹 크롤 잡음 글자가 어휘를 잡아먹지 않게).
+    ``lines`` 는 한 번만 훑는다 (제너레이터 가능). 빈도가 ``min_frequency`` 미만인 쌍만 남으면 일찍
+    멈추므로 ``len(bpe) <= vocab_size``. ``min_char_count`` 보다 드문 글자는 니블로 쓴다 (잡음 글자 방지).
 
     >>> bpe = train_bpe(["der Hund", "den Hund", "dem Hund"], vocab_size=45)
     >>> len(bpe), bpe.token_strings(bpe.encode("den Hunden"))   # 'Hund' 는 끝형으로만 배웠다
@@ -562,19 +477,23 @@ def train_bpe(lines, vocab_size, min_frequency=2, min_char_count=1, log=None):
     return train_bpe_from_counts(count_words(lines, log), vocab_size, min_frequency, min_char_count, log)
 
 
-def train_bpe_from_counts(word_counts, vocab_size, min_frequency=2, min_char_count=1, log=None):
-    """단어 빈도표(``{단어: 빈도}``)에서 BPE 를 배운다. ``train_bpe`` 와 ``prepare`` 가 쓴다."""
-    if min_frequency < 1 or min_char_count < 1:
-        raise ValueError("min_frequency 와 min_char_count 는 1 이상이어야 합니다.")
-    alphabet = _build_alphabet(word_counts, min_char_count)
-    base = FIRST_CHAR_ID + len(alphabet)
-    if vocab_size < base:
-        raise ValueError(f"vocab_size={vocab_size} 가 기본 어휘 {base} (특수 7 + </w> 1 + 니블 16 + "
-                         f"글자 {len(alphabet)}) 보다 작습니다: vocab_size 를 {base} 이상으로 하거나 "
-                         "min_char_count 를 올리세요.")
-    start = BPE(alphabet, [])
-    # 병합은 학습 글자 사이에서만 일어난다: 니블·단독 </w> 에서 단어를 잘라 "병합 가능한 구간"만 센다.
-    segments = collections.Counter()
+def bpe_start(word_counts, min_char_count=1):
+    """병합 전 상태: (기본 어휘 ``[(글자, 끝형인가)]``, ``[(병합 가능한 구간의 기호 id, 빈도)]``).
+
+    학습 글자는 ``min_char_count`` 이상 나온 것, 코드 포인트 순. 병합은 학습 글자 사이에서만 일어나므로
+    단어를 니블·단독 </w> 에서 잘라 두 기호 이상인 구간만 센다.
+
+    >>> bpe_start({"ab": 3, "b": 1})
+    ([('a', False), ('b', False), ('b', True)], [((24, 26), 3)])
+    """
+    chars, finals = collections.Counter(), collections.Counter()
+    for word, freq in word_counts.items():
+        for ch in word:
+            chars[ch] += freq
+        finals[word[-1]] += freq
+    alphabet = [(ch, final) for ch in sorted(c for c, n in chars.items() if n >= min_char_count)
+                for final in (False, True) if not final or finals[ch] >= min_char_count]
+    start, segments = BPE(alphabet, []), collections.Counter()
     for word, freq in word_counts.items():
         run = []
         for i in start._word_symbols(word) + [EOW_ID]:
@@ -584,12 +503,24 @@ def train_bpe_from_counts(word_counts, vocab_size, min_frequency=2, min_char_cou
             if len(run) > 1:
                 segments[tuple(run)] += freq
             run = []
-    words = [list(s) for s in segments]
-    freqs = list(segments.values())
+    return alphabet, list(segments.items())
+
+
+def train_bpe_from_counts(word_counts, vocab_size, min_frequency=2, min_char_count=1, log=None):
+    """단어 빈도표(``{단어: 빈도}``)에서 BPE 를 배운다 (증분 학습). ``train_bpe`` 와 ``prepare`` 가 쓴다."""
+    if min_frequency < 1 or min_char_count < 1:
+        raise ValueError("min_frequency 와 min_char_count 는 1 이상이어야 합니다.")
+    alphabet, segments = bpe_start(word_counts, min_char_count)
+    base = FIRST_CHAR_ID + len(alphabet)
+    if vocab_size < base:
+        raise ValueError(f"vocab_size={vocab_size} 가 기본 어휘 {base} (특수 7 + </w> 1 + 니블 16 + 글자 "
+                         f"{len(alphabet)}) 보다 작습니다: vocab_size 를 {base} 이상으로 하거나 min_char_count 를 올리세요.")
     if log is not None:
-        log(f"BPE 학습: 단어 종류 {len(word_counts):,}, 구간 {len(words):,}, 글자 {len(alphabet):,}, "
+        log(f"BPE 학습: 단어 종류 {len(word_counts):,}, 구간 {len(segments):,}, 글자 {len(alphabet):,}, "
             f"목표 병합 {vocab_size - base:,}")
-    merges = _learn_merges(words, freqs, list(start.tokens), vocab_size - base, min_frequency, log)
+    names = BPE(alphabet, []).tokens
+    merges = _learn_merges([list(s) for s, _ in segments], [f for _, f in segments], names, vocab_size - base,
+                           min_frequency, log)
     return BPE(alphabet, merges)
 
 
@@ -622,7 +553,9 @@ def corpus_files(data_dir, split, src="en", tgt="de"):
     if split not in _SPLITS:
         raise ValueError(f"split={split!r} 는 알 수 없습니다: 'train', 'valid', 'test' 중 하나를 쓰세요.")
     simple = (os.path.join(data_dir, f"{split}.{src}"), os.path.join(data_dir, f"{split}.{tgt}"))
-    if all(os.path.isfile(p) for p in simple) or {src, tgt} != {"en", "de"} or not _has_wmt14_layout(data_dir):
+    marks = ("training", "dev", "test-full", "commoncrawl.de-en.en", os.path.basename(WMT14_TEST_SGM[0]))
+    wmt14 = {src, tgt} == {"en", "de"} and any(os.path.exists(os.path.join(data_dir, m)) for m in marks)
+    if all(os.path.isfile(p) for p in simple) or not wmt14:
         for path in simple:
             if not os.path.isfile(path):
                 raise FileNotFoundError(
@@ -630,51 +563,36 @@ def corpus_files(data_dir, split, src="en", tgt="de"):
                     f"{{train,valid,test}}.{tgt} (한 줄에 한 문장) 가 있어야 합니다 (--src/--tgt 로 언어 확인).")
         return [("text", *simple)]
     files = _wmt14_official_files(data_dir, split)
-    if src == "de":                                       # 공식 배치는 (영어, 독일어) 순서로 적혀 있다
-        files = [(kind, b, a) for kind, a, b in files]
-    return files
-
-
-def _has_wmt14_layout(data_dir):
-    """WMT14 아카이브를 푼 흔적(training/, dev/, test-full/ 또는 commoncrawl)이 있는가."""
-    marks = ("training", "dev", "test-full", "commoncrawl.de-en.en", os.path.basename(WMT14_TEST_SGM[0]))
-    return any(os.path.exists(os.path.join(data_dir, m)) for m in marks)
+    return [(kind, b, a) for kind, a, b in files] if src == "de" else files   # 공식 배치는 (영어, 독일어) 순
 
 
 def _wmt14_official_files(data_dir, split):
     """WMT14 공식 배치의 (종류, 영어, 독일어) 목록. 없는 파일은 내려받기 명령과 함께 알린다."""
-    if split == "train":
-        files = [("text", os.path.join(data_dir, f"{stem}.en"), os.path.join(data_dir, f"{stem}.de"))
-                 for stem in WMT14_TRAIN]
-    elif split == "valid":
-        files = [("text", os.path.join(data_dir, f"{WMT14_VALID}.en"), os.path.join(data_dir, f"{WMT14_VALID}.de"))]
-    else:
-        files = [("sgm", *(os.path.join(data_dir, p) for p in WMT14_TEST_SGM))]
-        if not all(os.path.isfile(p) for p in files[0][1:]):       # SGM 이 최상위에 있는 경우
-            files = [("sgm", *(os.path.join(data_dir, os.path.basename(p)) for p in WMT14_TEST_SGM))]
-    for _, en, de in files:
-        for path in (en, de):
-            if not os.path.isfile(path):
-                raise FileNotFoundError(
-                    f"WMT14 '{split}' 파일 '{path}' 가 없습니다: `python data.py download wmt14 --dir {data_dir}` "
-                    f"로 내려받거나 {split}.en / {split}.de 를 두세요.")
+    join = os.path.join
+    if split != "test":
+        stems = WMT14_TRAIN if split == "train" else (WMT14_VALID,)
+        files = [("text", join(data_dir, f"{stem}.en"), join(data_dir, f"{stem}.de")) for stem in stems]
+    else:                                                 # SGM 은 test-full/ 아래나 최상위에
+        files = [("sgm", *(join(data_dir, p) for p in WMT14_TEST_SGM))]
+        if not all(os.path.isfile(p) for p in files[0][1:]):
+            files = [("sgm", *(join(data_dir, os.path.basename(p)) for p in WMT14_TEST_SGM))]
+    for path in (p for _, en, de in files for p in (en, de)):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"WMT14 '{split}' 파일 '{path}' 가 없습니다: `python data.py download wmt14 "
+                                    f"--dir {data_dir}` 로 내려받거나 {split}.en / {split}.de 를 두세요.")
     return files
 
 
 def check_corpus(data_dir, src="en", tgt="de"):
-    """코퍼스를 읽기 전에 확인한다: 세 분할의 파일이 다 있고, 평행 파일의 줄 수가 같은가.
-
-    어긋나면 그 파일 이름을 담은 한 줄 오류 (prepare 가 BPE 를 몇 분 배운 뒤에야 터지지 않게).
-    돌려주는 값: 분할별 줄 수 (SGM 은 None).
+    """코퍼스를 읽기 전에 확인한다: 세 분할의 파일이 다 있고 평행 파일의 줄 수가 같은가 (prepare 가 BPE 를
+    몇 분 배운 뒤에야 터지지 않게). 어긋나면 파일 이름을 담은 한 줄 오류. 돌려주는 값: 분할별 줄 수 (SGM 은 None).
     """
     if not os.path.isdir(data_dir):
         raise FileNotFoundError(f"코퍼스 디렉터리 '{data_dir}' 가 없습니다.")
     counts = {}
     for split in _SPLITS:
-        total = 0
-        for kind, a, b in corpus_files(data_dir, split, src, tgt):
-            total = None if kind == "sgm" or total is None else total + _same_line_count(a, b)
-        counts[split] = total
+        files = corpus_files(data_dir, split, src, tgt)
+        counts[split] = None if files[0][0] == "sgm" else sum(_same_line_count(a, b) for _, a, b in files)
     return counts
 
 
@@ -691,19 +609,14 @@ def _count_lines(path):
     """'\\n' 으로만 나눈 줄 수 (마지막 줄에 '\\n' 이 없어도 한 줄). 1 MiB 씩 읽어 빠르다."""
     count, last = 0, b"\n"
     with open(path, "rb") as f:
-        while True:
-            block = f.read(1 << 20)
-            if not block:
-                break
-            count += block.count(b"\n")
-            last = block[-1:]
+        for block in iter(lambda: f.read(1 << 20), b""):
+            count, last = count + block.count(b"\n"), block[-1:]
     return count + (last != b"\n")
 
 
 def _read_lines(path):
-    """파일을 '\\n' 으로만 나누어 (줄 번호, 문자열) 로 내보낸다. 줄 안의 '\\r' 은 정렬을 흩뜨리지 않는다.
-
-    텍스트 모드의 '보편 줄바꿈'은 맨 '\\r' 도 줄 끝으로 보아 영어·독일어 줄이 어긋나므로 바이트로 읽는다.
+    """파일을 '\\n' 으로만 나누어 (줄 번호, 문자열) 로 내보낸다. 텍스트 모드의 '보편 줄바꿈'은 줄 안의 맨
+    '\\r' 도 줄 끝으로 보아 영어·독일어 줄이 어긋나므로 바이트로 읽는다.
     """
     with open(path, "rb") as f:
         for number, raw in enumerate(f, 1):
@@ -737,69 +650,52 @@ def read_sgm(path):
         found = _DOCID_RE.search(line)
         if found:
             doc = found.group(1)
-            continue
-        if "<seg" not in line:
-            continue
-        seg = _SEG_RE.search(line)
-        if seg is None:
-            raise ValueError(f"'{path}' {number}번째 줄: <seg> 가 같은 줄의 </seg> 로 닫히지 않았습니다.")
-        seg_id = _SEGID_RE.search(line)
-        yield doc, seg_id.group(1) if seg_id else str(number), seg.group(1)
+        elif "<seg" in line:
+            seg, seg_id = _SEG_RE.search(line), _SEGID_RE.search(line)
+            if seg is None:
+                raise ValueError(f"'{path}' {number}번째 줄: <seg> 가 같은 줄의 </seg> 로 닫히지 않았습니다.")
+            yield doc, seg_id.group(1) if seg_id else str(number), seg.group(1)
 
 
-def _text_pairs(src_path, tgt_path):
-    """두 평행 파일을 한 줄씩 짝지어 내보낸다. 줄 수가 다르면 읽기 전에 두 파일과 두 개수를 알린다."""
-    _same_line_count(src_path, tgt_path)
-    for (_, a), (_, b) in zip(_read_lines(src_path), _read_lines(tgt_path)):
-        yield a, b
-
-
-def _sgm_pairs(src_path, ref_path):
-    """원문·참조 SGM 을 짝짓는다. 문서·구절 id 가 어긋나면 처음 어긋난 곳을 알린다."""
-    src, ref = list(read_sgm(src_path)), list(read_sgm(ref_path))
+def _pairs_of(kind, src_path, tgt_path):
+    """두 평행 파일을 짝지어 내보낸다. 텍스트: 줄 수가 다르면 읽기 전에 알린다. SGM: 문서·구절 id 가
+    어긋나면 처음 어긋난 곳을 알린다."""
+    if kind == "text":
+        _same_line_count(src_path, tgt_path)
+        yield from ((a, b) for (_, a), (_, b) in zip(_read_lines(src_path), _read_lines(tgt_path)))
+        return
+    src, ref = list(read_sgm(src_path)), list(read_sgm(tgt_path))
     if len(src) != len(ref):
-        raise ValueError(f"SGM 구절 수가 다릅니다: '{src_path}' {len(src):,}개, '{ref_path}' {len(ref):,}개.")
-    for k, ((d1, s1, en), (d2, s2, de)) in enumerate(zip(src, ref)):
+        raise ValueError(f"SGM 구절 수가 다릅니다: '{src_path}' {len(src):,}개, '{tgt_path}' {len(ref):,}개.")
+    for k, ((d1, s1, a), (d2, s2, b)) in enumerate(zip(src, ref)):
         if (d1, s1) != (d2, s2):
             raise ValueError(f"SGM {k + 1}번째 구절의 id 가 어긋납니다: '{src_path}' ({d1}, {s1}), "
-                             f"'{ref_path}' ({d2}, {s2}).")
-        yield en, de
+                             f"'{tgt_path}' ({d2}, {s2}).")
+        yield a, b
 
 
 def iter_corpus(data_dir, split, src="en", tgt="de", max_words=250, max_ratio=9.0, normalize_text=True):
     """분할을 (원문, 번역문) 쌍으로 하나씩 내보낸다 (스트리밍: 메모리에 쌓지 않는다).
 
-    한쪽이라도 (정규화 뒤) 비어 있는 쌍은 건너뛴다. 학습 분할에만 길이 필터를 쓴다: 단어 수가
-    ``max_words`` 를 넘거나 긴 쪽/짧은 쪽 단어 수 비가 ``max_ratio`` 를 넘는 쌍(Moses clean-corpus 와
-    같은 기본 9)을 뺀다. 검증·시험 분할은 공식 점수와 같아야 하므로 거르지 않는다. ``None`` 은 끄기.
+    한쪽이라도 (정규화 뒤) 비어 있는 쌍은 건너뛴다. 학습 분할에만 길이 필터를 쓴다: 단어 수가 ``max_words``
+    를 넘거나 긴 쪽/짧은 쪽 단어 수 비가 ``max_ratio`` (Moses clean-corpus 와 같은 9) 를 넘는 쌍(정렬 오류일
+    가능성)을 뺀다; ``None`` 은 끄기. 검증·시험 분할은 공식 점수와 같아야 하므로 거르지 않는다.
     단어 수는 BPE 토큰 수가 아니다 (드문 글자는 니블 토큰 2개 이상): 토큰 수 필터는 prepare 가 인코딩한 뒤 쓴다.
     """
     for kind, src_path, tgt_path in corpus_files(data_dir, split, src, tgt):
-        pairs = _sgm_pairs(src_path, tgt_path) if kind == "sgm" else _text_pairs(src_path, tgt_path)
-        for a, b in pairs:
-            if normalize_text:
-                a, b = normalize(a), normalize(b)
-            elif not a.strip() or not b.strip():
+        for a, b in _pairs_of(kind, src_path, tgt_path):
+            a, b = (normalize(a), normalize(b)) if normalize_text else (a, b)
+            if not a.strip() or not b.strip():
                 continue
-            if not a or not b:
-                continue
-            if split == "train" and not _keep_pair(a, b, max_words, max_ratio):
+            n_a, n_b = a.count(" ") + 1, b.count(" ") + 1
+            if split == "train" and ((max_words is not None and max(n_a, n_b) > max_words) or
+                                     (max_ratio is not None and max(n_a, n_b) > max_ratio * min(n_a, n_b))):
                 continue
             yield a, b
 
 
-def _keep_pair(en, de, max_words, max_ratio):
-    """길이 필터: 너무 긴 문장, 길이 비가 터무니없는 쌍(정렬 오류일 가능성)을 뺀다."""
-    n_en, n_de = en.count(" ") + 1, de.count(" ") + 1
-    if max_words is not None and max(n_en, n_de) > max_words:
-        return False
-    return max_ratio is None or max(n_en, n_de) <= max_ratio * min(n_en, n_de)
-
-
 def load_pairs(data_dir, split, src="en", tgt="de", max_words=250, max_ratio=9.0, normalize_text=True):
-    """분할을 ``[(원문, 번역문), ...]`` 목록으로 읽는다 (``iter_corpus`` 를 목록으로).
-
-    450만 쌍 학습 분할을 목록으로 만드는 것은 그림·실험용이다; prepare 는 ``iter_corpus`` 로 흘려 읽는다.
+    """분할을 ``[(원문, 번역문), ...]`` 목록으로 (``iter_corpus`` 를 목록으로; 그림·실험용, prepare 는 흘려 읽는다).
 
     >>> import tempfile, os
     >>> tmp = tempfile.TemporaryDirectory(); d = tmp.name
@@ -822,39 +718,36 @@ def load_wmt14(data_dir, split, max_words=250, max_ratio=9.0, normalize_text=Tru
 # =============================================================================
 # 4. 내려받기: WMT14 (statmt.org 공식 아카이브), Multi30k (공식 .gz 여섯 개)
 # =============================================================================
-# 두 데이터셋이 같은 코드(``download_archives``)를 쓴다. 아카이브마다:
-# ① ``이름.part`` 로 받는다 (끊기면 HTTP Range 로 이어받기) ② 크기를 Content-Length 와 맞춘다
-# ③ SHA-256 이 알려져 있으면 맞춘다 ④ 끝까지 읽어 무결성(gzip CRC)을 확인하면서 임시 이름으로 푼다
-# (.tgz 는 필요한 파일만, .gz 는 파일 하나) ⑤ 모두 통과해야 아카이브와 풀린 파일을 최종 이름으로 바꾼다.
-# 그래서 반쯤 쓰인 파일이 최종 이름으로 남는 일이 없고, 손상된 아카이브는 풀리지 않는다.
-# 체크섬: statmt.org 는 SHA-256 을 공개하지 않아 WMT14 는 지어내지 않고 None 으로 두며, 그때는
-# 크기 + gzip CRC 로 확인한다 (값을 알게 되면 ``Archive.sha256`` 에 넣으면 된다). Multi30k 는
-# 고정한 커밋의 파일이라 값이 정해져 있다 (``MULTI30K_SHA256``).
+# 한 가지 ``download`` 가 둘을 받는다: ① ``이름.part`` 로 받고 (끊기면 HTTP Range 로 이어받기, 재시도)
+# ② 크기를 서버가 알린 값과, SHA-256 이 알려져 있으면 그것과 맞춘 뒤에야 최종 이름으로 바꾼다.
+# 그다음 ``_extract`` 가 gzip 을 끝까지 읽어 무결성(CRC)을 확인하면서 필요한 파일만 임시 이름으로 풀고,
+# 모두 성공해야 최종 이름으로 바꾼다. 반쯤 쓰인 파일은 최종 이름으로 남지 않고, 손상본은 풀지 않고 지운다.
+# 체크섬: statmt.org 는 SHA-256 을 공개하지 않아 WMT14 는 지어내지 않고 크기 + gzip CRC 로 확인한다
+# (값을 알게 되면 ``Archive.sha256`` 에 넣는다). Multi30k 는 고정한 커밋의 파일이라 값이 정해져 있다.
 STATMT_URL = "https://www.statmt.org"
 
 
 @dataclasses.dataclass(frozen=True)
 class Archive:
-    """내려받을 아카이브 하나: URL 경로(기준 URL 뒤), 풀 파일들(아카이브 안 파일 이름 → data_dir 안 경로)."""
+    """내려받을 아카이브 하나: URL 경로(기준 URL 뒤), 풀 파일들 ((아카이브 안 이름, data_dir 안 경로) 쌍들)."""
     name: str
     url_path: str
     members: tuple
     sha256: str = None
 
 
-WMT14_ARCHIVES = (
-    Archive("europarl-v7", "wmt13/training-parallel-europarl-v7.tgz",
-            tuple((f"europarl-v7.de-en.{x}", f"training/europarl-v7.de-en.{x}") for x in ("en", "de"))),
-    Archive("commoncrawl", "wmt13/training-parallel-commoncrawl.tgz",
-            tuple((f"commoncrawl.de-en.{x}", f"commoncrawl.de-en.{x}") for x in ("en", "de"))),
-    Archive("news-commentary-v9", "wmt14/training-parallel-nc-v9.tgz",
-            tuple((f"news-commentary-v9.de-en.{x}", f"training/news-commentary-v9.de-en.{x}") for x in ("en", "de"))),
-    Archive("dev", "wmt14/dev.tgz",
-            tuple((f"newstest2013.{x}", f"dev/newstest2013.{x}") for x in ("en", "de"))),
-    Archive("test-full", "wmt14/test-full.tgz",
-            tuple((os.path.basename(p), p) for p in WMT14_TEST_SGM)),
-)
+def _pairs(stem, dest):
+    """영어·독일어 두 파일의 (아카이브 안 이름, 목적지) 쌍."""
+    return tuple((f"{stem}.{x}", f"{dest}{stem}.{x}") for x in ("en", "de"))
 
+
+WMT14_ARCHIVES = (
+    Archive("europarl-v7", "wmt13/training-parallel-europarl-v7.tgz", _pairs("europarl-v7.de-en", "training/")),
+    Archive("commoncrawl", "wmt13/training-parallel-commoncrawl.tgz", _pairs("commoncrawl.de-en", "")),
+    Archive("news-commentary-v9", "wmt14/training-parallel-nc-v9.tgz", _pairs("news-commentary-v9.de-en", "training/")),
+    Archive("dev", "wmt14/dev.tgz", _pairs("newstest2013", "dev/")),
+    Archive("test-full", "wmt14/test-full.tgz", tuple((os.path.basename(p), p) for p in WMT14_TEST_SGM)),
+)
 # Multi30k task 1 (이미지 설명 영어-독일어; train 29,000 / val 1,014 / test_2016_flickr 1,000 쌍).
 # 공개 저장소 multi30k/dataset 의 한 커밋에 고정한 주소라 내용과 SHA-256 이 바뀌지 않는다.
 MULTI30K_URL = ("https://raw.githubusercontent.com/multi30k/dataset/"
@@ -886,242 +779,176 @@ def multi30k_archives(checksums=MULTI30K_SHA256):
     return tuple(archives)
 
 
-class _Progress:
-    """진행 표시 (stderr). 터미널이면 '\\r' 로 한 줄을 0.5초마다 덮어쓰고, 아니면(로그 파일) 10초마다 한 줄."""
-
-    def __init__(self, label, total, enabled=True):
-        self.label, self.total, self.enabled = label, total, enabled
-        self.tty = sys.stderr.isatty()
-        self.t0 = self.last = time.time()
-
-    def update(self, done, force=False):
-        now = time.time()
-        if not self.enabled or (not force and now - self.last < (0.5 if self.tty else 10.0)):
-            return
-        self.last = now
-        mb, rate = done / 1e6, done / 1e6 / max(now - self.t0, 1e-9)
-        total = f"/{self.total / 1e6:,.1f} MB ({100 * done / self.total:5.1f}%)" if self.total else " MB"
-        line = f"  {self.label}: {mb:,.1f}{total} {rate:.1f} MB/s"
-        print(f"\r{line}" if self.tty else line, end="" if self.tty else "\n", file=sys.stderr, flush=True)
-
-    def close(self, done):
-        self.update(done, force=True)
-        if self.enabled and self.tty:
-            print(file=sys.stderr)
-
-
-def _parse_content_range(value):
-    """'bytes 100-199/1000' → (100, 1000); 'bytes */1000' → (None, 1000)."""
-    found = re.match(r"bytes (\d+|\*)-?\d*/(\d+|\*)", value or "")
-    if not found:
-        return None, None
-    start, total = found.groups()
-    return (None if start == "*" else int(start)), (None if total == "*" else int(total))
-
-
-def download_file(url, path, retries=5, timeout=60, backoff=2.0, progress=True):
-    """``url`` 을 ``path + '.part'`` 로 받는다 (이어받기, 크기 확인). 끝나면 .part 경로와 전체 크기를 돌려준다.
-
-    이미 있는 .part 는 ``Range: bytes=N-`` 으로 이어 받는다. 서버가 206 이 아니라 200 으로 답하면
-    처음부터 다시 쓴다. 연결이 끊기면 ``retries`` 번까지 이어받기를 다시 시도한다.
+def download(url, path, sha256=None, retries=5, timeout=60, backoff=2.0, progress=True):
+    """``url`` → ``path``: ``path.part`` 에 받고 (있으면 ``Range: bytes=N-`` 로 이어받기; 서버가 206 대신 200 이면
+    처음부터), 끊기면 ``retries`` 번 다시 이어받는다. 크기와 (주어지면) SHA-256 이 맞아야 ``path`` 로 바꾼다.
     """
     part = path + ".part"
-    total = None
     for attempt in range(retries + 1):
         have = os.path.getsize(part) if os.path.exists(part) else 0
         try:
-            have, total = _download_once(url, part, have, timeout, progress)
+            have, total = _fetch(url, part, have, timeout, progress)
+            if total is None or have == total:
+                break
+            error = f"{have:,} / {total:,} 바이트에서 끊김"
         except urllib.error.HTTPError as exc:
             if exc.code == 416 and have:                 # 이미 끝까지 받았을 수 있다
-                _, total = _parse_content_range(exc.headers.get("Content-Range"))
-                if total == have:
-                    return part, total
+                if _content_range(exc.headers.get("Content-Range"))[1] == have:
+                    break
                 os.remove(part)
             elif 400 <= exc.code < 500:
                 raise ValueError(f"'{url}' 를 받을 수 없습니다 (HTTP {exc.code}): 주소(--base-url)를 확인하세요.") from None
             error = f"HTTP {exc.code}"
         except (OSError, http.client.HTTPException) as exc:
             error = f"{type(exc).__name__}: {exc}"
-        else:
-            if total is None or have == total:
-                return part, (have if total is None else total)
-            error = f"{have:,} / {total:,} 바이트에서 끊김"
-        if attempt < retries:
-            print(f"  {os.path.basename(path)}: {error} — 이어받기 다시 시도 ({attempt + 1}/{retries})",
-                  file=sys.stderr)
-            time.sleep(backoff * (attempt + 1))
-    raise ValueError(f"'{url}' 내려받기가 {retries + 1}번 모두 실패했습니다 (마지막 오류: {error}). "
-                     f"받은 부분 '{part}' 은 남겨 두었으니 같은 명령을 다시 실행하면 이어받습니다.")
+        if attempt == retries:
+            raise ValueError(f"'{url}' 내려받기가 {retries + 1}번 모두 실패했습니다 (마지막 오류: {error}). "
+                             f"받은 부분 '{part}' 은 남겨 두었으니 같은 명령을 다시 실행하면 이어받습니다.")
+        print(f"  {os.path.basename(path)}: {error} — 이어받기 다시 시도 ({attempt + 1}/{retries})", file=sys.stderr)
+        time.sleep(backoff * (attempt + 1))
+    if sha256:
+        digest = hashlib.sha256()
+        with open(part, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        if digest.hexdigest() != sha256.lower():
+            os.remove(part)
+            raise ValueError(f"'{os.path.basename(path)}' 의 SHA-256 이 기대값 {sha256.lower()} 이 아니라 "
+                             f"{digest.hexdigest()} 입니다: 손상되었거나 다른 파일이라 지웠고 풀지 않았습니다.")
+    os.replace(part, path)
+    return path
 
 
-def _download_once(url, part, have, timeout, progress):
-    """한 번의 HTTP 요청으로 받을 수 있는 만큼 받는다. (받은 바이트 수, 전체 크기 또는 None)."""
-    headers = {"User-Agent": "transformer-ko/1.0"}
-    if have:
-        headers["Range"] = f"bytes={have}-"
+def _fetch(url, part, have, timeout, progress):
+    """HTTP 요청 한 번으로 받을 수 있는 만큼 ``part`` 에 덧붙인다. (받은 바이트 수, 전체 크기 또는 None).
+
+    진행 표시(stderr): 터미널이면 '\\r' 로 한 줄을 0.5초마다 덮어쓰고, 아니면(로그 파일) 10초마다 한 줄.
+    """
+    headers = {"User-Agent": "transformer-ko/1.0", **({"Range": f"bytes={have}-"} if have else {})}
     with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as resp:
         if have and resp.status == 206:
-            start, total = _parse_content_range(resp.headers.get("Content-Range"))
+            start, total = _content_range(resp.headers.get("Content-Range"))
             if start != have:
                 raise OSError(f"서버가 {have} 가 아니라 {start} 바이트부터 보냈습니다")
-            mode = "ab"
         else:                                            # Range 를 무시한 서버: 처음부터
-            have, mode = 0, "wb"
-            length = resp.headers.get("Content-Length")
+            have, length = 0, resp.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
-        bar = _Progress(os.path.basename(part)[:-5], total, progress)
+        tty = sys.stderr.isatty()
+        t0 = shown = time.time()
+
+        def show():
+            size = f"/{total / 1e6:,.1f} MB ({100 * have / total:5.1f}%)" if total else " MB"
+            rate = have / 1e6 / max(time.time() - t0, 1e-9)
+            line = f"  {os.path.basename(part)[:-5]}: {have / 1e6:,.1f}{size} {rate:.1f} MB/s"
+            print(f"\r{line}" if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
+
         try:
-            with open(part, mode) as out:
-                while True:
-                    chunk = resp.read(1 << 20)
-                    if not chunk:
-                        break
+            with open(part, "ab" if have else "wb") as out:
+                for chunk in iter(lambda: resp.read(1 << 20), b""):
                     out.write(chunk)
                     have += len(chunk)
-                    bar.update(have)
+                    if progress and time.time() - shown >= (0.5 if tty else 10.0):
+                        shown = time.time()
+                        show()
         finally:
-            bar.close(have)
+            if progress:
+                show()
+                print(end="\n" if tty else "", file=sys.stderr)
     return have, total
 
 
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def _content_range(value):
+    """'bytes 100-199/1000' → (100, 1000); 'bytes */1000' → (None, 1000)."""
+    found = re.match(r"bytes (\d+|\*)-?\d*/(\d+|\*)", value or "")
+    start, total = found.groups() if found else ("*", "*")
+    return (None if start == "*" else int(start)), (None if total == "*" else int(total))
 
 
-def unpack_archive(archive_path, members, dest_dir):
-    """tar.gz 를 끝까지 읽어 무결성을 확인하면서 ``members`` (이름 → 목적지 상대 경로)만 푼다.
-
-    아카이브 안 경로는 믿지 않고 파일 이름(basename)으로 찾아 우리가 정한 경로에만 쓴다
-    (경로 탈출 없음). 손상(gzip CRC, 잘림, tar 헤더)이나 빠진 파일이 있으면 임시 파일을 지우고
-    ValueError — 이미 있던 파일은 건드리지 않는다.
-    """
-    wanted = dict(members)
-    temps = {}
-    try:
-        with gzip.open(archive_path, "rb") as raw:
-            with tarfile.open(fileobj=raw, mode="r|") as tar:
-                for member in tar:
-                    name = os.path.basename(member.name)
-                    if not member.isfile() or name not in wanted or name in temps:
-                        continue
-                    target = os.path.join(dest_dir, wanted[name])
-                    os.makedirs(os.path.dirname(target) or ".", exist_ok=True)
-                    temps[name] = f"{target}.tmp-{os.getpid()}"
-                    with tar.extractfile(member) as src, open(temps[name], "wb") as out:
-                        shutil.copyfileobj(src, out, 1 << 20)
-            while raw.read(1 << 20):                     # gzip 끝까지: 여기서 CRC·길이를 확인한다
-                pass
-        missing = sorted(set(wanted) - set(temps))
-        if missing:
-            raise ValueError(f"아카이브 '{archive_path}' 에 필요한 파일 {missing} 이 없습니다.")
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-        _remove_all(temps.values())
-        raise ValueError(f"아카이브 '{archive_path}' 가 손상되었습니다 ({type(exc).__name__}: {exc}); "
-                         "풀지 않았습니다.") from None
-    except ValueError:
-        _remove_all(temps.values())
-        raise
-    for name, tmp in temps.items():
-        os.replace(tmp, os.path.join(dest_dir, wanted[name]))
-
-
-def gunzip_file(gz_path, dest_path):
-    """.gz 파일 하나를 임시 이름으로 끝까지 풀고 (gzip CRC·길이 확인) 성공해야 ``dest_path`` 로 바꾼다.
+def _extract(path, members, dest_dir):
+    """gzip 을 끝까지 읽어 무결성(CRC·길이)을 확인하면서 ``members`` (이름 → 목적지)만 임시 이름으로 풀고,
+    모두 성공해야 최종 이름으로 바꾼다. .tgz 는 그 안의 파일을 이름(basename)으로 찾아 우리가 정한 경로에만
+    쓰고 (경로 탈출 없음), .gz 는 파일 하나다. 손상이나 빠진 파일은 임시 파일을 지우고 ValueError.
 
     >>> import tempfile, os
     >>> tmp = tempfile.TemporaryDirectory(); gz = os.path.join(tmp.name, "a.gz")
     >>> with gzip.open(gz, "wb") as f: _ = f.write(b"Hallo\\n")
-    >>> gunzip_file(gz, os.path.join(tmp.name, "a.txt")); sorted(os.listdir(tmp.name))
+    >>> _extract(gz, {"a.gz": "a.txt"}, tmp.name); sorted(os.listdir(tmp.name))
     ['a.gz', 'a.txt']
     >>> tmp.cleanup()
     """
-    os.makedirs(os.path.dirname(dest_path) or ".", exist_ok=True)
-    tmp = f"{dest_path}.tmp-{os.getpid()}"
-    try:
-        with gzip.open(gz_path, "rb") as src, open(tmp, "wb") as out:
+    temps = {}
+
+    def save(name, src):
+        target = os.path.join(dest_dir, members[name])
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        temps[name] = f"{target}.tmp-{os.getpid()}"
+        with open(temps[name], "wb") as out:
             shutil.copyfileobj(src, out, 1 << 20)
-    except (OSError, EOFError, zlib.error) as exc:      # gzip.BadGzipFile 은 OSError
-        _remove_all([tmp])
-        raise ValueError(f"'{gz_path}' 가 손상되었습니다 ({type(exc).__name__}: {exc}); 풀지 않았습니다.") from None
-    os.replace(tmp, dest_path)
 
-
-def _remove_all(paths):
-    for p in paths:
-        if os.path.exists(p):
-            os.remove(p)
-
-
-def download_wmt14(data_dir="data/wmt14", base_url=STATMT_URL, archives=WMT14_ARCHIVES, retries=5,
-                   timeout=60, backoff=2.0, progress=True, log=print):
-    """WMT14 영어-독일어 공식 아카이브를 받고, 확인하고, 필요한 파일만 푼다. 이미 풀린 것은 건너뛴다."""
-    return download_archives(data_dir, base_url, archives, retries, timeout, backoff, progress, log)
-
-
-def download_multi30k(data_dir="data/multi30k", base_url=MULTI30K_URL, checksums=MULTI30K_SHA256, retries=5,
-                      timeout=60, backoff=2.0, progress=True, log=print):
-    """Multi30k task 1 의 공식 .gz 여섯 개를 받아 SHA-256 을 맞추고 단순 배치로 푼다.
-
-    train.*.gz → train.{en,de}, val.*.gz → valid.*, test_2016_flickr.*.gz → test.* — ``corpus_files`` 가
-    읽는 단순 배치라 ``prepare_corpus`` 가 그대로 쓴다. ``checksums`` 는 (.gz 이름, SHA-256) 표
-    (기본은 진짜 값; 시험은 자기 표를 준다).
-    """
-    return download_archives(data_dir, base_url, multi30k_archives(checksums), retries, timeout, backoff,
-                             progress, log)
+    try:
+        with gzip.open(path, "rb") as raw:
+            if not path.endswith(".tgz"):
+                save(*members, raw)
+            else:
+                with tarfile.open(fileobj=raw, mode="r|") as tar:
+                    for m in tar:
+                        if m.isfile() and os.path.basename(m.name) in set(members) - set(temps):
+                            save(os.path.basename(m.name), tar.extractfile(m))
+            while raw.read(1 << 20):                     # gzip 끝까지: 여기서 CRC·길이를 확인한다
+                pass
+        if set(members) - set(temps):
+            raise ValueError(f"아카이브 '{path}' 에 필요한 파일 {sorted(set(members) - set(temps))} 이 없습니다.")
+    except (tarfile.TarError, OSError, EOFError, zlib.error, ValueError) as exc:   # BadGzipFile 은 OSError
+        for tmp in temps.values():
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        if isinstance(exc, ValueError):
+            raise
+        raise ValueError(f"아카이브 '{path}' 가 손상되었습니다 ({type(exc).__name__}: {exc}); 풀지 않았습니다.") from None
+    for name, tmp in temps.items():
+        os.replace(tmp, os.path.join(dest_dir, members[name]))
 
 
 def download_archives(data_dir, base_url, archives, retries=5, timeout=60, backoff=2.0, progress=True, log=print):
-    """``archives`` 를 차례로 받고, 확인하고, 푼다 (.tgz 는 필요한 파일만, .gz 는 파일 하나). 이미 풀린 것은 건너뛴다.
+    """``archives`` 를 차례로 받고(``download``), 풀고(``_extract``), 이미 풀린 것은 건너뛴다.
 
-    아카이브는 ``data_dir/downloads/`` 에 남겨 둔다 (다시 풀 때 또 받지 않도록). ``base_url`` 을
-    바꾸면 거울 서버나 시험용 로컬 서버에서 받을 수 있다.
+    아카이브는 ``data_dir/downloads/`` 에 남겨 둔다 (다시 풀 때 또 받지 않도록). 풀다가 손상이 드러나면
+    지운다: 다시 실행하면 새로 받는다. ``base_url`` 을 바꾸면 거울 서버나 시험용 로컬 서버에서 받는다.
     """
     os.makedirs(os.path.join(data_dir, "downloads"), exist_ok=True)
     for archive in archives:
-        targets = [os.path.join(data_dir, dest) for _, dest in archive.members]
-        if all(os.path.isfile(t) for t in targets):
+        members = dict(archive.members)
+        if all(os.path.isfile(os.path.join(data_dir, dest)) for dest in members.values()):
             log(f"[{archive.name}] 이미 있습니다: 건너뜀")
             continue
         path = os.path.join(data_dir, "downloads", os.path.basename(archive.url_path))
         if not os.path.isfile(path):
             url = f"{base_url.rstrip('/')}/{archive.url_path}"
             log(f"[{archive.name}] 내려받기: {url}")
-            part, size = download_file(url, path, retries, timeout, backoff, progress)
-            _verify_download(part, size, archive)
-            log(f"[{archive.name}] {size:,} 바이트 받음, 크기 확인")
-        else:
-            part = path
+            download(url, path, archive.sha256, retries, timeout, backoff, progress)
+            log(f"[{archive.name}] {os.path.getsize(path):,} 바이트 받음, 크기{'·SHA-256' * bool(archive.sha256)} 확인")
         log(f"[{archive.name}] 무결성 확인하며 풀기")
         try:
-            if archive.url_path.endswith(".tgz"):
-                unpack_archive(part, archive.members, data_dir)
-            else:                                        # .gz 하나 = 파일 하나
-                gunzip_file(part, targets[0])
+            _extract(path, members, data_dir)
         except ValueError:
-            os.remove(part)                              # 손상본은 지운다: 다시 실행하면 새로 받는다
+            os.remove(path)
             raise
-        if part != path:
-            os.replace(part, path)
-        log(f"[{archive.name}] 완료: {', '.join(dest for _, dest in archive.members)}")
+        log(f"[{archive.name}] 완료: {', '.join(members.values())}")
     return data_dir
 
 
-def _verify_download(part, size, archive):
-    """받은 파일의 크기와 (알려져 있다면) SHA-256 을 확인한다. 다르면 파일을 지우고 거절한다."""
-    actual = os.path.getsize(part)
-    if actual != size:
-        os.remove(part)
-        raise ValueError(f"'{archive.name}' 크기가 {actual:,} 바이트로 서버가 알린 {size:,} 와 다릅니다; 지웠습니다.")
-    if archive.sha256:
-        digest = _sha256(part)
-        if digest != archive.sha256.lower():
-            os.remove(part)
-            raise ValueError(f"'{os.path.basename(archive.url_path)}' 의 SHA-256 이 기대값 {archive.sha256.lower()} "
-                             f"이 아니라 {digest} 입니다: 손상되었거나 다른 파일이라 지웠고 풀지 않았습니다.")
+def download_wmt14(data_dir="data/wmt14", base_url=STATMT_URL, archives=WMT14_ARCHIVES, retries=5,
+                   timeout=60, backoff=2.0, progress=True, log=print):
+    """WMT14 영어-독일어 공식 아카이브 다섯 개를 받아 필요한 파일만 공식 배치로 푼다."""
+    return download_archives(data_dir, base_url, archives, retries, timeout, backoff, progress, log)
+
+
+def download_multi30k(data_dir="data/multi30k", base_url=MULTI30K_URL, checksums=MULTI30K_SHA256, retries=5,
+                      timeout=60, backoff=2.0, progress=True, log=print):
+    """Multi30k task 1 의 .gz 여섯 개를 받아 SHA-256 을 맞추고 단순 배치(train/valid/test.{en,de})로 푼다.
+    ``checksums`` 는 (.gz 이름, SHA-256) 표 (기본은 진짜 값; 시험은 자기 표를 준다)."""
+    return download_archives(data_dir, base_url, multi30k_archives(checksums), retries, timeout, backoff,
+                             progress, log)
 
 
 # =============================================================================
@@ -1135,29 +962,16 @@ def _verify_download(part, size, archive):
 CACHE_FORMAT = 1
 
 
-def _prepare_key(data_dir, settings):
-    """설정 + 입력 파일의 (경로, 크기, 수정 시각) 의 해시 12자리."""
-    files = [p for split in _SPLITS for _, a, b in corpus_files(data_dir, split, settings["src"], settings["tgt"])
-             for p in (a, b)]
-    stamp = [(os.path.relpath(p, data_dir), os.path.getsize(p), os.stat(p).st_mtime_ns) for p in files]
-    text = json.dumps({"format": CACHE_FORMAT, "settings": settings, "files": stamp}, sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
 def prepare_corpus(data_dir, vocab_size=8000, src="en", tgt="de", min_frequency=2, min_char_count=100,
                    max_words=250, max_ratio=9.0, max_bpe_tokens=250, max_train_pairs=None, log=print):
-    """코퍼스를 준비한다: 학습 문장(두 언어)으로 공동 BPE 를 배우고 세 분할을 인코딩해 캐시에 쓴다.
-    캐시 경로를 돌려준다. 먼저 ``check_corpus`` 로 파일과 줄 수를 확인한다 (어긋나면 파일 이름을 담은 오류).
-    캐시의 "src"/"tgt" 는 언어 쌍의 방향이다: de→en 캐시는 en→de 캐시와 따로 만든다.
+    """코퍼스를 준비하고 캐시 경로를 돌려준다: 학습 문장(두 언어)으로 공동 BPE 를 배우고 세 분할을 인코딩.
 
-    학습 텍스트는 두 번 흘려 읽는다 (단어 세기, 인코딩); 원문 450만 쌍을 메모리에 들지 않는다.
-    ``max_train_pairs`` 는 시험·실험용으로 앞부분만 쓰게 한다.
-
+    먼저 ``check_corpus`` 로 파일과 줄 수를 확인한다. "src"/"tgt" 는 방향이다: de→en 캐시는 따로 만든다.
+    학습 텍스트는 두 번 흘려 읽는다 (단어 세기, 인코딩). ``max_train_pairs`` 는 앞부분만 쓴다 (실험용).
     ``max_bpe_tokens``: 인코딩한 뒤 한쪽이라도 BPE 토큰이 이보다 많은 *학습* 쌍을 뺀다 (뺀 수는 로그와
     meta.json 의 ``dropped_long_pairs``). 단어 수 필터만으로는 모자란다: Common Crawl 의 4,000 글자 잡음
-    단어 하나가 3,155 토큰, 드문 한자 171 글자 단어가 1,027 토큰이 되어 모델의 위치표(1,024, [BOS]/[EOS]
-    한 칸 포함)를 넘었고 학습이 죽었다. 기본 250 은 위치표보다 한참 작고, 그런 문장도 배치에 넉넉히 들어간다.
-    검증·시험 분할은 공식 점수를 위해 거르지 않고, 분할마다 가장 긴 길이를 ``max_lengths`` 에 적는다.
+    단어 하나가 3,155 토큰, 드문 한자 171 글자 단어가 1,027 토큰이 되어 모델의 위치표(1,024)를 넘었고 학습이
+    죽었다. 검증·시험 분할은 공식 점수를 위해 거르지 않고, 분할마다 가장 긴 길이를 ``max_lengths`` 에 적는다.
     """
     if max_bpe_tokens < 1:
         raise ValueError(f"max_bpe_tokens={max_bpe_tokens}: 문장당 최대 BPE 토큰 수는 1 이상이어야 합니다.")
@@ -1167,7 +981,10 @@ def prepare_corpus(data_dir, vocab_size=8000, src="en", tgt="de", min_frequency=
     settings = dict(vocab_size=vocab_size, src=src, tgt=tgt, min_frequency=min_frequency, min_char_count=min_char_count,
                     max_words=max_words, max_ratio=max_ratio, max_train_pairs=max_train_pairs,
                     max_bpe_tokens=max_bpe_tokens)
-    cache = os.path.join(data_dir, "prepared", f"bpe{vocab_size}-{_prepare_key(data_dir, settings)}")
+    files = [p for split in _SPLITS for _, a, b in corpus_files(data_dir, split, src, tgt) for p in (a, b)]
+    stamp = [(os.path.relpath(p, data_dir), os.path.getsize(p), os.stat(p).st_mtime_ns) for p in files]
+    key = json.dumps({"format": CACHE_FORMAT, "settings": settings, "files": stamp}, sort_keys=True)
+    cache = os.path.join(data_dir, "prepared", f"bpe{vocab_size}-{hashlib.sha256(key.encode()).hexdigest()[:12]}")
     if os.path.isfile(os.path.join(cache, "meta.json")):
         log(f"같은 설정의 캐시가 있습니다: {cache} (재사용)")
         return cache
@@ -1179,8 +996,7 @@ def prepare_corpus(data_dir, vocab_size=8000, src="en", tgt="de", min_frequency=
     except BaseException:                                # 오류·Ctrl-C: 임시 디렉터리를 치우고 그대로 알린다
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if os.path.isdir(cache):                             # meta.json 없는 찌꺼기 (쓰이지 않는 캐시)
-        shutil.rmtree(cache)
+    shutil.rmtree(cache, ignore_errors=True)             # meta.json 없는 찌꺼기 (쓰이지 않는 캐시)
     os.replace(tmp, cache)
     log(f"준비 완료: {cache}")
     return cache
@@ -1188,33 +1004,24 @@ def prepare_corpus(data_dir, vocab_size=8000, src="en", tgt="de", min_frequency=
 
 def _prepare_into(tmp, data_dir, settings, log):
     """prepare 의 본체: 단어 세기 → BPE 학습 → 세 분할 인코딩 → meta.json (모두 ``tmp`` 안에)."""
-    vocab_size, max_train_pairs = settings["vocab_size"], settings["max_train_pairs"]
-    max_words, max_ratio = settings["max_words"], settings["max_ratio"]
-    t0 = time.time()
+    t0, langs = time.time(), (settings["src"], settings["tgt"])
 
-    langs = settings["src"], settings["tgt"]
-
-    def train_pairs():
-        pairs = iter_corpus(data_dir, "train", *langs, max_words, max_ratio)
-        for n, pair in enumerate(pairs):
-            if max_train_pairs is not None and n >= max_train_pairs:
-                return
-            yield pair
+    def pairs(split):
+        found = iter_corpus(data_dir, split, *langs, settings["max_words"], settings["max_ratio"])
+        n = settings["max_train_pairs"] if split == "train" else None
+        return itertools.islice(found, n)
 
     log(f"1/3 단어 세기: {data_dir} 학습 분할")
-    counts = count_words((s for pair in train_pairs() for s in pair), log)
-    log(f"2/3 BPE 학습: 어휘 {vocab_size:,} (단어 종류 {len(counts):,}, {time.time() - t0:.0f}초 경과)")
-    bpe = train_bpe_from_counts(counts, vocab_size, settings["min_frequency"], settings["min_char_count"], log)
-    del counts
+    counts = count_words((s for pair in pairs("train") for s in pair), log)
+    log(f"2/3 BPE 학습: 어휘 {settings['vocab_size']:,} (단어 종류 {len(counts):,}, {time.time() - t0:.0f}초 경과)")
+    bpe = train_bpe_from_counts(counts, settings["vocab_size"], settings["min_frequency"],
+                                settings["min_char_count"], log)
     bpe.save(os.path.join(tmp, "bpe.txt"))
     stats = {}
-    for split in _SPLITS:
+    for split in _SPLITS:                                # 학습 분할만 BPE 길이로 거른다
         log(f"3/3 인코딩: {split} ({time.time() - t0:.0f}초 경과)")
-        if split == "train":                             # 학습 분할만 BPE 길이로 거른다
-            limit = settings["max_bpe_tokens"]
-            stats[split] = _encode_split(bpe, train_pairs(), tmp, split, log, max_tokens=limit)
-        else:
-            stats[split] = _encode_split(bpe, iter_corpus(data_dir, split, *langs), tmp, split, log)
+        limit = settings["max_bpe_tokens"] if split == "train" else None
+        stats[split] = _encode_split(bpe, pairs(split), tmp, split, log, max_tokens=limit)
     sizes = {split: s["pairs"] for split, s in stats.items()}
     meta = dict(format=CACHE_FORMAT, settings=settings, data_dir=os.path.abspath(data_dir), vocab=len(bpe),
                 pairs=sizes, dropped_long_pairs=stats["train"]["dropped"],           # 학습 분할에서 뺀 쌍 수
@@ -1231,91 +1038,77 @@ def _encode_split(bpe, pairs, out_dir, split, log, max_tokens=None, every=500_00
     ``max_tokens`` 가 있으면 한쪽이라도 BPE 토큰이 그보다 많은 쌍은 인코딩한 뒤 버퍼를 되돌려 뺀다.
     어휘가 65,535 이하면 uint16 (메모리 절반).
     """
-    code = "H" if len(bpe) <= 65535 else "i"
-    ids = {side: array.array(code) for side in ("src", "tgt")}
-    offsets = {side: array.array("q", [0]) for side in ("src", "tgt")}
-    longest = {"src": 0, "tgt": 0}
-    dropped, t0 = 0, time.time()
-    for n, (en, de) in enumerate(pairs, 1):
-        lengths = {side: bpe.encode_into(text, ids[side]) for side, text in (("src", en), ("tgt", de))}
-        if max_tokens is not None and max(lengths.values()) > max_tokens:
-            dropped += 1
-            for side in ids:
-                del ids[side][offsets[side][-1]:]        # 이 쌍의 토큰을 지운다
-        else:
-            for side in ids:
-                offsets[side].append(len(ids[side]))
-                longest[side] = max(longest[side], lengths[side])
+    code, sides = ("H" if len(bpe) <= 65535 else "i"), ("src", "tgt")
+    ids, offsets = {s: array.array(code) for s in sides}, {s: array.array("q", [0]) for s in sides}
+    longest, dropped, t0 = dict.fromkeys(sides, 0), 0, time.time()
+    for n, pair in enumerate(pairs, 1):
+        lengths = {s: len(bpe.encode(text, ids[s])) - offsets[s][-1] for s, text in zip(sides, pair)}
+        keep = max_tokens is None or max(lengths.values()) <= max_tokens
+        for s in sides:
+            if keep:
+                offsets[s].append(len(ids[s]))
+                longest[s] = max(longest[s], lengths[s])
+            else:
+                del ids[s][offsets[s][-1]:]              # 이 쌍의 토큰을 지운다
+        dropped += not keep
         if n % every == 0:
             log(f"  {split}: {n:,} 쌍 ({n / (time.time() - t0):,.0f} 쌍/초)")
     if max_tokens is not None:
         log(f"  {split}: BPE 토큰이 {max_tokens:,}개를 넘는 쌍 {dropped:,}개를 뺐습니다.")
-    for side in ("src", "tgt"):
-        np.save(os.path.join(out_dir, f"{split}.{side}.ids.npy"), np.frombuffer(ids[side], dtype=np.dtype(code)))
-        np.save(os.path.join(out_dir, f"{split}.{side}.offsets.npy"), np.frombuffer(offsets[side], dtype=np.int64))
+    for s in sides:
+        np.save(os.path.join(out_dir, f"{split}.{s}.ids.npy"), np.frombuffer(ids[s], dtype=np.dtype(code)))
+        np.save(os.path.join(out_dir, f"{split}.{s}.offsets.npy"), np.frombuffer(offsets[s], dtype=np.int64))
     return dict(pairs=len(offsets["src"]) - 1, dropped=dropped, max_lengths=longest)
 
 
 def find_prepared(data_dir, vocab_size=None, src=None, tgt=None):
     """``data_dir`` 의 완성된 캐시(meta.json 이 있는 것) 중 가장 최근 것의 경로, 없으면 None.
 
-    ``vocab_size`` 를 주면 meta.json 의 설정 어휘 크기가 그것인 캐시만 본다 (디렉터리 이름은 믿지 않는다).
-    ``src``/``tgt`` 를 주면 그 방향의 캐시만 본다 (언어를 적지 않은 옛 캐시는 en→de).
-    이어 학습할 때는 꼭 설정의 어휘 크기를 준다: 더 최근의 다른 어휘 캐시를 집으면 체크포인트와 맞지 않는다.
+    ``vocab_size`` 를 주면 meta.json 의 설정 어휘 크기가 그것인 캐시만 본다 (디렉터리 이름은 믿지 않는다):
+    이어 학습할 때 더 최근의 다른 어휘 캐시를 집으면 체크포인트와 맞지 않는다. ``src``/``tgt`` 를 주면 그
+    방향의 캐시만 본다 (언어를 적지 않은 옛 캐시는 en→de).
 
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as d:
     ...     find_prepared(d) is None
     True
     """
-    root = os.path.join(data_dir, "prepared")
-    if not os.path.isdir(root):
-        return None
-    found = []
-    for name in os.listdir(root):
+    root, found = os.path.join(data_dir, "prepared"), []
+    for name in os.listdir(root) if os.path.isdir(root) else []:
         meta = os.path.join(root, name, "meta.json")
         if ".tmp-" in name or not os.path.isfile(meta):
             continue
-        settings = _read_meta(meta)["settings"]
+        try:
+            with open(meta, encoding="utf-8") as f:
+                settings = json.load(f)["settings"]
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"'{meta}' 가 올바른 JSON 이 아닙니다 ({exc.msg}): 그 캐시 디렉터리를 지우고 "
+                             "`python data.py prepare <코퍼스>` 를 다시 실행하세요.") from None
         wanted = (("vocab_size", vocab_size, None), ("src", src, "en"), ("tgt", tgt, "de"))
-        if any(value is not None and settings.get(key, old) != value for key, value, old in wanted):
-            continue
-        found.append((os.path.getmtime(meta), os.path.join(root, name)))
+        if all(value is None or settings.get(key, old) == value for key, value, old in wanted):
+            found.append((os.path.getmtime(meta), os.path.join(root, name)))
     return max(found)[1] if found else None
-
-
-def _read_meta(path):
-    """캐시의 meta.json 을 읽는다. 망가졌으면 어느 파일인지 알린다."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"'{path}' 가 올바른 JSON 이 아닙니다 ({exc.msg}): 그 캐시 디렉터리를 지우고 "
-                         "`python data.py prepare <코퍼스>` 를 다시 실행하세요.") from None
 
 
 class PreparedSplit:
     """캐시된 분할 하나: ``split[i]`` → (원문 id 목록, 번역 id 목록). 배열은 메모리 매핑이라 거의 공짜로 연다.
 
     ``src_lengths``/``tgt_lengths`` 는 특수 토큰을 뺀 길이 (numpy 배열) — 배치 만들기에 바로 쓴다.
-    ``max_length`` 는 두 쪽을 통틀어 가장 긴 문장의 토큰 수 (특수 토큰 제외, 빈 분할은 0).
-    슬라이스 ``split[a:b]`` 는 쌍의 목록을 돌려준다.
+    ``max_length`` 는 두 쪽을 통틀어 가장 긴 문장의 토큰 수 (빈 분할은 0). ``split[a:b]`` 는 쌍의 목록.
     """
 
     def __init__(self, cache_dir, split):
         arrays = {}
-        for side in ("src", "tgt"):
-            for part in ("ids", "offsets"):
-                path = os.path.join(cache_dir, f"{split}.{side}.{part}.npy")
-                if not os.path.isfile(path):
-                    raise FileNotFoundError(f"캐시 파일 '{path}' 가 없습니다: X.")
-                arrays[side, part] = np.load(path, mmap_mode="r").view(np.ndarray)
-        self._src, self._src_off = arrays["src", "ids"], arrays["src", "offsets"]
-        self._tgt, self._tgt_off = arrays["tgt", "ids"], arrays["tgt", "offsets"]
+        for name in (f"{side}.{part}" for side in ("src", "tgt") for part in ("ids", "offsets")):
+            path = os.path.join(cache_dir, f"{split}.{name}.npy")
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"캐시 파일 '{path}' 가 없습니다: 캐시 디렉터리를 지우고 prepare 를 다시 하세요.")
+            arrays[name] = np.load(path, mmap_mode="r").view(np.ndarray)
+        self._src, self._src_off = arrays["src.ids"], arrays["src.offsets"]
+        self._tgt, self._tgt_off = arrays["tgt.ids"], arrays["tgt.offsets"]
         if len(self._src_off) != len(self._tgt_off):
             raise ValueError(f"캐시 '{cache_dir}' 의 {split} 원문·번역 문장 수가 다릅니다: prepare 를 다시 하세요.")
-        self.src_lengths = np.diff(self._src_off)
-        self.tgt_lengths = np.diff(self._tgt_off)
+        self.src_lengths, self.tgt_lengths = np.diff(self._src_off), np.diff(self._tgt_off)
         self.max_length = int(max(self.src_lengths.max(), self.tgt_lengths.max())) if len(self) else 0
 
     def __len__(self):
@@ -1324,10 +1117,9 @@ class PreparedSplit:
     def __getitem__(self, index):
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
-        n = len(self)
-        if not -n <= index < n:
-            raise IndexError(f"예제 번호 {index} 가 범위 밖입니다 (0..{n - 1}).")
-        i = index % n
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"예제 번호 {index} 가 범위 밖입니다 (0..{len(self) - 1}).")
+        i = index % len(self)
         return (self._src[self._src_off[i]:self._src_off[i + 1]].tolist(),
                 self._tgt[self._tgt_off[i]:self._tgt_off[i + 1]].tolist())
 
@@ -1356,381 +1148,230 @@ def load_prepared(cache_dir, split, max_len=None):
 
 
 # =============================================================================
-# 6. 데모 코퍼스
+# 6. 데모 코퍼스: 작은 영어→독일어 문법
 # =============================================================================
-# ---- 데모 코퍼스 ----
 # "We trained on the standard WMT 2014 English-German dataset consisting of about 4.5 million
 # sentence pairs." (§5.1)
-# 논문과 다른 점: WMT14 가 없는 CPU 에서도 몇 분 만에 "정말 번역하는" 모델을 보이려고, 작은 문법이
-# 영어→독일어 문장 쌍을 만든다. 독일어 문법의 핵심을 담는다: 성(남/여/중)·격(1/2/3/4격)·수에 따른
-# 관사(der/die/das/den/dem/des, ein/eine/einen/einem/eines)와 형용사 어미(약변화/혼합변화/강변화),
-# 복수(3격 복수는 -n), 주어-동사 일치, 현재/과거(Präteritum, 강변화 sehen→sah 포함), 부정(nicht / kein),
-# 수사, 부사를 앞세우면 동사가 둘째 자리(V2), weil/dass 부문장에서는 동사가 끝자리.
-# 그래서 번역에 진짜 어순 바꾸기가 필요하고, 어텐션 그림에 볼 것이 생긴다.
-#
-# 영어 한 문장의 독일어 번역은 정확히 하나다 (모호함 없음): 격은 문장 성분으로 정해진다 —
-# 주어 1격, 직접 목적어 4격, 간접 목적어와 with 뒤 3격, of 뒤 2격, without/for 뒤 4격,
-# help/thank/follow 의 목적어는 (독일어 동사가 요구하는) 3격. 보이지 않는 의미로 갈리는 단어는 쓰지 않는다.
-# 표기: 영어는 소문자(I 만 대문자), 독일어는 명사만 대문자. 마침표 없음; 쉼표는 weil/dass 앞과
-# 앞세운 weil 절 뒤(영어는 앞세운 because 절 뒤)에만.
-#
-# 구조: 문장은 사전(dict) 하나로 적는다 — 표본 추출(_demo_sample_*)이 만들고, 렌더링(_demo_render)이
-# 영어·독일어 문자열로 바꾸며, 파서(_demo_parse)는 영어 문자열에서 같은 사전을 되찾는다.
-# 그래서 ``demo_translate(영어)`` 가 문법의 "정답 번역기"가 되고, 테스트는 생성된 모든 쌍이 그것과
-# 같음(= 영어 하나에 독일어 하나)을 확인한다.
+# 논문과 다른 점: WMT14 가 없는 CPU 에서도 몇 분 만에 "정말 번역하는" 모델을 보이려고, 작은 문법이 영어→독일어
+# 쌍을 만든다: 성·격·수에 따른 관사와 형용사 어미(약/혼합/강변화), 주어-동사 일치, 현재/과거, 부정(nicht/kein),
+# 어순 바꾸기 — 부사를 앞세우면 동사가 둘째 자리(V2), weil/dass 부문장에서는 끝자리 (어텐션 그림에 볼 것이 생긴다).
+# 영어 한 문장의 번역은 하나다: 격은 문장 성분이 정한다 (주어 1격, 직접 목적어 4격, 간접 목적어와 with 3격,
+# of 2격, without/for 4격, help/thank/follow 의 목적어 3격). 영어는 소문자(I 만 대문자), 독일어는 명사만 대문자,
+# 마침표 없음, 쉼표는 weil/dass 앞과 앞세운 weil(because) 절 뒤에만.
+# 구조: 표본 추출(_demo_sample_*)이 문장을 사전(dict)으로 뽑고, _demo_render 가 두 언어로 쓴다.
 
-# 명사: (영어 단수, 영어 복수, 성 m/f/n, 독일어 단수, 단수 2격, 복수, 부류).
-# 부류: person 사람, animal 동물 (둘을 합쳐 animate), food 음식, thing 물건 (food 도 물건이다).
-# 약변화 남성 명사(der Junge → den Jungen 등)는 규칙이 하나 더 늘어 뺐다. 영어 단·복수가 같은
-# 명사(sheep, fish)도 뺐다: "the sheep saw" 는 수가 모호하다.
-_DEMO_NOUNS = (
-    ("man", "men", "m", "Mann", "Mannes", "Männer", "person"),
-    ("woman", "women", "f", "Frau", "Frau", "Frauen", "person"),
-    ("child", "children", "n", "Kind", "Kindes", "Kinder", "person"),
-    ("teacher", "teachers", "m", "Lehrer", "Lehrers", "Lehrer", "person"),
-    ("doctor", "doctors", "m", "Arzt", "Arztes", "Ärzte", "person"),
-    ("girl", "girls", "n", "Mädchen", "Mädchens", "Mädchen", "person"),
-    ("friend", "friends", "m", "Freund", "Freundes", "Freunde", "person"),
-    ("king", "kings", "m", "König", "Königs", "Könige", "person"),
-    ("queen", "queens", "f", "Königin", "Königin", "Königinnen", "person"),
-    ("baker", "bakers", "m", "Bäcker", "Bäckers", "Bäcker", "person"),
-    ("sister", "sisters", "f", "Schwester", "Schwester", "Schwestern", "person"),
-    ("brother", "brothers", "m", "Bruder", "Bruders", "Brüder", "person"),
-    ("mother", "mothers", "f", "Mutter", "Mutter", "Mütter", "person"),
-    ("father", "fathers", "m", "Vater", "Vaters", "Väter", "person"),
-    ("pupil", "pupils", "m", "Schüler", "Schülers", "Schüler", "person"),
-    ("cook", "cooks", "m", "Koch", "Kochs", "Köche", "person"),
-    ("baby", "babies", "n", "Baby", "Babys", "Babys", "person"),
-    ("dog", "dogs", "m", "Hund", "Hundes", "Hunde", "animal"),
-    ("cat", "cats", "f", "Katze", "Katze", "Katzen", "animal"),
-    ("horse", "horses", "n", "Pferd", "Pferdes", "Pferde", "animal"),
-    ("bird", "birds", "m", "Vogel", "Vogels", "Vögel", "animal"),
-    ("mouse", "mice", "f", "Maus", "Maus", "Mäuse", "animal"),
-    ("cow", "cows", "f", "Kuh", "Kuh", "Kühe", "animal"),
-    ("rabbit", "rabbits", "n", "Kaninchen", "Kaninchens", "Kaninchen", "animal"),
-    ("wolf", "wolves", "m", "Wolf", "Wolfes", "Wölfe", "animal"),
-    ("duck", "ducks", "f", "Ente", "Ente", "Enten", "animal"),
-    ("pig", "pigs", "n", "Schwein", "Schweins", "Schweine", "animal"),
-    ("apple", "apples", "m", "Apfel", "Apfels", "Äpfel", "food"),
-    ("cake", "cakes", "m", "Kuchen", "Kuchens", "Kuchen", "food"),
-    ("egg", "eggs", "n", "Ei", "Eies", "Eier", "food"),
-    ("banana", "bananas", "f", "Banane", "Banane", "Bananen", "food"),
-    ("orange", "oranges", "f", "Orange", "Orange", "Orangen", "food"),
-    ("book", "books", "n", "Buch", "Buches", "Bücher", "thing"),
-    ("letter", "letters", "m", "Brief", "Briefes", "Briefe", "thing"),
-    ("car", "cars", "n", "Auto", "Autos", "Autos", "thing"),
-    ("house", "houses", "n", "Haus", "Hauses", "Häuser", "thing"),
-    ("table", "tables", "m", "Tisch", "Tisches", "Tische", "thing"),
-    ("chair", "chairs", "m", "Stuhl", "Stuhles", "Stühle", "thing"),
-    ("ball", "balls", "m", "Ball", "Balles", "Bälle", "thing"),
-    ("flower", "flowers", "f", "Blume", "Blume", "Blumen", "thing"),
-    ("key", "keys", "m", "Schlüssel", "Schlüssels", "Schlüssel", "thing"),
-    ("bag", "bags", "f", "Tasche", "Tasche", "Taschen", "thing"),
-    ("cup", "cups", "f", "Tasse", "Tasse", "Tassen", "thing"),
-    ("picture", "pictures", "n", "Bild", "Bildes", "Bilder", "thing"),
-    ("newspaper", "newspapers", "f", "Zeitung", "Zeitung", "Zeitungen", "thing"),
-    ("bottle", "bottles", "f", "Flasche", "Flasche", "Flaschen", "thing"),
-    ("hat", "hats", "m", "Hut", "Hutes", "Hüte", "thing"),
-    ("shoe", "shoes", "m", "Schuh", "Schuhes", "Schuhe", "thing"),
-    ("phone", "phones", "n", "Telefon", "Telefons", "Telefone", "thing"),
-    ("lamp", "lamps", "f", "Lampe", "Lampe", "Lampen", "thing"),
-    ("box", "boxes", "f", "Kiste", "Kiste", "Kisten", "thing"),
-    ("pen", "pens", "m", "Stift", "Stiftes", "Stifte", "thing"),
-    ("glass", "glasses", "n", "Glas", "Glases", "Gläser", "thing"),
-    ("clock", "clocks", "f", "Uhr", "Uhr", "Uhren", "thing"),
-)
-# 사람 명사 중 "of 사람" 이 자연스러운 관계 명사 ("the mother of the child"). 물건·동물은 모두 된다.
-_DEMO_RELATIONAL = ("mother", "father", "sister", "brother", "friend", "child", "teacher", "doctor")
-# 형용사: (영어, 독일어 어간, 어울리는 명사 부류들). "the hungry book", "the blue apple" 같은 조합을 막는다.
-_DEMO_ADJECTIVES = (
-    ("old", "alt", "person animal food thing"), ("small", "klein", "person animal food thing"),
-    ("big", "groß", "person animal food thing"), ("good", "gut", "person animal food thing"),
-    ("beautiful", "schön", "person animal food thing"), ("black", "schwarz", "animal food thing"),
-    ("brown", "braun", "animal food thing"), ("young", "jung", "person animal"),
-    ("tired", "müde", "person animal"), ("hungry", "hungrig", "person animal"),
-    ("happy", "glücklich", "person animal"), ("sad", "traurig", "person animal"),
-    ("friendly", "freundlich", "person animal"), ("new", "neu", "thing"), ("red", "rot", "food thing"),
-    ("blue", "blau", "thing"), ("green", "grün", "food thing"),
-)
-# 동사: (영어 키, 틀, 영어 "원형 3인칭단수 과거", 독일어 "ich er 복수 과거단수 과거복수",
-#        주어 부류, 목적어 부류, 독일어 전치사, 목적어 격).
-# 틀: intr 자동사 (목적어 부류가 있으면 with/without 부가어를 붙일 수 있다), obj 목적어 하나,
-# ditr 간접(3격)+직접(4격) 목적어, cop 계사 be + 서술 형용사, that 뒤에 dass 절.
-# 영어 키의 둘째 단어는 영어 전치사다: "look for" → suchen (독일어는 전치사 없이 4격),
-# "wait for" → warten auf + 4격, "play with" → spielen mit + 3격.
-_DEMO_VERBS = (
-    ("sleep", "intr", "sleep sleeps slept", "schlafe schläft schlafen schlief schliefen", "animate", None, "", ""),
-    ("run", "intr", "run runs ran", "laufe läuft laufen lief liefen", "animate", "animate", "", ""),
-    ("come", "intr", "come comes came", "komme kommt kommen kam kamen", "animate", "animate", "", ""),
-    ("laugh", "intr", "laugh laughs laughed", "lache lacht lachen lachte lachten", "animate", "animate", "", ""),
-    ("sing", "intr", "sing sings sang", "singe singt singen sang sangen", "animate", "animate", "", ""),
-    ("swim", "intr", "swim swims swam", "schwimme schwimmt schwimmen schwamm schwammen", "animate", "animate",
-     "", ""),
-    ("work", "intr", "work works worked", "arbeite arbeitet arbeiten arbeitete arbeiteten", "person", "person",
-     "", ""),
-    ("wait", "intr", "wait waits waited", "warte wartet warten wartete warteten", "animate", None, "", ""),
-    ("play", "intr", "play plays played", "spiele spielt spielen spielte spielten", "animate", None, "", ""),
-    ("see", "obj", "see sees saw", "sehe sieht sehen sah sahen", "animate", "any", "", "acc"),
-    ("find", "obj", "find finds found", "finde findet finden fand fanden", "animate", "any", "", "acc"),
-    ("buy", "obj", "buy buys bought", "kaufe kauft kaufen kaufte kauften", "person", "thing", "", "acc"),
-    ("love", "obj", "love loves loved", "liebe liebt lieben liebte liebten", "animate", "any", "", "acc"),
-    ("hear", "obj", "hear hears heard", "höre hört hören hörte hörten", "animate", "animate", "", "acc"),
-    ("visit", "obj", "visit visits visited", "besuche besucht besuchen besuchte besuchten", "person", "person",
-     "", "acc"),
-    ("look for", "obj", "look looks looked", "suche sucht suchen suchte suchten", "animate", "any", "", "acc"),
-    ("need", "obj", "need needs needed", "brauche braucht brauchen brauchte brauchten", "animate", "any", "", "acc"),
-    ("eat", "obj", "eat eats ate", "esse isst essen aß aßen", "animate", "food", "", "acc"),
-    ("carry", "obj", "carry carries carried", "trage trägt tragen trug trugen", "animate", "thing", "", "acc"),
-    ("take", "obj", "take takes took", "nehme nimmt nehmen nahm nahmen", "animate", "thing", "", "acc"),
-    ("sell", "obj", "sell sells sold", "verkaufe verkauft verkaufen verkaufte verkauften", "person", "thing",
-     "", "acc"),
-    ("have", "obj", "have has had", "habe hat haben hatte hatten", "animate", "any", "", "acc"),
-    ("help", "obj", "help helps helped", "helfe hilft helfen half halfen", "animate", "animate", "", "dat"),
-    ("thank", "obj", "thank thanks thanked", "danke dankt danken dankte dankten", "person", "animate", "", "dat"),
-    ("follow", "obj", "follow follows followed", "folge folgt folgen folgte folgten", "animate", "animate",
-     "", "dat"),
-    ("play with", "obj", "play plays played", "spiele spielt spielen spielte spielten", "animate", "any",
-     "mit", "dat"),
-    ("speak with", "obj", "speak speaks spoke", "spreche spricht sprechen sprach sprachen", "person", "person",
-     "mit", "dat"),
-    ("wait for", "obj", "wait waits waited", "warte wartet warten wartete warteten", "animate", "any", "auf", "acc"),
-    ("give", "ditr", "give gives gave", "gebe gibt geben gab gaben", "animate", "thing", "", "acc"),
-    ("show", "ditr", "show shows showed", "zeige zeigt zeigen zeigte zeigten", "person", "thing", "", "acc"),
-    ("bring", "ditr", "bring brings brought", "bringe bringt bringen brachte brachten", "animate", "thing",
-     "", "acc"),
-    ("send", "ditr", "send sends sent", "schicke schickt schicken schickte schickten", "person", "thing", "", "acc"),
-    ("be", "cop", "", "bin ist sind war waren", "animate", None, "", ""),
-    ("know", "that", "know knows knew", "weiß weiß wissen wusste wussten", "person", None, "", ""),
-    ("say", "that", "say says said", "sage sagt sagen sagte sagten", "person", None, "", ""),
-    ("think", "that", "think thinks thought", "denke denkt denken dachte dachten", "person", None, "", ""),
-    ("believe", "that", "believe believes believed", "glaube glaubt glauben glaubte glaubten", "person", None,
-     "", ""),
-)
-# 앞세우는 부사: (영어, 독일어, 어울리는 시제). yesterday 는 과거만, now 는 현재만.
+# 명사 "영어단수 영어복수 성 독일어단수 단수2격 복수" — 부류별 (사람·동물 = animate, 음식도 물건이다).
+# 약변화 남성 명사(der Junge → den Jungen)와 영어 단·복수가 같은 명사(sheep)는 규칙만 늘려 뺐다.
+_DEMO_NOUN_TEXT = {
+    "person": "man men m Mann Mannes Männer, woman women f Frau Frau Frauen, child children n Kind Kindes Kinder, "
+              "teacher teachers m Lehrer Lehrers Lehrer, doctor doctors m Arzt Arztes Ärzte, "
+              "girl girls n Mädchen Mädchens Mädchen, friend friends m Freund Freundes Freunde, "
+              "king kings m König Königs Könige, queen queens f Königin Königin Königinnen, "
+              "baker bakers m Bäcker Bäckers Bäcker, sister sisters f Schwester Schwester Schwestern, "
+              "brother brothers m Bruder Bruders Brüder, mother mothers f Mutter Mutter Mütter, "
+              "father fathers m Vater Vaters Väter, pupil pupils m Schüler Schülers Schüler, "
+              "cook cooks m Koch Kochs Köche, baby babies n Baby Babys Babys",
+    "animal": "dog dogs m Hund Hundes Hunde, cat cats f Katze Katze Katzen, horse horses n Pferd Pferdes Pferde, "
+              "bird birds m Vogel Vogels Vögel, mouse mice f Maus Maus Mäuse, cow cows f Kuh Kuh Kühe, "
+              "rabbit rabbits n Kaninchen Kaninchens Kaninchen, wolf wolves m Wolf Wolfes Wölfe, "
+              "duck ducks f Ente Ente Enten, pig pigs n Schwein Schweins Schweine",
+    "food": "apple apples m Apfel Apfels Äpfel, cake cakes m Kuchen Kuchens Kuchen, egg eggs n Ei Eies Eier, "
+            "banana bananas f Banane Banane Bananen, orange oranges f Orange Orange Orangen",
+    "thing": "book books n Buch Buches Bücher, letter letters m Brief Briefes Briefe, car cars n Auto Autos Autos, "
+             "house houses n Haus Hauses Häuser, table tables m Tisch Tisches Tische, "
+             "chair chairs m Stuhl Stuhles Stühle, ball balls m Ball Balles Bälle, "
+             "flower flowers f Blume Blume Blumen, key keys m Schlüssel Schlüssels Schlüssel, "
+             "bag bags f Tasche Tasche Taschen, cup cups f Tasse Tasse Tassen, "
+             "picture pictures n Bild Bildes Bilder, newspaper newspapers f Zeitung Zeitung Zeitungen, "
+             "bottle bottles f Flasche Flasche Flaschen, hat hats m Hut Hutes Hüte, "
+             "shoe shoes m Schuh Schuhes Schuhe, phone phones n Telefon Telefons Telefone, "
+             "lamp lamps f Lampe Lampe Lampen, box boxes f Kiste Kiste Kisten, pen pens m Stift Stiftes Stifte, "
+             "glass glasses n Glas Glases Gläser, clock clocks f Uhr Uhr Uhren",
+}
+_DEMO_NOUNS = tuple((*entry.split(), kind) for kind, text in _DEMO_NOUN_TEXT.items() for entry in text.split(", "))
+_DEMO_RELATIONAL = ("mother", "father", "sister", "brother", "friend", "child", "teacher", "doctor")  # "of 사람" 가능
+# 형용사 "영어 독일어어간 어울리는부류" (P 사람, A 동물, F 음식, T 물건): "the hungry book" 을 막는다.
+_DEMO_ADJECTIVES = tuple(a.split() for a in (
+    "old alt PAFT, small klein PAFT, big groß PAFT, good gut PAFT, beautiful schön PAFT, black schwarz AFT, "
+    "brown braun AFT, young jung PA, tired müde PA, hungry hungrig PA, happy glücklich PA, sad traurig PA, "
+    "friendly freundlich PA, new neu T, red rot FT, blue blau T, green grün FT").split(", "))
+# 동사: 영어 키|틀|주어 부류|목적어 부류|독일어 전치사|목적어 격|영어 "원형 3인칭 과거"|독일어 "ich er 복수 과거단수
+# 과거복수". 틀: intr 자동사 (목적어 부류가 있으면 with/without 부가어), obj 목적어, ditr 3격+4격, cop be + 형용사,
+# that 뒤에 dass 절. 키의 둘째 단어는 영어 전치사다 ("look for" → suchen + 4격).
+_DEMO_VERBS = tuple(tuple(None if f == "-" else f for f in line.split("|")) for line in """\
+sleep|intr|animate|-|||sleep sleeps slept|schlafe schläft schlafen schlief schliefen
+run|intr|animate|animate|||run runs ran|laufe läuft laufen lief liefen
+come|intr|animate|animate|||come comes came|komme kommt kommen kam kamen
+laugh|intr|animate|animate|||laugh laughs laughed|lache lacht lachen lachte lachten
+sing|intr|animate|animate|||sing sings sang|singe singt singen sang sangen
+swim|intr|animate|animate|||swim swims swam|schwimme schwimmt schwimmen schwamm schwammen
+work|intr|person|person|||work works worked|arbeite arbeitet arbeiten arbeitete arbeiteten
+wait|intr|animate|-|||wait waits waited|warte wartet warten wartete warteten
+play|intr|animate|-|||play plays played|spiele spielt spielen spielte spielten
+see|obj|animate|any||acc|see sees saw|sehe sieht sehen sah sahen
+find|obj|animate|any||acc|find finds found|finde findet finden fand fanden
+buy|obj|person|thing||acc|buy buys bought|kaufe kauft kaufen kaufte kauften
+love|obj|animate|any||acc|love loves loved|liebe liebt lieben liebte liebten
+hear|obj|animate|animate||acc|hear hears heard|höre hört hören hörte hörten
+visit|obj|person|person||acc|visit visits visited|besuche besucht besuchen besuchte besuchten
+look for|obj|animate|any||acc|look looks looked|suche sucht suchen suchte suchten
+need|obj|animate|any||acc|need needs needed|brauche braucht brauchen brauchte brauchten
+eat|obj|animate|food||acc|eat eats ate|esse isst essen aß aßen
+carry|obj|animate|thing||acc|carry carries carried|trage trägt tragen trug trugen
+take|obj|animate|thing||acc|take takes took|nehme nimmt nehmen nahm nahmen
+sell|obj|person|thing||acc|sell sells sold|verkaufe verkauft verkaufen verkaufte verkauften
+have|obj|animate|any||acc|have has had|habe hat haben hatte hatten
+help|obj|animate|animate||dat|help helps helped|helfe hilft helfen half halfen
+thank|obj|person|animate||dat|thank thanks thanked|danke dankt danken dankte dankten
+follow|obj|animate|animate||dat|follow follows followed|folge folgt folgen folgte folgten
+play with|obj|animate|any|mit|dat|play plays played|spiele spielt spielen spielte spielten
+speak with|obj|person|person|mit|dat|speak speaks spoke|spreche spricht sprechen sprach sprachen
+wait for|obj|animate|any|auf|acc|wait waits waited|warte wartet warten wartete warteten
+give|ditr|animate|thing||acc|give gives gave|gebe gibt geben gab gaben
+show|ditr|person|thing||acc|show shows showed|zeige zeigt zeigen zeigte zeigten
+bring|ditr|animate|thing||acc|bring brings brought|bringe bringt bringen brachte brachten
+send|ditr|person|thing||acc|send sends sent|schicke schickt schicken schickte schickten
+be|cop|animate|-|||-|bin ist sind war waren
+know|that|person|-|||know knows knew|weiß weiß wissen wusste wussten
+say|that|person|-|||say says said|sage sagt sagen sagte sagten
+think|that|person|-|||think thinks thought|denke denkt denken dachte dachten
+believe|that|person|-|||believe believes believed|glaube glaubt glauben glaubte glaubten""".splitlines())
+# 앞세우는 부사 (영어, 독일어, 어울리는 시제), 인칭 대명사 주어 (she 와 they 는 둘 다 sie 지만 어미가 다르다).
 _DEMO_ADVERBS = (("yesterday", "gestern", "past"), ("today", "heute", None), ("now", "jetzt", "present"),
                  ("often", "oft", None), ("sometimes", "manchmal", None))
-# 인칭 대명사 주어: 영어 → (독일어, 인칭). she 와 they 는 둘 다 sie 지만 동사 어미가 다르다.
-_DEMO_PRONOUNS = {"I": ("ich", "1sg"), "he": ("er", "3sg"), "she": ("sie", "3sg"),
-                  "we": ("wir", "pl"), "they": ("sie", "pl")}
-_DEMO_NUMBERS = {"two": "zwei", "three": "drei", "four": "vier", "five": "fünf", "six": "sechs",
-                 "seven": "sieben", "eight": "acht", "nine": "neun", "ten": "zehn"}
-# 부가어 전치사 (자동사 뒤): with → mit + 3격, without → ohne + 4격.
-_DEMO_ADJUNCTS = {"with": ("mit", "dat"), "without": ("ohne", "acc")}
-
-# 정관사(der-류)와 ein-류 어미: 격 → (남성, 여성, 중성, 복수). kein/mein 도 ein 과 같은 어미를 쓴다
-# (ein 자체는 복수가 없다).
-_DEMO_DEFINITE = {"nom": ("der", "die", "das", "die"), "acc": ("den", "die", "das", "die"),
-                  "dat": ("dem", "der", "dem", "den"), "gen": ("des", "der", "des", "der")}
-_DEMO_EIN_ENDINGS = {"nom": ("", "e", "", "e"), "acc": ("en", "e", "", "e"),
-                     "dat": ("em", "er", "em", "en"), "gen": ("es", "er", "es", "er")}
-# 형용사 어미. 약변화(weak): der-류 뒤 — 관사가 이미 격을 보여 주므로 -e/-en 뿐.
-# 혼합변화(mixed): ein-류 뒤 — ein 이 어미가 없는 자리(남성 1격, 중성 1·4격)에서만 형용사가 -er/-es 로 성을 보인다.
-# 강변화(strong): 관사가 없을 때(수사 뒤 포함) — 형용사가 관사 어미를 스스로 진다.
-_DEMO_ADJ_ENDINGS = {
-    "weak": {"nom": ("e", "e", "e", "en"), "acc": ("en", "e", "e", "en"),
-             "dat": ("en", "en", "en", "en"), "gen": ("en", "en", "en", "en")},
-    "mixed": {"nom": ("er", "e", "es", "en"), "acc": ("en", "e", "es", "en"),
-              "dat": ("en", "en", "en", "en"), "gen": ("en", "en", "en", "en")},
-    "strong": {"nom": ("er", "e", "es", "e"), "acc": ("en", "e", "es", "e"),
-               "dat": ("em", "er", "em", "en"), "gen": ("en", "er", "en", "er")},
-}
-# 찾아보기 표 (모듈 상수, 부작용 없음).
-_DEMO_NOUN = {row[0]: row for row in _DEMO_NOUNS}
-_DEMO_NOUN_PLURAL = {row[1]: row[0] for row in _DEMO_NOUNS}
-_DEMO_ADJ = {row[0]: row for row in _DEMO_ADJECTIVES}
-_DEMO_VERB = {row[0]: row for row in _DEMO_VERBS}
-_DEMO_ADVERB = {row[0]: row for row in _DEMO_ADVERBS}
-
-
-def _demo_fits(noun_class, wanted):
-    """명사 부류가 요구 부류(any/animate/person/thing/food)에 맞는가."""
-    return wanted == "any" or noun_class == wanted or (wanted == "animate" and noun_class in ("person", "animal")) \
-        or (wanted == "thing" and noun_class == "food")
-
-
-# 부류별 명사, 명사 부류별 형용사 (표본 추출이 매번 거르지 않도록 미리 만든 표).
-_DEMO_NOUNS_FOR = {w: tuple(r for r in _DEMO_NOUNS if _demo_fits(r[6], w))
-                   for w in ("any", "animate", "person", "thing", "food")}
-_DEMO_ADJ_FOR = {c: tuple(a[0] for a in _DEMO_ADJECTIVES if c in a[2].split())
-                 for c in ("person", "animal", "food", "thing")}
+_DEMO_PRONOUNS = {"I": ("ich", "1sg"), "he": ("er", "3sg"), "she": ("sie", "3sg"), "we": ("wir", "pl"),
+                  "they": ("sie", "pl")}
+_DEMO_NUMBERS = dict(zip("two three four five six seven eight nine ten".split(),
+                         "zwei drei vier fünf sechs sieben acht neun zehn".split()))
+_DEMO_ADJUNCTS = {"with": ("mit", "dat"), "without": ("ohne", "acc")}      # 자동사 뒤 부가어
+# 격 → (남, 여, 중, 복수): 정관사, ein-류(ein/kein/mein; ein 은 복수가 없다) 어미, 형용사 어미. 약변화 = der-류
+# 뒤 (관사가 격을 보이므로 -e/-en 뿐), 혼합변화 = ein-류 뒤 (ein 에 어미가 없는 남 1격, 중 1·4격에서만 -er/-es),
+# 강변화 = 관사 없음(수사 뒤 포함): 형용사가 관사 어미를 스스로 진다.
+_DEMO_DEFINITE = {"nom": "der die das die", "acc": "den die das die", "dat": "dem der dem den",
+                  "gen": "des der des der"}
+_DEMO_EIN_ENDINGS = {"nom": "- e - e", "acc": "en e - e", "dat": "em er em en", "gen": "es er es er"}
+_DEMO_ADJ_ENDINGS = {"weak": {"nom": "e e e en", "acc": "en e e en", "dat": "en en en en", "gen": "en en en en"},
+                     "mixed": {"nom": "er e es en", "acc": "en e es en", "dat": "en en en en", "gen": "en en en en"},
+                     "strong": {"nom": "er e es e", "acc": "en e es e", "dat": "em er em en", "gen": "en er en er"}}
+_DEMO_NOUN, _DEMO_ADJ, _DEMO_VERB, _DEMO_ADVERB = ({row[0]: row for row in table} for table in (   # 영어 → 행
+    _DEMO_NOUNS, _DEMO_ADJECTIVES, _DEMO_VERBS, _DEMO_ADVERBS))
+_DEMO_FITS = {"any": "person animal food thing", "animate": "person animal", "person": "person",
+              "thing": "food thing", "food": "food"}                 # 요구 부류 → 맞는 명사 부류
+_DEMO_NOUNS_FOR = {w: tuple(r for r in _DEMO_NOUNS if r[6] in kinds.split()) for w, kinds in _DEMO_FITS.items()}
+_DEMO_ADJ_FOR = {c: tuple(a[0] for a in _DEMO_ADJECTIVES if c[0].upper() in a[2]) for c in _DEMO_NOUN_TEXT}
 _DEMO_VERBS_FOR = {f: tuple(v for v in _DEMO_VERBS if v[1] == f) for f in ("intr", "obj", "ditr", "cop", "that")}
 
 
-def _demo_adj_de(adj, declension, case, slot):
-    """형용사 어간 + 어미. 어간이 -e 로 끝나면 (müde) e 를 겹쳐 쓰지 않는다.
+def _demo_np(np_, case, negate=False):
+    """명사구 → (영어, 독일어 단어들). 관사 종류가 형용사 변화를 정한다: der-류 → 약, ein-류 → 혼합, 없음·수사 → 강.
 
-    >>> _demo_adj_de("old", "weak", "nom", 0), _demo_adj_de("old", "mixed", "nom", 0)
-    ('alte', 'alter')
-    >>> _demo_adj_de("tired", "strong", "dat", 3), _demo_adj_de("tired", "mixed", "acc", 2)
-    ('müden', 'müdes')
-    """
-    stem = _DEMO_ADJ[adj][1]
-    ending = _DEMO_ADJ_ENDINGS[declension][case][slot]
-    return (stem[:-1] if stem.endswith("e") else stem) + ending
+    복수 3격은 -n, 남·중성 단수 2격은 -(e)s. ``negate`` 면 부정 관사나 무관사 복수를 kein 으로 ("not a dog" →
+    "keinen Hund"). of 로 붙은 소유자는 2격으로 명사 뒤에 온다 ("das Buch des Mannes").
 
-
-def _demo_noun_de(row, case, plural):
-    """명사 형태: 복수 3격은 -n 을 붙인다 (이미 -n/-s 로 끝나면 그대로); 남성·중성 단수 2격은 -(e)s.
-
-    >>> row = _DEMO_NOUN["child"]
-    >>> [_demo_noun_de(row, c, p) for c, p in (("nom", False), ("gen", False), ("nom", True), ("dat", True))]
-    ['Kind', 'Kindes', 'Kinder', 'Kindern']
-    """
-    if plural:
-        return row[5] + "n" if case == "dat" and not row[5].endswith(("n", "s")) else row[5]
-    return row[4] if case == "gen" else row[3]
-
-
-def _demo_np_de(np_, case, negate=False):
-    """명사구 → 독일어 단어들. 관사 종류가 형용사 변화를 정한다: der-류 → 약, ein-류 → 혼합, 없음 → 강.
-
-    ``negate`` 면 부정 관사나 무관사 복수를 kein 으로 바꾼다 ("not a dog" → "keinen Hund").
-    of 로 붙은 소유자는 2격으로 명사 뒤에 온다 ("das Buch des Mannes").
-
-    >>> _demo_np_de({"noun": "dog", "plural": False, "det": "a", "adj": "small", "of": None}, "acc", True)
-    ['keinen', 'kleinen', 'Hund']
+    >>> _demo_np({"noun": "dog", "plural": False, "det": "a", "adj": "small", "of": None}, "acc", True)
+    (['a', 'small', 'dog'], ['keinen', 'kleinen', 'Hund'])
+    >>> _demo_np({"noun": "child", "plural": True, "det": "", "adj": "tired", "of": None}, "dat")[1]
+    ['müden', 'Kindern']
     """
     if "pron" in np_:
-        return [_DEMO_PRONOUNS[np_["pron"]][0]]
-    row = _DEMO_NOUN[np_["noun"]]
-    slot = 3 if np_["plural"] else "mfn".index(row[2])
-    det = "kein" if negate and np_["det"] in ("a", "") else np_["det"]
+        return [np_["pron"]], [_DEMO_PRONOUNS[np_["pron"]][0]]
+    en_sg, en_pl, gender, de_sg, de_gen, de_pl, _ = _DEMO_NOUN[np_["noun"]]
+    det, adj, plural = np_.get("det", ""), np_.get("adj"), np_.get("plural", False)      # 빠진 키 = 없음
+    en = ([adj] if adj else []) + [en_pl if plural else en_sg]
+    en = ([("an" if en[0][0] in "aeiou" else "a") if det == "a" else det] if det else []) + en
+    slot = 3 if plural else "mfn".index(gender)                            # (남, 여, 중, 복수) 칸
+    det = "kein" if negate and det in ("a", "") else det
     if det == "the":
-        words, declension = [_DEMO_DEFINITE[case][slot]], "weak"
+        de, declension = [_DEMO_DEFINITE[case].split()[slot]], "weak"
     elif det in ("a", "my", "kein"):
-        words, declension = [{"a": "ein", "my": "mein", "kein": "kein"}[det] + _DEMO_EIN_ENDINGS[case][slot]], "mixed"
-    else:                                   # 무관사 복수 또는 수사: 수사는 관사가 아니어서 형용사가 강변화
-        words, declension = ([_DEMO_NUMBERS[det]] if det else []), "strong"
-    if np_["adj"]:
-        words.append(_demo_adj_de(np_["adj"], declension, case, slot))
-    words.append(_demo_noun_de(row, case, np_["plural"]))
-    return words + (_demo_np_de(np_["of"], "gen") if np_["of"] else [])
-
-
-def _demo_np_en(np_):
-    """명사구 → 영어 단어들 (a/an 은 다음 단어의 첫 글자로)."""
-    if "pron" in np_:
-        return [np_["pron"]]
-    row = _DEMO_NOUN[np_["noun"]]
-    words = ([np_["adj"]] if np_["adj"] else []) + [row[1] if np_["plural"] else row[0]]
-    det = np_["det"]
-    if det == "a":
-        det = "an" if words[0][0] in "aeiou" else "a"
-    return ([det] if det else []) + words + (["of"] + _demo_np_en(np_["of"]) if np_["of"] else [])
-
-
-def _demo_person(np_):
-    """주어의 인칭·수: 1sg (I), 3sg, pl."""
-    if "pron" in np_:
-        return _DEMO_PRONOUNS[np_["pron"]][1]
-    return "pl" if np_["plural"] else "3sg"
-
-
-def _demo_verb_en(clause):
-    """영어 동사군: 현재/과거, 부정은 do/does/did not + 원형 (be 는 be 뒤에 not)."""
-    verb, person, past = _DEMO_VERB[clause["verb"]], _demo_person(clause["subj"]), clause["tense"] == "past"
-    if verb[1] == "cop":
-        form = ("was" if person != "pl" else "were") if past else {"1sg": "am", "3sg": "is", "pl": "are"}[person]
-        return [form] + (["not"] if clause["neg"] else [])
-    base, third, past_form = verb[2].split()
-    if clause["neg"]:
-        words = ["did" if past else "does" if person == "3sg" else "do", "not", base]
+        ending = _DEMO_EIN_ENDINGS[case].split()[slot].strip("-")
+        de, declension = [{"a": "ein", "my": "mein", "kein": "kein"}[det] + ending], "mixed"
     else:
-        words = [past_form if past else third if person == "3sg" else base]
-    return words + verb[0].split()[1:]          # "look for" → ... + ["for"]
+        de, declension = ([_DEMO_NUMBERS[det]] if det else []), "strong"
+    if adj:
+        stem = _DEMO_ADJ[adj][1]
+        de.append(stem.removesuffix("e") + _DEMO_ADJ_ENDINGS[declension][case].split()[slot])   # müde → müden
+    de.append((de_pl + "n" if case == "dat" and not de_pl.endswith(("n", "s")) else de_pl) if plural else
+              de_gen if case == "gen" else de_sg)
+    if np_.get("of"):
+        owner_en, owner_de = _demo_np(np_["of"], "gen")
+        en, de = en + ["of"] + owner_en, de + owner_de
+    return en, de
 
 
-def _demo_clause_en(clause):
-    """절 하나 → 영어 단어들: 주어 동사군 [간접 목적어] [목적어] [부가어] [서술 형용사] [that 절]."""
-    words = _demo_np_en(clause["subj"]) + _demo_verb_en(clause)
-    for key in ("iobj", "obj"):
-        if clause.get(key):
-            words += _demo_np_en(clause[key])
-    if clause.get("adjunct"):
-        words += [clause["adjunct"][0]] + _demo_np_en(clause["adjunct"][1])
-    if clause.get("adj"):
-        words.append(clause["adj"])
-    if clause.get("comp"):
-        words += ["that"] + _demo_clause_en(clause["comp"])
-    return words
+def _demo_clause(clause, order):
+    """절 → (영어, 독일어 단어들). order: main (주어-동사), inverted (동사-주어, V2), sub (동사가 끝).
 
-
-def _demo_finite_de(clause):
-    """독일어 정동사: 인칭(ich/er/복수)과 시제로 표에서 고른다."""
-    forms = _DEMO_VERB[clause["verb"]][3].split()
-    person = _demo_person(clause["subj"])
-    if clause["tense"] == "past":
-        return forms[4] if person == "pl" else forms[3]
-    return forms[{"1sg": 0, "3sg": 1, "pl": 2}[person]]
-
-
-def _demo_middle_de(clause):
-    """중간 영역 (주어와 동사 사이에 올 수 있는 것): [3격] [4격] [nicht] [전치사구] [서술 형용사].
-
-    부정: 부정 관사·무관사 목적어는 kein 으로 (nicht 없음). 아니면 nicht 는 한정 목적어 뒤,
-    전치사구와 서술 형용사 앞에 온다 ("sieht den Hund nicht", "spielt nicht mit dem Hund", "ist nicht alt").
+    영어: 주어 동사군 [간접 목적어] [목적어] [부가어] [형용사] [that 절]; 부정은 do/does/did not + 원형.
+    독일어 중간 영역: [3격] [4격] [nicht] [전치사구] [서술 형용사]. 부정 관사·무관사 목적어는 kein 으로
+    (nicht 없음), 아니면 nicht 는 한정 목적어 뒤, 전치사구·서술 형용사 앞 ("sieht den Hund nicht").
     """
-    verb = _DEMO_VERB[clause["verb"]]
-    words, prep_phrase, kein = [], [], False
-    if clause.get("iobj"):
-        words += _demo_np_de(clause["iobj"], "dat")
-    if clause.get("obj"):
-        obj, case = clause["obj"], verb[7]
-        if verb[6]:                                     # 전치사 목적어: "wartet auf den Hund"
-            prep_phrase = [verb[6]] + _demo_np_de(obj, case)
-        else:
-            kein = clause["neg"] and obj["det"] in ("a", "")
-            words += _demo_np_de(obj, case, negate=kein)
-    if clause.get("adjunct"):
-        prep, case = _DEMO_ADJUNCTS[clause["adjunct"][0]]
-        prep_phrase = [prep] + _demo_np_de(clause["adjunct"][1], case)
-    if clause["neg"] and not kein:
-        words.append("nicht")
-    words += prep_phrase
-    if clause.get("adj"):
-        words.append(_DEMO_ADJ[clause["adj"]][1])    # 서술 형용사는 어미가 없다: "ist alt"
-    return words
-
-
-def _demo_clause_de(clause, order):
-    """절 하나 → 독일어 단어들. order: main (주어-동사, V2), inverted (앞에 무언가가 이미 있어 동사-주어),
-    sub (weil/dass 부문장: 동사가 맨 끝). that 동사의 보문은 ", dass ..." 로 뒤에 붙는다."""
-    subj, verb, middle = _demo_np_de(clause["subj"], "nom"), _demo_finite_de(clause), _demo_middle_de(clause)
-    if order == "main":
-        words = subj + [verb] + middle
-    elif order == "inverted":
-        words = [verb] + subj + middle
+    key, frame, _, _, prep, case, en_forms, de_forms = _DEMO_VERB[clause["verb"]]
+    subj = clause["subj"]
+    person = _DEMO_PRONOUNS[subj["pron"]][1] if "pron" in subj else "pl" if subj.get("plural") else "3sg"
+    past, neg = clause["tense"] == "past", clause.get("neg", False)
+    en, subj_de = _demo_np(subj, "nom")
+    if frame == "cop":
+        en += [("were" if person == "pl" else "was") if past else {"1sg": "am", "3sg": "is", "pl": "are"}[person]]
+        en += ["not"] if neg else []
     else:
-        words = subj + middle + [verb]
+        base, third, past_form = en_forms.split()
+        en += (["did" if past else "does" if person == "3sg" else "do", "not", base] if neg else
+               [past_form if past else third if person == "3sg" else base]) + key.split()[1:]
+    forms = de_forms.split()
+    finite = (forms[4] if person == "pl" else forms[3]) if past else forms[{"1sg": 0, "3sg": 1, "pl": 2}[person]]
+    middle, phrase, kein = [], [], False
+    if clause.get("iobj"):
+        words, de = _demo_np(clause["iobj"], "dat")
+        en, middle = en + words, middle + de
+    if clause.get("obj"):
+        kein = neg and not prep and clause["obj"].get("det", "") in ("a", "")
+        words, de = _demo_np(clause["obj"], case, negate=kein)
+        en, middle, phrase = (en + words, middle, [prep] + de) if prep else (en + words, middle + de, [])
+    if clause.get("adjunct"):
+        word, np_ = clause["adjunct"]
+        words, de = _demo_np(np_, _DEMO_ADJUNCTS[word][1])
+        en, phrase = en + [word] + words, [_DEMO_ADJUNCTS[word][0]] + de
+    middle += (["nicht"] if neg and not kein else []) + phrase
+    if clause.get("adj"):
+        en, middle = en + [clause["adj"]], middle + [_DEMO_ADJ[clause["adj"]][1]]   # 서술 형용사: 어미 없음
+    de = {"main": subj_de + [finite] + middle, "inverted": [finite] + subj_de + middle,
+          "sub": subj_de + middle + [finite]}[order]
     if clause.get("comp"):
-        words = words[:-1] + [words[-1] + ","] + ["dass"] + _demo_clause_de(clause["comp"], "sub")
-    return words
+        words, sub = _demo_clause(clause["comp"], "sub")
+        en, de = en + ["that"] + words, _demo_comma(de) + ["dass"] + sub
+    return en, de
+
+
+def _demo_comma(words):
+    """마지막 단어 뒤에 쉼표."""
+    return words[:-1] + [words[-1] + ","]
 
 
 def _demo_render(sentence):
-    """문장 사전 → (영어, 독일어). 형태는 셋: [부사] 주절 / [부사] 주절 because 부문장 / because 부문장, 주절.
+    """문장 사전 → (영어, 독일어). 형태: [부사] 주절 / [부사] 주절 because 절 / because 절, 주절.
 
     >>> clause = {"subj": {"pron": "he"}, "verb": "sleep", "tense": "past", "neg": False}
     >>> _demo_render({"main": clause, "adverb": "yesterday"})
     ('yesterday he slept', 'gestern schlief er')
     """
-    main, sub, adverb = sentence["main"], sentence.get("because"), sentence.get("adverb")
-    if sentence.get("first"):
-        en_sub, de_sub = _demo_clause_en(sub), _demo_clause_de(sub, "sub")
-        en = ["because"] + en_sub[:-1] + [en_sub[-1] + ","] + _demo_clause_en(main)
-        de = ["weil"] + de_sub[:-1] + [de_sub[-1] + ","] + _demo_clause_de(main, "inverted")
-        return " ".join(en), " ".join(de)
-    en = ([adverb] if adverb else []) + _demo_clause_en(main)
-    de = [_DEMO_ADVERB[adverb][1]] + _demo_clause_de(main, "inverted") if adverb else _demo_clause_de(main, "main")
-    if sub:
-        en += ["because"] + _demo_clause_en(sub)
-        de = de[:-1] + [de[-1] + ",", "weil"] + _demo_clause_de(sub, "sub")
+    sub, adverb = sentence.get("because"), sentence.get("adverb")
+    if sentence.get("first"):                              # 앞세운 weil 절 뒤 주절은 동사-주어
+        (en_sub, de_sub), (en, de) = _demo_clause(sub, "sub"), _demo_clause(sentence["main"], "inverted")
+        en, de = ["because"] + _demo_comma(en_sub) + en, ["weil"] + _demo_comma(de_sub) + de
+    else:
+        en, de = _demo_clause(sentence["main"], "inverted" if adverb else "main")
+        if adverb:
+            en, de = [adverb] + en, [_DEMO_ADVERB[adverb][1]] + de
+        if sub:
+            en_sub, de_sub = _demo_clause(sub, "sub")
+            en, de = en + ["because"] + en_sub, _demo_comma(de) + ["weil"] + de_sub
     return " ".join(en), " ".join(de)
 
 
 # ---- 표본 추출: 무엇이 얼마나 자주 나오는가 ----
 def _demo_sample_np(rng, wanted, dets=("the", "a", "my", "", "num"), of_prob=0.12, adj_prob=0.3):
-    """부류에 맞는 명사구 하나. ``dets`` 는 허용하는 관사 종류 ("" = 무관사 복수, "num" = 수사)."""
+    """부류에 맞는 명사구 하나. ``dets``: 허용하는 관사 ("" = 무관사 복수, "num" = 수사). 복수 40%."""
     row = rng.choice(_DEMO_NOUNS_FOR[wanted])
     choices = [(d, w) for d, w in (("the", 5), ("a", 3), ("my", 2)) if d in dets]
     plural = not choices or rng.random() < 0.4
@@ -1748,22 +1389,19 @@ def _demo_sample_np(rng, wanted, dets=("the", "a", "my", "", "num"), of_prob=0.1
 
 
 def _demo_sample_clause(rng, tense, frame):
-    """절 하나. 부정은 30%. 부정문의 (전치사 없는) 목적어에는 수사를 쓰지 않는다 ("nicht zwei Hunde" 는 대조문)."""
+    """절 하나. 부정 30%, 대명사 주어 20%. 부정문의 (전치사 없는) 목적어에는 수사를 쓰지 않는다."""
     verb = rng.choice(_DEMO_VERBS_FOR[frame])
     neg = rng.random() < 0.3
-    if rng.random() < 0.2:
-        subj = {"pron": rng.choice(list(_DEMO_PRONOUNS))}
-    else:
-        subj = _demo_sample_np(rng, verb[4])
+    subj = {"pron": rng.choice(list(_DEMO_PRONOUNS))} if rng.random() < 0.2 else _demo_sample_np(rng, verb[2])
     clause = {"subj": subj, "verb": verb[0], "tense": tense, "neg": neg}
-    plain_obj = ("the", "a", "my", "") if neg else ("the", "a", "my", "", "num")
+    plain = ("the", "a", "my", "") if neg else ("the", "a", "my", "", "num")
     if frame == "ditr":                     # 부정문의 간접 목적어는 한정 (kein 은 직접 목적어 몫)
-        clause["iobj"] = _demo_sample_np(rng, "animate", ("the", "my") if neg else plain_obj)
-        clause["obj"] = _demo_sample_np(rng, verb[5], plain_obj)
+        clause["iobj"] = _demo_sample_np(rng, "animate", ("the", "my") if neg else plain)
+        clause["obj"] = _demo_sample_np(rng, verb[3], plain)
     elif frame == "obj":
-        clause["obj"] = _demo_sample_np(rng, verb[5], ("the", "a", "my", "", "num") if verb[6] else plain_obj)
-    elif frame == "intr" and verb[5] and rng.random() < 0.4:
-        clause["adjunct"] = (rng.choice(("with", "without")), _demo_sample_np(rng, verb[5]))
+        clause["obj"] = _demo_sample_np(rng, verb[3], ("the", "a", "my", "", "num") if verb[4] else plain)
+    elif frame == "intr" and verb[3] and rng.random() < 0.4:
+        clause["adjunct"] = (rng.choice(("with", "without")), _demo_sample_np(rng, verb[3]))
     elif frame == "cop":
         clause["adj"] = rng.choice(_DEMO_ADJ_FOR["person" if "pron" in subj else _DEMO_NOUN[subj["noun"]][6]])
     elif frame == "that":
@@ -1793,14 +1431,11 @@ def _demo_sample_sentence(rng):
 def demo_corpus(num_pairs=10000, seed=0, max_words=16):
     """서로 다른 (영어, 독일어) 쌍 ``num_pairs`` 개. 같은 seed → 같은 목록 (``random.Random(seed)``).
 
-    영어 문장이 ``max_words`` 단어를 넘으면 다시 뽑는다. 영어가 같으면 독일어도 같으므로 영어로 중복을 거른다.
-    가능한 서로 다른 문장은 10^20 개가 넘어(8 단어 이하만 세어도 10^11 개) 수십만 쌍도 금방 뽑힌다.
+    영어가 ``max_words`` 단어를 넘으면 다시 뽑고, 영어로 중복을 거른다 (영어가 같으면 독일어도 같다).
 
     >>> pairs = demo_corpus(3, seed=0)
     >>> len(pairs), pairs == demo_corpus(3, seed=0), pairs != demo_corpus(3, seed=1)
     (3, True, True)
-    >>> all(demo_translate(en) == de for en, de in pairs)
-    True
     """
     if not isinstance(num_pairs, int) or num_pairs < 0:
         raise ValueError(f"num_pairs={num_pairs!r}: 0 이상의 정수를 주세요.")
@@ -1820,10 +1455,8 @@ def demo_corpus(num_pairs=10000, seed=0, max_words=16):
 
 
 def demo_splits(num_train=60000, num_valid=500, num_test=500, seed=0):
-    """학습/검증/테스트 분할: ``{"train", "valid", "test"}`` → (영어, 독일어) 목록.
-
-    한 번 뽑은 서로 다른 문장 흐름에서 앞쪽부터 테스트, 검증, 학습 순으로 자른다. 그래서 세 분할의 영어
-    문장은 서로 겹치지 않고, 테스트 집합은 ``num_train`` 을 바꿔도 그대로다 (같은 seed, 같은 num_test).
+    """``{"train", "valid", "test"}`` → (영어, 독일어) 목록. 한 흐름의 앞쪽부터 테스트, 검증, 학습 순으로 자른다:
+    세 분할의 영어는 겹치지 않고, 테스트 집합은 ``num_train`` 과 무관하다 (같은 seed, 같은 num_test).
 
     >>> s = demo_splits(num_train=20, num_valid=5, num_test=5)
     >>> [len(s[k]) for k in ("train", "valid", "test")], s["test"] == demo_splits(50, 5, 5)["test"]
@@ -1837,176 +1470,37 @@ def demo_splits(num_train=60000, num_valid=500, num_test=500, seed=0):
             "train": pairs[num_test + num_valid:]}
 
 
-# ---- 파서: 영어 문장 → 문장 사전 (문법의 정답 번역기) ----
-def _demo_peek(words, i):
-    """i 번째 단어 (없으면 빈 문자열)."""
-    return words[i] if i < len(words) else ""
+# 생성된 영어 문장의 겉모양만으로 판단한다 (이 문법에서 do/does/did 는 부정에만, that 은 접속사로만 나온다).
+_DEMO_INTRANSITIVE_FORMS = {f for v in _DEMO_VERBS_FOR["intr"] for f in v[6].split()}
+_DEMO_PLURAL_NOUNS = {row[1] for row in _DEMO_NOUNS}
 
 
-def _demo_unknown(words, i, what):
-    """파싱 실패: 어디서 무엇을 기대했는지 말하는 ValueError."""
-    got = repr(words[i]) if i < len(words) else "문장 끝"
-    return ValueError(f"데모 문법의 문장이 아닙니다: {i + 1}번째 단어 자리에서 {what} 를 기대했는데 {got} 입니다 "
-                      f"(문장: {' '.join(words)!r}).")
-
-
-def _demo_parse_np(words, i):
-    """명사구: 대명사 | [관사/수사] [형용사] 명사 [of 명사구]."""
-    if words[i:i + 1] and words[i] in _DEMO_PRONOUNS:
-        return {"pron": words[i]}, i + 1
-    det = _demo_peek(words, i)
-    if det in ("the", "a", "an", "my") or det in _DEMO_NUMBERS:
-        i += 1
-    else:
-        det = ""
-    adj = _demo_peek(words, i) if _demo_peek(words, i) in _DEMO_ADJ else None
-    i += adj is not None
-    word = _demo_peek(words, i)
-    if word not in _DEMO_NOUN and word not in _DEMO_NOUN_PLURAL:
-        raise _demo_unknown(words, i, "명사")
-    owner = None
-    if _demo_peek(words, i + 1) == "of":
-        owner, end = _demo_parse_np(words, i + 2)
-    np_ = {"noun": _DEMO_NOUN_PLURAL.get(word, word), "plural": word not in _DEMO_NOUN,
-           "det": "a" if det == "an" else det, "adj": adj, "of": owner}
-    return np_, (end if owner else i + 1)
-
-
-def _demo_parse_verb(words, i):
-    """동사군 → (동사 후보 키들, 시제, 부정, 다음 위치). 후보는 뒤따르는 단어로 하나로 좁힌다."""
-    word = _demo_peek(words, i)
-    if word in ("do", "does", "did") and _demo_peek(words, i + 1) == "not":
-        base = _demo_peek(words, i + 2)
-        keys = [v[0] for v in _DEMO_VERBS if v[2] and v[2].split()[0] == base]
-        return keys, "past" if word == "did" else "present", True, i + 3
-    if word in ("am", "is", "are", "was", "were"):
-        neg = _demo_peek(words, i + 1) == "not"
-        return ["be"], "past" if word in ("was", "were") else "present", neg, i + 1 + neg
-    keys = [v[0] for v in _DEMO_VERBS if word in v[2].split()]
-    past = any(word == _DEMO_VERB[k][2].split()[2] for k in keys)
-    return keys, "past" if past else "present", False, i + 1
-
-
-def _demo_parse_clause(words, i):
-    """절: 주어 동사군 뒤따름. 뒤따르는 단어가 동사 틀을 고른다 (전치사, that, 명사구, 형용사, 끝)."""
-    subj, i = _demo_parse_np(words, i)
-    keys, tense, neg, i = _demo_parse_verb(words, i)
-    if not keys:
-        raise _demo_unknown(words, i - 1, "동사")
-    nxt = _demo_peek(words, i)
-    prep_keys = [k for k in keys if k.split()[1:] == [nxt]]
-    frames = {_DEMO_VERB[k][1]: k for k in keys if " " not in k}
-    clause = {"subj": subj, "verb": (prep_keys or [None])[0], "tense": tense, "neg": neg}
-    if prep_keys:
-        clause["obj"], i = _demo_parse_np(words, i + 1)
-    elif "cop" in frames:
-        clause["verb"] = "be"
-        if nxt not in _DEMO_ADJ:
-            raise _demo_unknown(words, i, "형용사")
-        clause["adj"], i = nxt, i + 1
-    elif "that" in frames:
-        if nxt != "that":
-            raise _demo_unknown(words, i, "that")
-        clause["verb"] = frames["that"]
-        clause["comp"], i = _demo_parse_clause(words, i + 1)
-    elif "intr" in frames and nxt in ("", ",", "because", "with", "without"):
-        clause["verb"] = frames["intr"]
-        if nxt in _DEMO_ADJUNCTS:
-            np_, end = _demo_parse_np(words, i + 1)
-            clause["adjunct"], i = (nxt, np_), end
-    elif "ditr" in frames:
-        clause["verb"] = frames["ditr"]
-        clause["iobj"], i = _demo_parse_np(words, i)
-        clause["obj"], i = _demo_parse_np(words, i)
-    elif "obj" in frames:
-        clause["verb"] = frames["obj"]
-        clause["obj"], i = _demo_parse_np(words, i)
-    else:
-        raise _demo_unknown(words, i, "동사의 목적어나 전치사")
-    return clause, i
-
-
-def _demo_parse(english):
-    """영어 문장 → 문장 사전. 다시 렌더링한 영어가 입력과 다르면 (일치 오류 등) ValueError."""
-    if not isinstance(english, str) or not english.strip():
-        raise ValueError("빈 문장은 데모 문법의 문장이 아닙니다: 영어 문장 하나를 주세요.")
-    words = english.replace(",", " ,").split()
-    sentence, i = {}, 0
-    if words[0] == "because":
-        sentence["because"], i = _demo_parse_clause(words, 1)
-        if _demo_peek(words, i) != ",":
-            raise _demo_unknown(words, i, "쉼표")
-        sentence["first"] = True
-        sentence["main"], i = _demo_parse_clause(words, i + 1)
-    else:
-        if words[0] in _DEMO_ADVERB:
-            sentence["adverb"], i = words[0], 1
-        sentence["main"], i = _demo_parse_clause(words, i)
-        if _demo_peek(words, i) == "because":
-            sentence["because"], i = _demo_parse_clause(words, i + 1)
-    if i != len(words):
-        raise _demo_unknown(words, i, "문장 끝")
-    if _demo_render(sentence)[0] != " ".join(english.split()):
-        raise ValueError(f"데모 문법의 문장이 아닙니다 (일치나 어형이 틀림): {english!r}; "
-                         f"문법대로라면 {_demo_render(sentence)[0]!r} 입니다.")
-    return sentence
-
-
-def demo_translate(english):
-    """데모 문법의 정답 번역 (규칙 기반). 문법 밖의 문장이면 ValueError.
-
-    >>> demo_translate("yesterday the old man did not see the small dog")
-    'gestern sah der alte Mann den kleinen Hund nicht'
-    >>> demo_translate("the woman knows that the children saw a dog")
-    'die Frau weiß, dass die Kinder einen Hund sahen'
-    """
-    return _demo_render(_demo_parse(english))[1]
-
-
-def _demo_clauses(sentence):
-    """문장의 모든 절 (주절, because 절, that 절)."""
-    stack, out = [sentence["main"]] + ([sentence["because"]] if sentence.get("because") else []), []
-    while stack:
-        clause = stack.pop()
-        out.append(clause)
-        if clause.get("comp"):
-            stack.append(clause["comp"])
-    return out
-
-
-def _demo_noun_phrases(sentence):
-    """문장의 모든 명사구 (소유자 포함)."""
-    out = []
-    for clause in _demo_clauses(sentence):
-        stack = [clause.get(k) for k in ("subj", "iobj", "obj")] + [(clause.get("adjunct") or (0, None))[1]]
-        while stack:
-            np_ = stack.pop()
-            if np_:
-                out.append(np_)
-                stack.append(np_.get("of"))
-    return out
+def _demo_words(english):
+    """생성된 영어 문장 → 단어 목록 (쉼표 제외). 빈 문장은 한 줄 오류."""
+    if not isinstance(english, str) or not english.split():
+        raise ValueError(f"{english!r}: 데모 문법이 만든 영어 문장 하나를 주세요.")
+    return english.replace(",", "").split()
 
 
 def needs_reordering(english):
-    """독일어 어순이 영어와 달라지는 문장인가 (내용어의 순서가 바뀌는가).
+    """독일어 어순이 영어와 달라지는 (생성된) 문장인가 — 내용어의 순서가 바뀌는가.
 
-    - 부사를 앞세우면 동사가 주어 앞으로 (V2): "yesterday the man saw" → "gestern sah der Mann".
-    - because 절을 앞세우면 주절도 동사-주어 순서.
-    - 주절의 부정(be 제외): "does not see the dog" → "sieht den Hund nicht", "not see a dog" → "sieht keinen".
-      be 의 부정은 그대로다: "is not old" → "ist nicht alt".
-    - weil/dass 절은 동사가 끝으로 가므로, 영어에서 동사 뒤에 무언가(목적어, 전치사구, 형용사)가 있으면 바뀐다.
-      "because the dog sleeps" → "weil der Hund schläft" 는 그대로.
+    부사나 because 절을 앞세우면 동사가 주어 앞으로 (V2); 주절이 do-부정이면 nicht/kein 이 뒤로
+    ("does not see the dog" → "sieht den Hund nicht"; be 의 부정 "is not old" → "ist nicht alt" 는 그대로);
+    weil/dass 절은 동사가 끝으로 가므로 영어 부문장이 동사로 끝나지 않으면 (목적어·전치사구·형용사) 바뀐다.
 
     >>> needs_reordering("yesterday the man saw the dog"), needs_reordering("the man sees the dog")
     (True, False)
     >>> needs_reordering("the man sleeps because the dog is old"), needs_reordering("I know that he sleeps")
     (True, False)
     """
-    sentence = _demo_parse(english)
-    main, sub = sentence["main"], sentence.get("because") or sentence["main"].get("comp")
-    if sentence.get("adverb") or sentence.get("first") or (main["neg"] and main["verb"] != "be"):
+    words = _demo_words(english)
+    if words[0] in _DEMO_ADVERB or words[0] == "because":
         return True
-    return bool(sub) and any(sub.get(k) for k in ("iobj", "obj", "adjunct", "adj"))
+    cut = next((i for i, w in enumerate(words) if w in ("because", "that")), len(words))
+    if any(w in ("do", "does", "did") for w in words[:cut]):
+        return True
+    return cut < len(words) and words[-1] not in _DEMO_INTRANSITIVE_FORMS
 
 
 def demo_kind(english):
@@ -2018,22 +1512,15 @@ def demo_kind(english):
     >>> demo_kind("three dogs see a cat"), demo_kind("the dog sees a cat")
     ('number', 'simple')
     """
-    sentence = _demo_parse(english)
-    nps = [np_ for np_ in _demo_noun_phrases(sentence) if "pron" not in np_]
-    if sentence.get("because") or sentence["main"].get("comp"):
-        return "subordinate"
-    if sentence.get("adverb"):
-        return "fronted"
-    if any(clause["neg"] for clause in _demo_clauses(sentence)):
-        return "negation"
-    if any(np_["det"] in _DEMO_NUMBERS for np_ in nps):
-        return "number"
-    if any(np_["of"] for np_ in nps):
-        return "genitive"
-    return "plural" if any(np_["plural"] for np_ in nps) else "simple"
+    words = _demo_words(english)
+    for kind, found in (("subordinate", {"because", "that"} & set(words)), ("fronted", words[0] in _DEMO_ADVERB),
+                        ("negation", "not" in words), ("number", set(_DEMO_NUMBERS) & set(words)),
+                        ("genitive", "of" in words), ("plural", _DEMO_PLURAL_NOUNS & set(words))):
+        if found:
+            return kind
+    return "simple"
 
 
-# ---- 데모 코퍼스 끝 ----
 # =============================================================================
 # 7. 배치: 토큰 예산, collate, 패딩 비율
 # =============================================================================
@@ -2205,69 +1692,7 @@ def mlm_mask(tokens, vocab_size, seed=0, mask_prob=0.15, mask_ratio=0.8, random_
 
 
 # =============================================================================
-# 9. 데이터셋 통계 (plots.py 의 그림이 쓴다)
-# =============================================================================
-def sentence_lengths(texts, bpe=None):
-    """문장마다 길이: ``bpe`` 가 없으면 단어 수, 있으면 BPE 토큰 수 (numpy 정수 배열).
-
-    >>> sentence_lengths(["a b c", "", "d"]).tolist()
-    [3, 0, 1]
-    """
-    if bpe is None:
-        return np.array([len(normalize(t).split()) for t in texts], dtype=np.int64)
-    return np.array([len(bpe.encode(t)) for t in texts], dtype=np.int64)
-
-
-def tokens_per_word(bpe, texts):
-    """문장마다 (BPE 토큰 수 / 단어 수). 빈 문장은 뺀다. 1 에 가까울수록 단어가 통째로 어휘에 있다.
-
-    >>> bpe = train_bpe(["ab ab ab"], vocab_size=30)
-    >>> tokens_per_word(bpe, ["ab ab", "abab", ""]).tolist()
-    [1.0, 3.0]
-    """
-    words = sentence_lengths(texts)
-    tokens = sentence_lengths(texts, bpe)
-    keep = words > 0
-    return tokens[keep] / words[keep]
-
-
-def token_frequencies(sequences, vocab_size):
-    """토큰 id 별 출현 횟수 (길이 vocab_size 의 numpy 배열). 지프 법칙 그림에 쓴다.
-
-    >>> token_frequencies([[7, 8, 8], [8]], vocab_size=10).tolist()
-    [0, 0, 0, 0, 0, 0, 0, 1, 3, 0]
-    """
-    counts = np.zeros(vocab_size, dtype=np.int64)
-    for seq in sequences:
-        counts += np.bincount(np.asarray(seq, dtype=np.int64), minlength=vocab_size)[:vocab_size]
-    return counts
-
-
-def dataset_statistics(pairs, max_tokens, seed=0):
-    """토큰 id 쌍들의 요약: 길이 분포와, 길이별 배치 대 무작위 배치의 패딩 비율.
-
-    >>> pairs = [([5] * n, [6] * (n + 1)) for n in (1, 2, 9, 10, 1, 9)]
-    >>> s = dataset_statistics(pairs, max_tokens=24)    # 배치 (3,3,4)(11,11)(12): 패딩 4/86
-    >>> s["pairs"], s["src_max"], round(s["padding_sorted"], 3), s["padding_sorted"] < s["padding_random"]
-    (6, 10, 0.047, True)
-    """
-    src = np.array([len(s) for s, _ in pairs], dtype=np.int64)
-    tgt = np.array([len(t) for _, t in pairs], dtype=np.int64)
-    sorted_batches = token_batches(src, tgt, max_tokens, seed=seed)
-    random_batches = token_batches(src, tgt, max_tokens, seed=seed, by_length=False)
-    return {
-        "pairs": len(pairs),
-        "src_mean": float(src.mean()), "tgt_mean": float(tgt.mean()),
-        "src_p95": float(np.percentile(src, 95)), "tgt_p95": float(np.percentile(tgt, 95)),
-        "src_max": int(src.max()), "tgt_max": int(tgt.max()),
-        "batches": len(sorted_batches),
-        "padding_sorted": padding_ratio(sorted_batches, src, tgt),
-        "padding_random": padding_ratio(random_batches, src, tgt),
-    }
-
-
-# =============================================================================
-# 10. 명령줄
+# 9. 명령줄
 # =============================================================================
 def main(argv=None):
     """``python data.py download {wmt14,multi30k}`` / ``python data.py prepare {wmt14,multi30k,DIR}``.

@@ -1,7 +1,7 @@
 """layers.py — 층 정규화, FFN, 잔차 연결, 확률적 깊이, 인코더/디코더 층 (논문 §3.1, §3.3, §5.4).
 
-읽는 순서: LayerNorm → PositionwiseFeedForward → SublayerConnection(잔차 + 정규화)
-→ DropPath → EncoderLayer → DecoderLayer. 모든 활성값은 (B, T, d_model).
+읽는 순서: LayerNorm(식, 그다음 선택 사항인 빠른 역전파) → PositionwiseFeedForward → DropPath
+→ SublayerConnection(잔차 + 정규화) → EncoderLayer → DecoderLayer. 모든 활성값은 (B, T, d_model).
 
 >>> import torch
 >>> from attention import look_ahead_mask
@@ -28,15 +28,58 @@ from attention import MultiHeadAttention
 # 참고: The Annotated Transformer 의 LayerNorm 은 불편(N−1) 표준편차를 쓰고 ε 를
 # 제곱근 밖(σ + ε)에 더해, nn.LayerNorm 과 값이 조금 다르다.
 
-# 역전파도 손으로 쓴다. autograd 가 위 식을 연산마다 따로 미분하면 (B, T, d) 크기의
-# 중간값을 열 개 넘게 만들어 학습 한 걸음이 몇 % 느려진다. 식을 한 번에 미분하면,
-# x̂ = (x − μ)/σ, g = γ ⊙ ∂L/∂y 라 할 때
+class LayerNorm(nn.Module):
+    """직접 쓴 층 정규화. weight(γ, 1 로 시작), bias(β, 0 으로 시작).
+
+    forward 는 위 식 그대로다. fast_backward=True(기본)면 값은 같고 역전파만 손으로
+    유도한 공식(아래 '선택: 빠른 역전파')을 써서 학습이 조금 빠르다.
+
+    >>> ln = LayerNorm(4)
+    >>> [round(v, 4) for v in ln(torch.tensor([1.0, 2.0, 3.0, 4.0])).tolist()]   # (x − 2.5) / √1.25
+    [-1.3416, -0.4472, 0.4472, 1.3416]
+    >>> bool(torch.allclose(ln(torch.ones(2, 4)), torch.zeros(2, 4)))   # 분산 0 → ε 덕분에 0
+    True
+    >>> x = torch.tensor([[1.0, 2.0, 3.0, 4.0]], requires_grad=True)
+    >>> ln(x)[0, 0].backward()                           # 평균을 빼므로 기울기 합은 0
+    >>> abs(x.grad.sum().item()) < 1e-6
+    True
+    """
+
+    def __init__(self, d_model, eps=1e-5, fast_backward=True):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(d_model))             # γ
+        self.bias = nn.Parameter(torch.zeros(d_model))              # β
+        self.fast_backward = fast_backward
+
+    def forward(self, x):
+        if not self.fast_backward:
+            mu = x.mean(dim=-1, keepdim=True)                       # (B, T, 1) 평균 μ
+            var = (x - mu).square().mean(dim=-1, keepdim=True)      # (B, T, 1) 편향 분산 σ²
+            return self.weight * (x - mu) / torch.sqrt(var + self.eps) + self.bias  # (B, T, d_model)
+        return _LayerNormFunction.apply(x, self.weight, self.bias, self.eps)       # 같은 식, 빠른 역전파
+
+
+# ══════ 선택: 빠른 역전파 (속도용, 건너뛰어도 된다) ══════
+# autograd 가 위 식을 연산마다 따로 미분하면 (B, T, d) 크기의 중간값을 열 개 넘게 만들어
+# 학습 한 걸음이 몇 % 느려진다. 식을 한 번에 미분하면, x̂ = (x − μ)/σ, g = γ ⊙ ∂L/∂y 라 할 때
 #   ∂L/∂x = (1/σ) · (g − mean(g) − x̂ · mean(g ⊙ x̂)),  ∂L/∂γ = Σ ∂L/∂y ⊙ x̂,  ∂L/∂β = Σ ∂L/∂y
 # (mean 은 d_model 축 평균, Σ 는 토큰 전체 합). 새 텐서를 덜 만들려고 밑줄(_) 붙은
-# 제자리(in-place) 연산을 쓴다. 테스트가 nn.LayerNorm·gradcheck 와 비교한다.
+# 제자리(in-place) 연산을 쓴다. 아래 doctest 의 gradcheck 가 이 공식을 수치 미분과 비교하고,
+# 테스트가 두 경로를 nn.LayerNorm 과 비교한다.
 
 class _LayerNormFunction(torch.autograd.Function):
-    """y = γ ⊙ x̂ + β 와 위 역전파 공식."""
+    """y = γ ⊙ x̂ + β 와 위 역전파 공식.
+
+    >>> gen = torch.Generator().manual_seed(0)
+    >>> x, w, b = (torch.randn(*s, generator=gen, dtype=torch.double, requires_grad=True)
+    ...            for s in ((2, 3, 6), (6,), (6,)))
+    >>> torch.autograd.gradcheck(lambda *a: _LayerNormFunction.apply(*a, 1e-5), (x, w, b))
+    True
+    >>> plain, fast = LayerNorm(6, fast_backward=False).double(), LayerNorm(6).double()
+    >>> bool(torch.allclose(plain(x), fast(x)))           # 같은 값
+    True
+    """
 
     @staticmethod
     def forward(ctx, x, weight, bias, eps):
@@ -55,30 +98,6 @@ class _LayerNormFunction(torch.autograd.Function):
         dx = g.sub_(g.mean(dim=-1, keepdim=True)).addcmul_(x_hat, proj, value=-1).mul_(rstd)
         token_dims = tuple(range(grad.dim() - 1))                        # d_model 축을 뺀 모든 축
         return dx, (grad * x_hat).sum(token_dims), grad.sum(token_dims), None
-
-
-class LayerNorm(nn.Module):
-    """직접 쓴 층 정규화. weight(γ, 1 로 시작), bias(β, 0 으로 시작).
-
-    >>> ln = LayerNorm(4)
-    >>> [round(v, 4) for v in ln(torch.tensor([1.0, 2.0, 3.0, 4.0])).tolist()]   # (x − 2.5) / √1.25
-    [-1.3416, -0.4472, 0.4472, 1.3416]
-    >>> bool(torch.allclose(ln(torch.ones(2, 4)), torch.zeros(2, 4)))   # 분산 0 → ε 덕분에 0
-    True
-    >>> x = torch.tensor([[1.0, 2.0, 3.0, 4.0]], requires_grad=True)
-    >>> ln(x)[0, 0].backward()                           # 평균을 빼므로 기울기 합은 0
-    >>> abs(x.grad.sum().item()) < 1e-6
-    True
-    """
-
-    def __init__(self, d_model, eps=1e-5):
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(d_model))             # γ
-        self.bias = nn.Parameter(torch.zeros(d_model))              # β
-
-    def forward(self, x):
-        return _LayerNormFunction.apply(x, self.weight, self.bias, self.eps)  # (B, T, d_model)
 
 
 # ══════ 위치별 피드포워드 신경망 (§3.3) ══════
@@ -109,8 +128,8 @@ class PositionwiseFeedForward(nn.Module):
     def __init__(self, d_model, d_ff, dropout=0.1, activation="relu"):
         super().__init__()
         if activation not in _ACTIVATIONS:
-            raise ValueError(f"PositionwiseFeedForward: unknown activation {activation!r}; "
-                             f"use one of {sorted(_ACTIVATIONS)}.")
+            raise ValueError(f"PositionwiseFeedForward: 모르는 activation {activation!r} 입니다; "
+                             f"{sorted(_ACTIVATIONS)} 중 하나를 쓰세요.")
         self.activation = activation
         self.w_1 = nn.Linear(d_model, d_ff)
         self.w_gate = nn.Linear(d_model, d_ff) if activation in ("glu", "geglu", "swiglu") else None
@@ -143,12 +162,17 @@ class DropPath(nn.Module):
     >>> _ = torch.manual_seed(0)
     >>> sorted(set(dp.train()(x).flatten().tolist()))    # 0(버림) 또는 1/0.5 = 2
     [0.0, 2.0]
+    >>> out = DropPath(0.25).train()(torch.ones(20000, 2, 3))
+    >>> bool((out.amin(dim=(1, 2)) == out.amax(dim=(1, 2))).all())   # 샘플을 통째로 버리거나 남긴다
+    True
+    >>> abs(out.mean().item() - 1.0) < 0.03, abs((out[:, 0, 0] == 0).float().mean().item() - 0.25) < 0.02
+    (True, True)
     """
 
     def __init__(self, drop_prob=0.0):
         super().__init__()
         if not 0.0 <= drop_prob < 1.0:
-            raise ValueError(f"DropPath: drop_prob must be in [0, 1) (got {drop_prob}).")
+            raise ValueError(f"DropPath: drop_prob 는 [0, 1) 안이어야 합니다(받은 값 {drop_prob}).")
         self.drop_prob = drop_prob
 
     @property
@@ -185,6 +209,13 @@ class SublayerConnection(nn.Module):
     True
     >>> pre = SublayerConnection(4, dropout=0.0, norm_first=True)
     >>> bool(torch.allclose(pre(x, lambda h: 2 * h), x + 2 * pre.norm(x), atol=1e-6))
+    True
+    >>> plain = SublayerConnection(4, dropout=0.0, residual=False, use_norm=False)   # 잔차·정규화 없이 가지만
+    >>> bool(torch.equal(plain(x, lambda h: 3 * h), 3 * x))
+    True
+    >>> pre.keep_contribution = True
+    >>> _ = pre(x, lambda h: h)                           # 기여도 = ‖가지‖ / ‖x‖
+    >>> abs(pre.last_contribution - pre.norm(x).norm().item() / x.norm().item()) < 1e-5
     True
     """
 

@@ -30,16 +30,16 @@ LOG_PROB_FLOOR = -100.0  # log p = −inf (확률 정확히 0) 을 대신하는 
 def _real_tokens(logits, targets, ignore_index):
     """(…, V) logits 와 (…) targets 에서 실제 토큰만 골라 (n, V) float32, (n,) 로 편다."""
     if logits.dim() < 2 or logits.shape[:-1] != targets.shape:
-        raise ValueError(f"logits must be (..., V) and targets (...) with the same leading shape, got "
-                         f"{tuple(logits.shape)} and {tuple(targets.shape)}.")
+        raise ValueError(f"logits 는 (..., V), targets 는 (...) 로 앞쪽 모양이 같아야 합니다(받은 모양 "
+                         f"{tuple(logits.shape)}, {tuple(targets.shape)}).")
     vocab = logits.size(-1)
     flat_logits = logits.reshape(-1, vocab).float()  # (N, V)
     flat_targets = targets.reshape(-1)               # (N,)
     keep = flat_targets != ignore_index              # (N,) True = 실제 토큰
     real_targets = flat_targets[keep]                # (n,)
     if real_targets.numel() and (real_targets.min() < 0 or real_targets.max() >= vocab):
-        raise ValueError(f"targets must lie in [0, {vocab}) except ignore_index={ignore_index}; "
-                         "check the vocabulary size and the padding id.")
+        raise ValueError(f"targets 는 ignore_index={ignore_index} 말고는 [0, {vocab}) 안이어야 합니다; "
+                         "어휘 크기와 패딩 id 를 확인하세요.")
     return flat_logits[keep], real_targets           # (n, V), (n,)
 
 
@@ -61,7 +61,7 @@ def _mean_over(values, reduction="mean"):
     if reduction == "sum":
         return values.sum()
     if reduction != "mean":
-        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}.")
+        raise ValueError(f"reduction 은 'mean' 또는 'sum' 이어야 합니다(받은 값 {reduction!r}).")
     return values.sum() / max(values.numel(), 1)
 
 
@@ -85,7 +85,7 @@ def smoothed_targets(targets, vocab_size, epsilon=0.1, spread="all"):
         return (1.0 - epsilon) * one_hot + epsilon / vocab_size
     if spread == "others":
         return (1.0 - epsilon) * one_hot + epsilon / (vocab_size - 1) * (1.0 - one_hot)
-    raise ValueError(f"spread must be 'all' or 'others', got {spread!r}.")
+    raise ValueError(f"spread 는 'all' 또는 'others' 여야 합니다(받은 값 {spread!r}).")
 
 
 def label_smoothed_cross_entropy(logits, targets, epsilon=0.1, ignore_index=0, reduction="mean"):
@@ -136,7 +136,7 @@ def label_smoothed_kl_div(logits, targets, epsilon=0.1, ignore_index=0):
     0.951
     """
     if not 0.0 < epsilon < 1.0:
-        raise ValueError(f"epsilon must be in (0, 1) for the KL form (log q needs q > 0), got {epsilon}.")
+        raise ValueError(f"KL 형태는 epsilon 이 (0, 1) 안이어야 합니다(log q 에 q > 0 필요, 받은 값 {epsilon}).")
     logits, targets = _real_tokens(logits, targets, ignore_index)      # (n, V), (n,)
     vocab = logits.size(-1)
     log_p = _safe_log_softmax(logits)                                   # (n, V)
@@ -160,7 +160,7 @@ def focal_weight(p_t, gamma=2.0):
     tensor([0.8100, 0.2500, 0.0100])
     """
     if gamma < 0:
-        raise ValueError(f"gamma must be >= 0, got {gamma}.")
+        raise ValueError(f"gamma 는 0 이상이어야 합니다(받은 값 {gamma}).")
     return (1.0 - p_t).clamp(min=1e-12) ** gamma  # 1−p_t = 0 에서도 기울기 유한 (γ < 1)
 
 

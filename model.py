@@ -34,11 +34,22 @@ from layers import LayerNorm, EncoderLayer, DecoderLayer, SublayerConnection
 #  Pre-LN 이면 우리 끝 정규화의 값을 복사한다.)
 # drop_path 는 Huang et al. 의 선형 감소 규칙: l 번째 층(1..N)은 drop_path · l / N.
 
-def _drop_rates(drop_path, num_layers):
-    return [drop_path * (i + 1) / num_layers for i in range(num_layers)]
+class _LayerStack(nn.Module):
+    """Encoder 와 Decoder 의 공통 뼈대: layer_class 층 num_layers 개 + (Pre-LN 이면) 끝 LayerNorm."""
+
+    layer_class = None                  # EncoderLayer 또는 DecoderLayer (하위 클래스가 정한다)
+
+    def __init__(self, d_model, num_heads, d_ff, num_layers, dropout=0.1, norm_first=False,
+                 activation="relu", drop_path=0.0):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            self.layer_class(d_model, num_heads, d_ff, dropout, norm_first, activation,
+                             drop_path * (i + 1) / num_layers)                # i+1 번째 층의 drop_path
+            for i in range(num_layers))
+        self.norm = LayerNorm(d_model) if norm_first else None
 
 
-class Encoder(nn.Module):
+class Encoder(_LayerStack):
     """encoder(x, mask=None) → (B, S, d_model). x 는 임베딩 + 위치 인코딩이 끝난 (B, S, d_model).
 
     >>> _ = torch.manual_seed(0)
@@ -49,13 +60,7 @@ class Encoder(nn.Module):
     torch.Size([2, 4, 8])
     """
 
-    def __init__(self, d_model, num_heads, d_ff, num_layers, dropout=0.1, norm_first=False,
-                 activation="relu", drop_path=0.0):
-        super().__init__()
-        self.layers = nn.ModuleList(
-            EncoderLayer(d_model, num_heads, d_ff, dropout, norm_first, activation, rate)
-            for rate in _drop_rates(drop_path, num_layers))
-        self.norm = LayerNorm(d_model) if norm_first else None
+    layer_class = EncoderLayer
 
     def forward(self, x, mask=None):
         for layer in self.layers:
@@ -63,7 +68,7 @@ class Encoder(nn.Module):
         return x if self.norm is None else self.norm(x)
 
 
-class Decoder(nn.Module):
+class Decoder(_LayerStack):
     """decoder(x, memory, self_mask=None, cross_mask=None, cache=None) → (B, T, d_model).
 
     cache: 점진적 디코딩용 dict. 처음엔 {} 를 넘기면 층마다 {"self": …, "cross": …}
@@ -77,13 +82,7 @@ class Decoder(nn.Module):
     torch.Size([2, 3, 8])
     """
 
-    def __init__(self, d_model, num_heads, d_ff, num_layers, dropout=0.1, norm_first=False,
-                 activation="relu", drop_path=0.0):
-        super().__init__()
-        self.layers = nn.ModuleList(
-            DecoderLayer(d_model, num_heads, d_ff, dropout, norm_first, activation, rate)
-            for rate in _drop_rates(drop_path, num_layers))
-        self.norm = LayerNorm(d_model) if norm_first else None
+    layer_class = DecoderLayer
 
     def forward(self, x, memory, self_mask=None, cross_mask=None, cache=None):
         layer_caches = [None] * len(self.layers)
@@ -133,10 +132,10 @@ class Transformer(nn.Module):
                  num_decoder_layers=None, drop_path=0.0, positional="sinusoidal"):
         super().__init__()
         if share_embeddings and src_vocab_size != tgt_vocab_size:
-            raise ValueError(f"share_embeddings needs one shared vocabulary, but src_vocab_size="
-                             f"{src_vocab_size} != tgt_vocab_size={tgt_vocab_size}.")
+            raise ValueError(f"share_embeddings 는 공동 어휘 하나가 필요한데 src_vocab_size={src_vocab_size} "
+                             f"!= tgt_vocab_size={tgt_vocab_size} 입니다; 공동 어휘를 쓰거나 share_embeddings=False 로 두세요.")
         if positional not in ("sinusoidal", "learned"):
-            raise ValueError(f"positional must be 'sinusoidal' or 'learned' (got {positional!r}).")
+            raise ValueError(f"positional 은 'sinusoidal' 또는 'learned' 여야 합니다(받은 값 {positional!r}).")
         self.pad_id, self.tie_output = pad_id, tie_output
         self.src_embed = TokenEmbedding(src_vocab_size, d_model, pad_id)
         self.tgt_embed = self.src_embed if share_embeddings else TokenEmbedding(tgt_vocab_size, d_model, pad_id)
@@ -216,7 +215,7 @@ def init_weights(model, scheme="xavier"):
     0.0
     """
     if scheme not in ("xavier", "he", "normal"):
-        raise ValueError(f"init_weights: unknown scheme {scheme!r}; use 'xavier', 'he' or 'normal'.")
+        raise ValueError(f"init_weights: 모르는 scheme {scheme!r} 입니다; 'xavier', 'he', 'normal' 중 하나를 쓰세요.")
     embeddings = [m for m in model.modules() if isinstance(m, TokenEmbedding)]
     tied = {id(m.weight) for m in embeddings}                           # 묶인 출력층은 임베딩이 맡는다
     for module in model.modules():
@@ -266,8 +265,8 @@ def _banned_ids(model, bos_id, eos_id):
 def length_penalty(length, alpha=0.6):
     """GNMT(Wu et al., 2016) 길이 벌점 lp = ((5 + |Y|) / 6)^α. 점수 = log P / lp.
 
-    >>> length_penalty(1, 0.6), round(length_penalty(7, 0.6), 4)
-    (1.0, 1.5157)
+    >>> length_penalty(1, 0.6), length_penalty(7, 0.6) == 2 ** 0.6, length_penalty(7, 0.0)   # α = 0: 벌점 없음
+    (1.0, True, 1.0)
     """
     return ((5.0 + length) / 6.0) ** alpha
 
@@ -457,6 +456,28 @@ def score_hypotheses(model, src, hyps, bos_id, eos_id, alpha=0.6, ended=None):
 # 결과는 빠른 경로와 부동소수 반올림(≈1e-6) 수준까지 같다.
 
 @contextlib.contextmanager
+def _collect(model, module_types, read, flag=None):
+    """module_types 인 모듈마다 forward hook 을 걸어 {이름: [read(mod, args, out), …]} 를 모은다.
+    flag(예: "keep_weights")를 주면 그동안 그 속성을 True 로 켰다가 나갈 때 원래대로 돌린다."""
+    modules = [(n, m) for n, m in model.named_modules() if isinstance(m, module_types)]
+    before = [getattr(m, flag) for _, m in modules] if flag else []
+    found, handles = {}, []
+    for name, module in modules:
+        if flag:
+            setattr(module, flag, True)
+        found[name] = []
+        handles.append(module.register_forward_hook(
+            lambda mod, args, out, store=found[name]: store.append(read(mod, args, out))))
+    try:
+        yield found
+    finally:
+        for handle in handles:
+            handle.remove()
+        for (_, module), keep in zip(modules, before):
+            setattr(module, flag, keep)
+
+
+@contextlib.contextmanager
 def record_attention(model):
     """with record_attention(model) as maps: … → maps[이름] = [가중치, …] (forward 호출마다 하나).
 
@@ -473,21 +494,13 @@ def record_attention(model):
     >>> maps["encoder.layers.0.self_attn"][0][0, 0, :, 3].tolist()   # [PAD] 열은 0
     [0.0, 0.0, 0.0, 0.0]
     """
-    maps, handles = {}, []
-    modules = [(n, m) for n, m in model.named_modules() if isinstance(m, MultiHeadAttention)]
-    before = [m.keep_weights for _, m in modules]
-    for name, module in modules:
-        module.keep_weights = True
-        maps[name] = []
-        handles.append(module.register_forward_hook(
-            lambda mod, args, out, store=maps[name]: store.append(mod.last_weights)))
-    try:
+    with _collect(model, MultiHeadAttention, lambda mod, args, out: mod.last_weights, "keep_weights") as maps:
         yield maps
-    finally:
-        for handle in handles:
-            handle.remove()
-        for (_, module), keep in zip(modules, before):
-            module.keep_weights = keep
+
+
+def _branch_ratio(module, args, out):
+    """부분층 기여도: SublayerConnection 이 keep_contribution 으로 보관한 ‖가지‖ / ‖잔차 입력‖."""
+    return module.last_contribution
 
 
 def _relative_change(module, args, out):
@@ -513,23 +526,6 @@ def record_contributions(model):
     >>> all(v[0] > 0 for v in c.values())
     True
     """
-    found, handles = {}, []
-    subs = [(n, m) for n, m in model.named_modules() if isinstance(m, SublayerConnection)]
-    before = [m.keep_contribution for _, m in subs]
-    for name, module in subs:
-        module.keep_contribution = True
-        found[name] = []
-        handles.append(module.register_forward_hook(
-            lambda mod, args, out, store=found[name]: store.append(mod.last_contribution)))
-    for name, module in model.named_modules():
-        if isinstance(module, (EncoderLayer, DecoderLayer)):
-            found[name] = []
-            handles.append(module.register_forward_hook(
-                lambda mod, args, out, store=found[name]: store.append(_relative_change(mod, args, out))))
-    try:
-        yield found
-    finally:
-        for handle in handles:
-            handle.remove()
-        for (_, module), keep in zip(subs, before):
-            module.keep_contribution = keep
+    with _collect(model, SublayerConnection, _branch_ratio, "keep_contribution") as subs:
+        with _collect(model, (EncoderLayer, DecoderLayer), _relative_change) as whole:
+            yield {**subs, **whole}                 # 같은 리스트 객체라 블록 안의 호출이 그대로 쌓인다

@@ -10,18 +10,20 @@
 학습된 모델이 필요한 그림은 가장 최근의 데모 학습 런(``python train.py``)을 쓰고, 없으면
 짧은 데모 학습을 직접 돌린다(``outputs/training/plots_demo``, 다음 실행부터는 재사용).
 
-그림 함수는 모두 입력을 인자로 받고(기본값 있음) matplotlib ``Figure`` 를 돌려준다. 잰 숫자는
-``fig.numbers`` (dict) 에 붙는다. 화면 없이 Agg 백엔드, 글자는 영어(matplotlib 에 들어 있는
-DejaVu Sans 로 어디서나 깨지지 않게), 한국어 설명은 README 에.
+그림 이름 X 의 함수는 ``fig_X`` 다. 입력을 인자로 받고(기본값 있음) matplotlib ``Figure`` 를 돌려주며,
+잰 숫자는 ``fig.numbers`` (dict) 에 붙는다. 이 파일과 FIGURES 는 파일을 읽는 순서를 따른다
+(임베딩 → 어텐션 → 층 → 초기화 → 스케줄 → 손실 → 데이터 → 학습 → 학습된 모델).
+화면 없이 Agg 백엔드, 글자는 영어(matplotlib 에 들어 있는 DejaVu Sans 로 어디서나 깨지지 않게),
+한국어 설명은 README 에.
 
->>> import matplotlib.figure
->>> fig = run_loss_figure({"step": [1.0, 2.0], "train_loss": [2.0, 1.0], "valid_loss": [None, 1.5]})
->>> isinstance(fig, matplotlib.figure.Figure)
-True
+>>> fig = fig_loss_curves({"step": [1.0, 2.0], "train_loss": [2.0, 1.0], "valid_loss": [None, 1.5]})
+>>> type(fig).__name__, [line.get_label() for line in fig.axes[0].lines]
+('Figure', ['train (label-smoothed)', 'valid (cross-entropy)'])
 >>> len(FIGURES), FIGURES[0][0], FIGURES[-1][0]
 (31, 'token_embedding_analysis', 'multi30k_training')
 """
 import argparse
+import csv
 import dataclasses
 import json
 import math
@@ -61,6 +63,14 @@ def _finish(fig, numbers, title=None):
         fig.tight_layout()
     fig.numbers = numbers
     return fig
+
+
+def _tidy(axes, legend=True, fontsize=8):
+    """패널마다 옅은 격자와 (legend 면) 작은 범례."""
+    for ax in np.ravel(axes):
+        ax.grid(alpha=0.3)
+        if legend:
+            ax.legend(fontsize=fontsize)
 
 
 def _grad_norm(parameters):
@@ -122,22 +132,29 @@ def _round(value, digits=4):
 # §3.4 "In the embedding layers, we multiply those weights by √d_model."
 # 초기화 직후의 임베딩 행렬을 잰다: 행 노름의 분포, 토큰 사이 코사인 유사도, √d_model 배의 효과.
 # 마지막 패널: d_model 을 바꿔 가며 성분의 RMS 를 위치 인코딩(RMS = 1/√2)과 비교한다.
+def _rms_by_d_model(vocab_size, dims):
+    """d_model 마다 새 임베딩의 성분 RMS (보통 토큰만): (×√d_model 전 목록, 후 목록)."""
+    first = len(embeddings.SPECIAL_TOKENS)
+    raw, scaled = [], []
+    for d in dims:
+        emb = embeddings.TokenEmbedding(vocab_size, d)
+        raw.append(emb.weight.detach()[first:].pow(2).mean().sqrt().item())
+        scaled.append(emb(torch.arange(first, vocab_size)).detach().pow(2).mean().sqrt().item())
+    return raw, scaled
 
-def token_embedding_analysis(vocab_size=1000, d_model=256, seed=0):
+
+def fig_token_embedding_analysis(vocab_size=1000, d_model=256, seed=0):
     """토큰 임베딩: 행 노름 분포, 코사인 유사도, √d_model 스케일링의 효과."""
     torch.manual_seed(seed)
     first = len(embeddings.SPECIAL_TOKENS)
-    rows = {}
-    for init in ("normal", "xavier"):
-        emb = embeddings.TokenEmbedding(vocab_size, d_model, init=init)
-        rows[init] = emb.weight.detach()[first:]                         # (V-7, d) 보통 토큰
+    rows = {init: embeddings.TokenEmbedding(vocab_size, d_model, init=init).weight.detach()[first:]
+            for init in ("normal", "xavier")}                               # 각 (V-7, d) 보통 토큰
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.3))
     norms = {k: w.norm(dim=1).numpy() for k, w in rows.items()}
-    for (init, n), label in zip(norms.items(), ("normal N(0, σ² = 1/d_model)", "Xavier uniform")):
+    for n, label in zip(norms.values(), ("normal N(0, σ² = 1/d_model)", "Xavier uniform")):
         axes[0].hist(n, bins=40, alpha=0.7, label=f"{label}: mean {n.mean():.3f}")
     axes[0].set(xlabel="L2 norm of an embedding row (before ×√d_model)", ylabel="tokens",
                 title=f"Row norms at init (V={vocab_size}, d_model={d_model})")
-    axes[0].legend(fontsize=8)
     unit = F.normalize(rows["normal"], dim=1)
     cos = (unit @ unit.T)[torch.triu(torch.ones(len(unit), len(unit), dtype=torch.bool), 1)].numpy()
     axes[1].hist(cos, bins=60, color="tab:purple", density=True)
@@ -146,11 +163,7 @@ def token_embedding_analysis(vocab_size=1000, d_model=256, seed=0):
     axes[1].set(xlabel="cosine similarity between two different tokens", ylabel="density",
                 title=f"Pairwise cosine (std {cos.std():.3f}; dashed: ±1/√d_model)")
     dims = [64, 128, 256, 512, 1024]
-    raw, scaled = [], []
-    for d in dims:
-        emb = embeddings.TokenEmbedding(vocab_size, d)
-        raw.append(emb.weight.detach()[first:].pow(2).mean().sqrt().item())
-        scaled.append(emb(torch.arange(first, vocab_size)).detach().pow(2).mean().sqrt().item())
+    raw, scaled = _rms_by_d_model(vocab_size, dims)
     pe_rms = embeddings.sinusoidal_encoding(512, 64).pow(2).mean().sqrt().item()
     axes[2].plot(dims, raw, "o-", label="embedding E[id] (RMS per component)")
     axes[2].plot(dims, scaled, "s-", label="E[id]·√d_model (what the model adds)")
@@ -158,7 +171,8 @@ def token_embedding_analysis(vocab_size=1000, d_model=256, seed=0):
     axes[2].set(xscale="log", yscale="log", xlabel="d_model", ylabel="RMS of one component",
                 title="Effect of the √d_model scaling")
     axes[2].set_xticks(dims, [str(d) for d in dims])
-    axes[2].legend(fontsize=8)
+    for ax in (axes[0], axes[2]):
+        ax.legend(fontsize=8)
     numbers = {"mean_row_norm_normal": float(norms["normal"].mean()),
                "mean_row_norm_xavier": float(norms["xavier"].mean()),
                "cosine_std": float(cos.std()), "cosine_max_abs": float(np.abs(cos).max()),
@@ -167,12 +181,12 @@ def token_embedding_analysis(vocab_size=1000, d_model=256, seed=0):
     return _finish(fig, numbers, "Token embeddings at initialization (embeddings.TokenEmbedding)")
 
 
-def special_token_embeddings(vocab_size=200, d_model=64, seed=0, num_ordinary=7):
+def fig_special_token_embeddings(vocab_size=200, d_model=64, seed=0, num_ordinary=7):
     """특수 토큰 7개의 벡터(직교 코사인 기저)를 보통 토큰과 나란히: 값, 코사인 유사도, 노름."""
     torch.manual_seed(seed)
     emb = embeddings.TokenEmbedding(vocab_size, d_model, special_init=True)
     n_special = len(embeddings.SPECIAL_TOKENS)
-    ids = list(range(n_special)) + list(range(n_special, n_special + num_ordinary))
+    ids = list(range(n_special + num_ordinary))
     w = emb.weight.detach()[ids]                                         # (14, d)
     names = list(embeddings.SPECIAL_TOKENS) + [f"tok {i}" for i in ids[n_special:]]
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8), gridspec_kw={"width_ratios": [2.2, 1.2, 1]})
@@ -202,8 +216,7 @@ def special_token_embeddings(vocab_size=200, d_model=64, seed=0, num_ordinary=7)
 # §3.5 "PE(pos,2i) = sin(pos/10000^(2i/d_model)), PE(pos,2i+1) = cos(pos/10000^(2i/d_model))"
 # "for any fixed offset k, PE_pos+k can be represented as a linear function of PE_pos."
 # 세 번째 패널: PE[p]·PE[p+k] 는 시작 위치 p 와 상관없이 거리 k 만의 함수다(곡선이 겹친다).
-
-def positional_encoding_analysis(max_len=100, d_model=128, starts=(0, 20, 50), dims=(0, 2, 10, 40)):
+def fig_positional_encoding_analysis(max_len=100, d_model=128, starts=(0, 20, 50), dims=(0, 2, 10, 40)):
     """사인파 위치 인코딩: 열지도, 몇 차원의 파형, 거리별 내적."""
     pe = embeddings.sinusoidal_encoding(max_len, d_model)                # (L, d)
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.3))
@@ -216,12 +229,10 @@ def positional_encoding_analysis(max_len=100, d_model=128, starts=(0, 20, 50), d
     axes[1].set(ylim=(-1.15, 2.0), xlabel="position", ylabel="PE value", title="A few dimensions as waves")
     axes[1].legend(fontsize=8, loc="upper center", ncol=2)
     span = max_len - max(starts)
-    curves = []
-    for p in starts:
-        dots = (pe[p:p + span] @ pe[p]).numpy()                          # (span,)
-        curves.append(dots)
-        axes[2].plot(range(span), dots, label=f"start p = {p}", lw=2.5 if p == starts[0] else 1.2,
-                     ls="-" if p == starts[0] else "--")
+    curves = [(pe[p:p + span] @ pe[p]).numpy() for p in starts]          # 각 (span,)
+    for p, dots in zip(starts, curves):
+        first = p == starts[0]
+        axes[2].plot(range(span), dots, label=f"start p = {p}", lw=2.5 if first else 1.2, ls="-" if first else "--")
     spread = float(np.max(np.ptp(np.stack(curves), axis=0)))
     axes[2].set(xlabel="distance k", ylabel="PE[p]·PE[p+k]",
                 title=f"Depends only on k (spread over p: {spread:.0e})")
@@ -235,8 +246,7 @@ def positional_encoding_analysis(max_len=100, d_model=128, starts=(0, 20, 50), d
 # 2. 마스크 (attention.py, 논문 §3.2.3)
 # =============================================================================
 # 패딩이 붙은 작은 배치로 세 마스크를 만든다. 칸 = (쿼리 i, 키 j), 밝은 칸 = 볼 수 있음(True).
-
-def masking_visualization(lengths=(7, 5, 3), pad_id=0):
+def fig_masking_visualization(lengths=(7, 5, 3), pad_id=0):
     """패딩 마스크, look-ahead 마스크, 둘을 합친 마스크를 문장마다."""
     width = max(lengths)
     tokens = torch.full((len(lengths), width), pad_id, dtype=torch.long)   # (B, T)
@@ -252,7 +262,7 @@ def masking_visualization(lengths=(7, 5, 3), pad_id=0):
         labels = [f"w{i + 1}" if i < n else "[PAD]" for i in range(width)]
         for col, mask in enumerate((pad_full[row, 0], causal[0, 0], both[row, 0])):
             _heatmap(axes[row, col], mask.int(), columns[col] if row == 0 else "", labels, labels,
-                     cmap="Greys_r", vmin=0, vmax=1, xlabel="key", fontsize=11,
+                     cmap="Greys_r", vmin=0, vmax=1, xlabel="key",
                      ylabel=f"sentence {row + 1}: {n} tokens + {width - n} [PAD]\nquery")
     numbers = {"allowed_fraction_padding": pad_full.float().mean().item(),
                "allowed_fraction_look_ahead": causal.float().mean().item(),
@@ -261,7 +271,7 @@ def masking_visualization(lengths=(7, 5, 3), pad_id=0):
     return _finish(fig, numbers, "Masks of a padded batch (white = True = may attend)")
 
 
-def look_ahead_mask(size=8, d_k=16, seed=0):
+def fig_look_ahead_mask(size=8, d_k=16, seed=0):
     """look-ahead 마스크와, 같은 Q·K 에 마스크가 없을 때/있을 때의 어텐션 가중치."""
     torch.manual_seed(seed)
     q, k, v = torch.randn(3, size, d_k).unbind(0)                        # 각 (T, d_k)
@@ -291,22 +301,17 @@ def look_ahead_mask(size=8, d_k=16, seed=0):
 # 실험 도구: EncoderLayer 를 깊이만큼 쌓은 스택에 무작위 입력 (B, T, d_model) 을 흘리고, 무작위로
 # 고정한 분류 머리(d_model → 32 클래스)의 교차 엔트로피로 역전파해, 층마다 출력의 표준편차와
 # 그 층 파라미터의 기울기 노름을 잰다. 드롭아웃은 0, 가중치는 model.init_weights 의 Xavier.
+_NORMS = {"post": "Post-LN (paper)", "pre": "Pre-LN", "none": "no LayerNorm"}   # 정규화 방식 → 그림 라벨
 
-def _encoder_stack(num_layers, d_model, norm="post", residual=True, seed=0, num_heads=4):
-    """norm: "post"(논문) | "pre" | "none". Pre-LN 은 스택 끝에 LayerNorm 하나를 더 둔다."""
+
+def _probe_stack(num_layers, d_model, norm="post", residual=True, seed=0, batch=8, length=16, classes=32):
+    """EncoderLayer num_layers 개 스택(norm: "post"(논문) | "pre" | "none"; Pre-LN 은 끝에 LayerNorm 하나 더)에
+    무작위 입력을 흘리고 역전파한다. 반환: (층별 출력 목록, 층별 기울기 노름 목록)."""
     torch.manual_seed(seed)
-    stack = nn.ModuleList(
-        layers.EncoderLayer(d_model, num_heads, 4 * d_model, dropout=0.0, norm_first=norm == "pre",
-                            residual=residual, use_norm=norm != "none")
-        for _ in range(num_layers))
+    stack = nn.ModuleList(layers.EncoderLayer(d_model, 4, 4 * d_model, dropout=0.0, norm_first=norm == "pre",
+                                              residual=residual, use_norm=norm != "none") for _ in range(num_layers))
     tfm.init_weights(stack, "xavier")
     final = layers.LayerNorm(d_model) if norm == "pre" else nn.Identity()
-    return stack, final
-
-
-def _probe_stack(stack, final, seed=0, batch=8, length=16, classes=32):
-    """스택에 무작위 입력을 흘리고 역전파한다. 반환: (층별 출력 목록, 층별 기울기 노름 목록)."""
-    d_model = stack[0].self_attn.w_q.in_features
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, length, d_model, generator=gen)               # (B, T, d_model)
     head = torch.randn(d_model, classes, generator=gen) / math.sqrt(d_model)
@@ -316,22 +321,19 @@ def _probe_stack(stack, final, seed=0, batch=8, length=16, classes=32):
         h = layer(h)                                                     # (B, T, d_model)
         outputs.append(h.detach())
     logits = final(h) @ head                                             # (B, T, classes)
-    stack.zero_grad()
     F.cross_entropy(logits.reshape(-1, classes), labels.reshape(-1)).backward()
     return outputs, [_grad_norm(layer.parameters()) for layer in stack]
 
 
 # §3.1 "the output of each sub-layer is LayerNorm(x + Sublayer(x))" (Post-LN).
 # 논문과 다른 점: Pre-LN (x + Sublayer(LayerNorm(x))) 과 정규화 없음(잔차만)도 나란히 잰다.
-
-def layer_norm_effects(num_layers=12, d_model=64, seed=0):
+def fig_layer_norm_effects(num_layers=12, d_model=64, seed=0):
     """Post-LN vs Pre-LN vs 정규화 없음: 층별 활성값 표준편차, 층별 기울기 노름, 마지막 출력 분포."""
-    variants = (("post", "Post-LN (paper)"), ("pre", "Pre-LN"), ("none", "no LayerNorm"))
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
     depth = np.arange(1, num_layers + 1)
     numbers = {}
-    for norm, label in variants:
-        outputs, grads = _probe_stack(*_encoder_stack(num_layers, d_model, norm, seed=seed), seed=seed)
+    for norm, label in _NORMS.items():
+        outputs, grads = _probe_stack(num_layers, d_model, norm, seed=seed)
         stds = [o.std().item() for o in outputs]
         axes[0].plot(depth, stds, "o-", label=label)
         axes[1].plot(depth, grads, "o-", label=label)
@@ -348,17 +350,14 @@ def layer_norm_effects(num_layers=12, d_model=64, seed=0):
                 title="Gradient norm per layer (at init)")
     axes[2].set(xscale="log", xlabel=f"std over d_model of one token's layer-{num_layers} output",
                 ylabel="tokens", title="Per-token scale of the last layer's output")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    _tidy(axes)
     return _finish(fig, numbers, f"Layer normalization: {num_layers} encoder layers, d_model={d_model}, "
                                  "random input, one backward pass")
 
 
 # §3.3 "FFN(x) = max(0, xW1 + b1)W2 + b2". 논문과 다른 점: GELU 와 게이트 변형(GLU, GEGLU, SwiGLU)도 잰다.
 # 희소성 = 은닉값이 정확히 0 인 비율 (ReLU 는 약 절반), 0 근처(|h| < 0.01)인 비율.
-
-def ffn_behavior(d_model=64, d_ff=256, seed=0, num_tokens=2048):
+def fig_ffn_behavior(d_model=64, d_ff=256, seed=0, num_tokens=2048):
     """FFN 의 활성 함수 곡선, 은닉값 분포, 희소성 (layers.PositionwiseFeedForward)."""
     torch.manual_seed(seed)
     x = torch.randn(num_tokens, d_model)                                 # (N, d_model), LayerNorm 출력 크기
@@ -381,19 +380,16 @@ def ffn_behavior(d_model=64, d_ff=256, seed=0, num_tokens=2048):
                         "parameters": sum(p.numel() for p in ffn.parameters())}
     axes[1].set(yscale="log", xlabel="hidden activation value", ylabel="density (log)",
                 title=f"Hidden activations (d_ff={d_ff}, N(0,1) input)")
-    names = list(numbers)
-    pos = np.arange(len(names))
-    axes[2].bar(pos - 0.2, [numbers[n]["zero_fraction"] for n in names], 0.4, label="exactly 0")
-    axes[2].bar(pos + 0.2, [numbers[n]["near_zero_fraction"] for n in names], 0.4, label="|h| < 0.01")
-    for i, n in enumerate(names):
-        axes[2].text(i, numbers[n]["near_zero_fraction"] + 0.02, f"{numbers[n]['parameters'] / 1000:.0f}k params",
+    pos = np.arange(len(numbers))
+    axes[2].bar(pos - 0.2, [n["zero_fraction"] for n in numbers.values()], 0.4, label="exactly 0")
+    axes[2].bar(pos + 0.2, [n["near_zero_fraction"] for n in numbers.values()], 0.4, label="|h| < 0.01")
+    for i, n in enumerate(numbers.values()):
+        axes[2].text(i, n["near_zero_fraction"] + 0.02, f"{n['parameters'] / 1000:.0f}k params",
                      ha="center", fontsize=7)
-    axes[2].set_xticks(pos, names)
+    axes[2].set_xticks(pos, list(numbers))
     axes[2].set(ylim=(0, 1), xlabel="FFN variant (activation=...)", ylabel="fraction of hidden units",
                 title="Sparsity of the hidden layer")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    _tidy(axes)
     return _finish(fig, numbers, "Position-wise feed-forward network: ReLU (paper) vs GELU and gated variants")
 
 
@@ -404,7 +400,6 @@ def ffn_behavior(d_model=64, d_ff=256, seed=0, num_tokens=2048):
 # Dong et al. 2021 의 rank collapse). 마지막 층 출력에서 같은 문장 안 토큰 쌍의 평균 코사인을 잰다.
 # 확률적 깊이(논문에 없음): 층 l 은 drop_path·l/N 의 확률로 가지를 버린다(model.py 의 선형 규칙).
 # layers.DropPath 를 많은 샘플에 돌려 살아남은 비율과 출력 평균(기대값 보존)을 잰다.
-
 def _token_cosine(h):
     """(B, T, d) 에서 같은 문장 안 서로 다른 토큰 쌍의 평균 코사인 유사도."""
     u = F.normalize(h, dim=-1)
@@ -413,32 +408,51 @@ def _token_cosine(h):
     return ((sim.sum() - sim.diagonal(dim1=1, dim2=2).sum()) / (B * T * (T - 1))).item()
 
 
-def residual_effects(depths=(1, 2, 4, 8, 16, 32), d_model=32, seeds=(0, 1, 2), drop_path=0.3, drop_layers=12,
-                     drop_samples=20000):
-    """잔차 연결 유무에 따른 깊이별 기울기 노름(잰 비율), 토큰 표현의 붕괴, 확률적 깊이의 생존율."""
-    fig, axes = plt.subplots(2, 2, figsize=(14, 9.5))
-    (ax_grad, ax_ratio), (ax_cos, ax_drop) = axes
-    names = {"post": "Post-LN (paper)", "pre": "Pre-LN", "none": "no LayerNorm"}
-    colors = {"post": "tab:blue", "pre": "tab:orange", "none": "tab:green"}
+def _residual_sweep(depths, d_model, seeds):
+    """(정규화 방식, 잔차 유무) 마다 깊이별 첫 층 기울기 노름과 마지막 층 토큰 코사인의 시드 평균.
+    반환: grad, cos — 각 {(norm, residual): 깊이별 목록}, 발산한 값은 NaN."""
     grad, cos = {}, {}
     with np.errstate(all="ignore"):
-        for norm in names:
+        for norm in _NORMS:
             for residual in (True, False):
                 g_row, c_row = [], []
                 for depth in depths:
-                    runs = [_probe_stack(*_encoder_stack(depth, d_model, norm, residual, seed=s), seed=s)
-                            for s in seeds]
+                    runs = [_probe_stack(depth, d_model, norm, residual, seed=s) for s in seeds]
                     g_row.append(float(np.mean([r[1][0] for r in runs])))
                     c_row.append(float(np.mean([_token_cosine(r[0][-1]) for r in runs])))
                 grad[norm, residual] = [g if math.isfinite(g) else np.nan for g in g_row]
                 cos[norm, residual] = [c if math.isfinite(c) else np.nan for c in c_row]
-                style = dict(color=colors[norm], ls="-" if residual else "--", marker="o" if residual else "x")
-                label = f"{names[norm]}, {'with' if residual else 'without'} residual"
-                ax_grad.plot(depths, grad[norm, residual], label=label, **style)
-                ax_cos.plot(depths, cos[norm, residual], label=label, **style)
-        ratios = {norm: [w / wo for w, wo in zip(grad[norm, True], grad[norm, False])] for norm in names}
-    for norm in names:
-        ax_ratio.plot(depths, ratios[norm], "o-", color=colors[norm], label=names[norm])
+    return grad, cos
+
+
+def _drop_path_survival(drop_path, num_layers, samples, seed):
+    """model.py 의 선형 규칙 p_l = drop_path·l/N 으로 layers.DropPath 를 돌린다.
+    반환: (p_l 목록, 살아남은 비율 목록, 출력 평균 목록)."""
+    rates = [drop_path * (i + 1) / num_layers for i in range(num_layers)]
+    torch.manual_seed(seed)
+    kept, means = [], []
+    for rate in rates:
+        out = layers.DropPath(rate).train()(torch.ones(samples, 1, 1))
+        kept.append((out != 0).float().mean().item())
+        means.append(out.mean().item())
+    return rates, kept, means
+
+
+def fig_residual_effects(depths=(1, 2, 4, 8, 16, 32), d_model=32, seeds=(0, 1, 2), drop_path=0.3, drop_layers=12,
+                         drop_samples=20000):
+    """잔차 연결 유무에 따른 깊이별 기울기 노름(잰 비율), 토큰 표현의 붕괴, 확률적 깊이의 생존율."""
+    grad, cos = _residual_sweep(depths, d_model, seeds)
+    ratios = {norm: [w / wo for w, wo in zip(grad[norm, True], grad[norm, False])] for norm in _NORMS}
+    fig, axes = plt.subplots(2, 2, figsize=(14, 9.5))
+    (ax_grad, ax_ratio), (ax_cos, ax_drop) = axes
+    colors = {"post": "tab:blue", "pre": "tab:orange", "none": "tab:green"}
+    for (norm, residual), values in grad.items():
+        style = dict(color=colors[norm], ls="-" if residual else "--", marker="o" if residual else "x",
+                     label=f"{_NORMS[norm]}, {'with' if residual else 'without'} residual")
+        ax_grad.plot(depths, values, **style)
+        ax_cos.plot(depths, cos[norm, residual], **style)
+    for norm, label in _NORMS.items():
+        ax_ratio.plot(depths, ratios[norm], "o-", color=colors[norm], label=label)
     ax_ratio.axhline(1.0, color="k", lw=1)
     ax_grad.set(yscale="log", ylabel="gradient norm of the FIRST layer", title="Gradient reaching the first layer")
     ax_ratio.set(yscale="log", ylabel="with residual / without residual",
@@ -446,28 +460,19 @@ def residual_effects(depths=(1, 2, 4, 8, 16, 32), d_model=32, seeds=(0, 1, 2), d
     ax_cos.set(ylim=(0, 1.05), ylabel="mean cosine between tokens of a sentence",
                title="Token representations collapse without residuals")
     for ax in (ax_grad, ax_ratio, ax_cos):
-        ax.set_xscale("log")
+        ax.set(xscale="log", xlabel=f"number of encoder layers (d_model={d_model}, mean of {len(seeds)} seeds)")
         ax.set_xticks(depths, [str(d) for d in depths])
         ax.minorticks_off()
-        ax.set_xlabel(f"number of encoder layers (d_model={d_model}, mean of {len(seeds)} seeds)")
-    rates = [drop_path * (i + 1) / drop_layers for i in range(drop_layers)]   # model.py 의 선형 규칙
-    torch.manual_seed(seeds[0])
-    kept, means = [], []
-    for rate in rates:
-        out = layers.DropPath(rate).train()(torch.ones(drop_samples, 1, 1))
-        kept.append((out != 0).float().mean().item())
-        means.append(out.mean().item())
+    rates, kept, means = _drop_path_survival(drop_path, drop_layers, drop_samples, seeds[0])
     layer_ids = np.arange(1, drop_layers + 1)
     ax_drop.bar(layer_ids - 0.2, [1 - r for r in rates], 0.4, label="expected survival 1 − p_l")
     ax_drop.bar(layer_ids + 0.2, kept, 0.4, label=f"measured survival ({drop_samples} samples)")
     ax_drop.plot(layer_ids, means, "k.-", label="mean output (kept × 1/survival)")
     ax_drop.set(ylim=(0, 1.3), xlabel="layer l", ylabel="fraction / mean",
                 title=f"Stochastic depth: layers.DropPath, p_l = {drop_path}·l/{drop_layers}")
-    for ax in axes.flat:
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    _tidy(axes, fontsize=7)
     numbers = {"depths": list(depths)}
-    for norm in names:
+    for norm in _NORMS:
         numbers[f"ratio_with_over_without_{norm}"] = ratios[norm]
         numbers[f"token_cosine_{norm}_with_residual"] = cos[norm, True]
         numbers[f"token_cosine_{norm}_without_residual"] = cos[norm, False]
@@ -482,7 +487,6 @@ def residual_effects(depths=(1, 2, 4, 8, 16, 32), d_model=32, seeds=(0, 1, 2), d
 # =============================================================================
 # 논문은 초기화를 말하지 않는다. model.init_weights 의 세 방식을 같은 모델에 적용해 가중치 분포와
 # 층별 기울기 노름을 비교한다. 이론값: Xavier std = √(2/(fan_in+fan_out)), He = √(2/fan_in), normal = 0.02.
-
 _INIT_SCHEMES = ("xavier", "he", "normal")
 
 
@@ -492,7 +496,7 @@ def _theory_std(scheme, fan_in, fan_out):
     return math.sqrt(2.0 / fan_in) if scheme == "he" else 0.02
 
 
-def initialization_distributions(d_model=128, d_ff=512, num_layers=2, vocab_size=1000, seed=0):
+def fig_initialization_distributions(d_model=128, d_ff=512, num_layers=2, vocab_size=1000, seed=0):
     """Xavier / He / normal 초기화의 가중치 분포 (어텐션 투영, FFN 두 행렬)."""
     kinds = (("attention", "attention W_q/W_k/W_v/W_o", ("w_q", "w_k", "w_v", "w_o"), d_model, d_model),
              ("ffn_w1", "FFN W_1", ("w_1",), d_model, d_ff), ("ffn_w2", "FFN W_2", ("w_2",), d_ff, d_model))
@@ -502,7 +506,7 @@ def initialization_distributions(d_model=128, d_ff=512, num_layers=2, vocab_size
         torch.manual_seed(seed)
         net = tfm.init_weights(tfm.Transformer(vocab_size, vocab_size, d_model, 4, num_layers, d_ff), scheme)
         numbers[scheme] = {}
-        for ax, (key, title, names, fan_in, fan_out) in zip(axes, kinds):
+        for ax, (key, _, names, fan_in, fan_out) in zip(axes, kinds):
             w = torch.cat([m.weight.detach().flatten() for n, m in net.named_modules()
                            if isinstance(m, nn.Linear) and n.split(".")[-1] in names])
             theory = _theory_std(scheme, fan_in, fan_out)
@@ -511,13 +515,12 @@ def initialization_distributions(d_model=128, d_ff=512, num_layers=2, vocab_size
             numbers[scheme][key] = w.std().item()
     for ax, (_, title, _, fan_in, fan_out) in zip(axes, kinds):
         ax.set(xlabel="weight value", ylabel="density", title=f"{title} (fan_in {fan_in}, fan_out {fan_out})")
-        ax.legend(fontsize=8)
-        ax.grid(alpha=0.3)
+    _tidy(axes)
     return _finish(fig, numbers, f"Weight distributions under model.init_weights (d_model={d_model}, d_ff={d_ff})")
 
 
-def gradient_flow_initialization(d_model=64, num_heads=4, num_layers=6, d_ff=256, vocab_size=200, seed=0,
-                                 batch=16, length=20):
+def fig_gradient_flow_initialization(d_model=64, num_heads=4, num_layers=6, d_ff=256, vocab_size=200, seed=0,
+                                     batch=16, length=20):
     """초기화 방식마다 층별 기울기 노름: 같은 무작위 배치, 라벨 스무딩 손실, 역전파 한 번."""
     gen = torch.Generator().manual_seed(seed)
     first = len(embeddings.SPECIAL_TOKENS)
@@ -544,9 +547,7 @@ def gradient_flow_initialization(d_model=64, num_heads=4, num_layers=6, d_ff=256
     axes[1].axhline(math.log(vocab_size), color="k", ls="--", label=f"ln V = {math.log(vocab_size):.2f}")
     axes[1].set_xticks(pos, _INIT_SCHEMES)
     axes[1].set(xlabel="init scheme", ylabel="label-smoothed loss", title="Initial loss")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    _tidy(axes)
     return _finish(fig, numbers, "Gradient flow under each initialization (random batch, one backward pass)")
 
 
@@ -554,7 +555,6 @@ def gradient_flow_initialization(d_model=64, num_heads=4, num_layers=6, d_ff=256
 # 5. 학습률 스케줄 (schedules.py, 논문 §5.3)
 # =============================================================================
 # 모든 곡선은 schedules.py 의 순수 함수 f(step) 를 step = 1..total 에 그대로 적용한 값이다.
-
 def _curve(fn, total_steps):
     """스텝 1..total 의 값 (numpy)."""
     return np.array([fn(s) for s in range(1, total_steps + 1)])
@@ -566,7 +566,7 @@ def _peak(values):
     return i + 1, float(values[i])
 
 
-def lr_scheduler_curves(total_steps=20000, warmup_steps=2000, peak_lr=1e-3, d_model=512):
+def fig_lr_scheduler_curves(total_steps=20000, warmup_steps=2000, peak_lr=1e-3, d_model=512):
     """schedules.py 의 여섯 스케줄을 한 스텝 축에."""
     curves = {
         f"paper: d_model^-0.5 min(s^-0.5, s w^-1.5) (d={d_model})":
@@ -595,7 +595,7 @@ def lr_scheduler_curves(total_steps=20000, warmup_steps=2000, peak_lr=1e-3, d_mo
                 ylabel="learning rate (log)", title="Log axes (warmup slope and decay exponent)")
     for ax in axes:
         ax.axvline(warmup_steps, color="gray", ls=":", lw=1)
-        ax.grid(alpha=0.3)
+    _tidy(axes, legend=False)
     axes[0].legend(fontsize=8)
     return _finish(fig, numbers, f"Learning-rate schedules from schedules.py (warmup {warmup_steps}, "
                                  f"{total_steps} steps, peak {peak_lr:g})")
@@ -604,9 +604,8 @@ def lr_scheduler_curves(total_steps=20000, warmup_steps=2000, peak_lr=1e-3, d_mo
 # §5.3 "This corresponds to increasing the learning rate linearly for the first warmup_steps training
 # steps, and decreasing it thereafter proportionally to the inverse square root of the step number."
 # 최고점은 step = warmup 에서 d_model^-0.5 · warmup^-0.5 이다. 그림은 곡선에서 잰 최고점을 이 식과 비교한다.
-
-def transformer_schedule_analysis(d_models=(128, 256, 512, 1024), warmup_steps=4000, total_steps=40000,
-                                  warmups=(1000, 2000, 4000, 8000, 16000)):
+def fig_transformer_schedule_analysis(d_models=(128, 256, 512, 1024), warmup_steps=4000, total_steps=40000,
+                                      warmups=(1000, 2000, 4000, 8000, 16000)):
     """논문의 스케줄: d_model 별 곡선과 최고점, warmup 길이별 곡선, 잰 최고점 대 공식."""
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.6))
     steps = np.arange(1, total_steps + 1)
@@ -620,35 +619,29 @@ def transformer_schedule_analysis(d_models=(128, 256, 512, 1024), warmup_steps=4
                          textcoords="offset points", xytext=(6, 2))
         numbers["peak_by_d_model"][d] = {"step": peak_step, "lr": peak_value}
     axes[0].set(xlabel="update step", ylabel="learning rate", title=f"warmup_steps={warmup_steps}")
-    measured, formula = [], []
     for w in warmups:
         values = _curve(lambda s: schedules.transformer_lr(s, 512, w), total_steps)
         axes[1].plot(steps, values, label=f"warmup={w}")
         peak_step, peak_value = _peak(values)
-        measured.append(peak_value)
-        formula.append(512 ** -0.5 * w ** -0.5)
         numbers["peak_by_warmup"][w] = {"step": peak_step, "lr": peak_value}
     axes[1].set(xlabel="update step", ylabel="learning rate", title="d_model=512, several warmups")
-    axes[2].plot(warmups, measured, "o", ms=9, label="measured peak of the curve")
-    axes[2].plot(warmups, formula, "k--", label="d_model^-0.5 warmup^-0.5")
+    axes[2].plot(warmups, [numbers["peak_by_warmup"][w]["lr"] for w in warmups], "o", ms=9,
+                 label="measured peak of the curve")
+    axes[2].plot(warmups, [512 ** -0.5 * w ** -0.5 for w in warmups], "k--", label="d_model^-0.5 warmup^-0.5")
     axes[2].set(xscale="log", yscale="log", xlabel="warmup_steps", ylabel="peak learning rate",
                 title="Peak vs warmup (d_model=512)")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    _tidy(axes)
     numbers["lr_at_100k_d512"] = schedules.transformer_lr(100000, 512, 4000)
     return _finish(fig, numbers, "The paper's schedule: lrate = d_model^-0.5 min(step^-0.5, step warmup^-1.5)")
 
 
 # OneCycle (Smith & Topin): 학습률이 오르는 동안 모멘텀은 내려가고, 그 반대도 같다.
-
-def onecycle_lr(total_steps=10000, max_lr=1e-3, pct_start=0.3):
+def fig_onecycle_lr(total_steps=10000, max_lr=1e-3, pct_start=0.3):
     """OneCycle 학습률과 모멘텀: 코사인, 선형, 세 구간 변형."""
-    variants = (("cos", False), ("linear", False), ("cos", True))
     fig, axes = plt.subplots(1, 2, figsize=(14, 4.5))
     steps = np.arange(1, total_steps + 1)
     numbers = {}
-    for anneal, three in variants:
+    for anneal, three in (("cos", False), ("linear", False), ("cos", True)):
         label = f"{anneal}{', three-phase' if three else ''}"
         lr = _curve(lambda s: schedules.one_cycle_lr(s, max_lr, total_steps, pct_start, anneal=anneal,
                                                      three_phase=three), total_steps)
@@ -663,12 +656,11 @@ def onecycle_lr(total_steps=10000, max_lr=1e-3, pct_start=0.3):
     axes[1].set(xlabel="update step", ylabel="momentum (Adam beta1)", title="Momentum (mirror image)")
     for ax in axes:
         ax.axvline(pct_start * total_steps, color="gray", ls=":", lw=1)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    _tidy(axes)
     return _finish(fig, numbers, f"OneCycle schedule (pct_start={pct_start}, {total_steps} steps)")
 
 
-def cyclic_lr_warmup(total_steps=6000, base_lr=1e-4, max_lr=1e-3, step_size_up=500, warmup_steps=1000):
+def fig_cyclic_lr_warmup(total_steps=6000, base_lr=1e-4, max_lr=1e-3, step_size_up=500, warmup_steps=1000):
     """워밍업 뒤 삼각형 주기 학습률: 대칭 주기와 비대칭(천천히 내려감) 주기."""
     fig, ax = plt.subplots(figsize=(12, 4.5))
     steps = np.arange(1, total_steps + 1)
@@ -683,12 +675,10 @@ def cyclic_lr_warmup(total_steps=6000, base_lr=1e-4, max_lr=1e-3, step_size_up=5
         numbers[f"down_{down}"] = {"first_peaks": peaks[:3], "lr_at_warmup_end": float(values[warmup_steps]),
                                    "cycle_length": step_size_up + down}
     ax.axvspan(0, warmup_steps, color="gold", alpha=0.2, label=f"linear warmup ({warmup_steps} steps)")
-    ax.axhline(base_lr, color="gray", ls=":", lw=1)
-    ax.axhline(max_lr, color="gray", ls=":", lw=1)
-    ax.set(xlabel="update step", ylabel="learning rate",
-           title=f"base_lr {base_lr:g}, max_lr {max_lr:g} (dotted)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    for level in (base_lr, max_lr):
+        ax.axhline(level, color="gray", ls=":", lw=1)
+    ax.set(xlabel="update step", ylabel="learning rate", title=f"base_lr {base_lr:g}, max_lr {max_lr:g} (dotted)")
+    _tidy(ax)
     return _finish(fig, numbers, "Cyclic (triangular) learning rate with warmup")
 
 
@@ -699,7 +689,6 @@ def cyclic_lr_warmup(total_steps=6000, base_lr=1e-4, max_lr=1e-3, step_size_up=5
 # to be more unsure, but improves accuracy and BLEU score."
 # 가운데 패널: 정답 확률이 p, 나머지 V−1 칸이 (1−p)/(V−1) 인 예측의 손실. ε > 0 이면 최소점이 p = 1 이
 # 아니라 q_y = 1 − ε + ε/V 에 있다. 오른쪽: 자유 로짓을 그 손실로 최적화했을 때 확신도가 어디로 가나.
-
 def _prediction_logits(p, vocab_size, target=0):
     """정답 확률 p, 나머지는 고르게 나눈 분포의 로그 (로짓으로 쓴다), (V,)."""
     probs = torch.full((vocab_size,), (1.0 - p) / (vocab_size - 1))
@@ -707,15 +696,27 @@ def _prediction_logits(p, vocab_size, target=0):
     return probs.log()
 
 
-def label_smoothing_effect(vocab_size=10, epsilons=(0.0, 0.1, 0.2), steps=300, lr=0.5):
+def _optimize_free_logits(target, vocab_size, eps, steps, lr):
+    """0 에서 시작한 로짓 (1, V) 를 라벨 스무딩 손실로 SGD. 반환: (스텝별 정답 확률, 마지막 로짓)."""
+    logits = torch.zeros(1, vocab_size, requires_grad=True)
+    optimizer = torch.optim.SGD([logits], lr=lr)
+    confidence = []
+    for _ in range(steps):
+        optimizer.zero_grad()
+        losses.label_smoothed_cross_entropy(logits, target, epsilon=eps, ignore_index=-1).backward()
+        optimizer.step()
+        confidence.append(torch.softmax(logits.detach(), -1)[0, target[0]].item())
+    return confidence, logits.detach()[0]
+
+
+def fig_label_smoothing_effect(vocab_size=10, epsilons=(0.0, 0.1, 0.2), steps=300, lr=0.5):
     """라벨 스무딩: 목표 분포, 확신도에 따른 손실, 최적화했을 때의 확신도."""
     target = torch.tensor([3])
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.6))
-    width = 0.27
     ids = np.arange(vocab_size)
     for k, (eps, spread) in enumerate(((0.0, "all"), (0.1, "all"), (0.1, "others"))):
         q = losses.smoothed_targets(target, vocab_size, eps, spread)[0].numpy()
-        axes[0].bar(ids + (k - 1) * width, q, width,
+        axes[0].bar(ids + (k - 1) * 0.27, q, 0.27,
                     label=f"ε={eps}" + ("" if eps == 0 else f", spread='{spread}'") + f": q_y={q[3]:.3f}")
     axes[0].set(yscale="log", xlabel="token id (gold = 3)", ylabel="target probability q (log)",
                 title=f"Smoothed target distribution (V={vocab_size})")
@@ -728,54 +729,39 @@ def label_smoothing_effect(vocab_size=10, epsilons=(0.0, 0.1, 0.2), steps=300, l
         best = float(grid[int(np.argmin(values))])
         line, = axes[1].plot(grid, values, label=f"ε={eps}: minimum at p={best:.3f}")
         axes[1].axvline(best, color=line.get_color(), ls=":", lw=1)
-        logits = torch.zeros(1, vocab_size, requires_grad=True)
-        optimizer = torch.optim.SGD([logits], lr=lr)
-        confidence = []
-        for _ in range(steps):
-            optimizer.zero_grad()
-            loss = losses.label_smoothed_cross_entropy(logits, target, epsilon=eps, ignore_index=-1)
-            loss.backward()
-            optimizer.step()
-            confidence.append(torch.softmax(logits.detach(), -1)[0, 3].item())
+        confidence, logits = _optimize_free_logits(target, vocab_size, eps, steps, lr)
         axes[2].plot(range(1, steps + 1), confidence, label=f"ε={eps}: p_y → {confidence[-1]:.3f}")
-        gap = (logits[0, 3] - logits[0, torch.arange(vocab_size) != 3].mean()).item()
         numbers[f"eps_{eps}"] = {"loss_minimum_at_p": best, "theory_1_minus_eps_plus_eps_over_V":
                                  1 - eps + eps / vocab_size, "optimized_confidence": confidence[-1],
-                                 "optimized_logit_gap": gap, "loss_at_p_0.999": values[-1]}
+                                 "optimized_logit_gap": (logits[3] - logits[ids != 3].mean()).item(),
+                                 "loss_at_p_0.999": values[-1]}
     axes[1].set(xlabel="predicted probability of the gold token p_y", ylabel="loss",
                 title="Loss vs confidence (rest spread uniformly)")
     axes[2].set(xlabel=f"SGD step (lr {lr})", ylabel="p_y", title="Free logits trained on one target")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    _tidy(axes)
     return _finish(fig, numbers, "Label smoothing (losses.label_smoothed_cross_entropy, paper ε = 0.1)")
 
 
 # Focal loss (Lin et al., 2017), 논문에 없음: FL(p_t) = −(1 − p_t)^γ log p_t. 쉬운 토큰(p_t → 1)의 무게를 줄인다.
-
-def focal_loss_weights(gammas=(0.0, 0.5, 1.0, 2.0, 5.0)):
+def fig_focal_loss_weights(gammas=(0.0, 0.5, 1.0, 2.0, 5.0)):
     """focal 가중치 (1 − p_t)^γ 와 토큰 하나의 focal loss 를 p_t 에 대해."""
     p = torch.linspace(0.01, 0.99, 99)
+    logits = torch.stack([p.log(), (1 - p).log()], dim=1)                # (99, 2), 정답은 0번
     fig, axes = plt.subplots(1, 2, figsize=(14, 4.5))
     numbers = {}
     for gamma in gammas:
-        weight = losses.focal_weight(p, gamma)
-        logits = torch.stack([p.log(), (1 - p).log()], dim=1)            # (99, 2), 정답은 0번
         values = [losses.focal_loss(logits[i:i + 1], torch.tensor([0]), gamma, ignore_index=-1).item()
                   for i in range(len(p))]
-        axes[0].plot(p.numpy(), weight.numpy(), label=f"γ={gamma:g}")
+        axes[0].plot(p.numpy(), losses.focal_weight(p, gamma).numpy(), label=f"γ={gamma:g}")
         axes[1].plot(p.numpy(), values, label=f"γ={gamma:g}")
         w_easy = losses.focal_weight(torch.tensor(0.9), gamma).item()
         w_hard = losses.focal_weight(torch.tensor(0.1), gamma).item()
         numbers[f"gamma_{gamma:g}"] = {"weight_at_0.9": w_easy, "weight_at_0.1": w_hard,
                                        "hard_over_easy": w_hard / w_easy}
-    axes[0].set(xlabel="p_t (probability of the gold token)", ylabel="(1 − p_t)^γ",
-                title="Focal weight")
+    axes[0].set(xlabel="p_t (probability of the gold token)", ylabel="(1 − p_t)^γ", title="Focal weight")
     axes[1].set(yscale="log", xlabel="p_t", ylabel="loss of one token (log)",
                 title="Focal loss −(1−p_t)^γ log p_t (γ=0: cross-entropy)")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    _tidy(axes)
     return _finish(fig, numbers, "Focal loss (losses.focal_weight, losses.focal_loss)")
 
 
@@ -792,63 +778,90 @@ def _encode_pairs(bpe, pairs):
     return [(bpe.encode(en), bpe.encode(de)) for en, de in pairs]
 
 
+def _sentence_lengths(texts, bpe=None):
+    """문장마다 길이: ``bpe`` 가 없으면 단어 수, 있으면 BPE 토큰 수 (numpy 정수 배열)."""
+    if bpe is None:
+        return np.array([len(data.normalize(t).split()) for t in texts], dtype=np.int64)
+    return np.array([len(bpe.encode(t)) for t in texts], dtype=np.int64)
+
+
+def _tokens_per_word(bpe, texts):
+    """문장마다 (BPE 토큰 수 / 단어 수). 빈 문장은 뺀다. 1 에 가까울수록 단어가 통째로 어휘에 있다."""
+    words, tokens = _sentence_lengths(texts), _sentence_lengths(texts, bpe)
+    return tokens[words > 0] / words[words > 0]
+
+
+def _token_frequencies(sequences, vocab_size):
+    """토큰 id 별 출현 횟수 (길이 vocab_size 의 numpy 배열). 지프 법칙 그림에 쓴다."""
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    for seq in sequences:
+        counts += np.bincount(np.asarray(seq, dtype=np.int64), minlength=vocab_size)[:vocab_size]
+    return counts
+
+
+def _dataset_statistics(pairs, max_tokens, seed=0):
+    """토큰 id 쌍들의 요약: 길이 분포와, 길이별 배치(data.token_batches) 대 무작위 배치의 패딩 비율."""
+    src = np.array([len(s) for s, _ in pairs], dtype=np.int64)
+    tgt = np.array([len(t) for _, t in pairs], dtype=np.int64)
+    sorted_batches = data.token_batches(src, tgt, max_tokens, seed=seed)
+    random_batches = data.token_batches(src, tgt, max_tokens, seed=seed, by_length=False)
+    return {"pairs": len(pairs), "src_mean": float(src.mean()), "tgt_mean": float(tgt.mean()),
+            "src_p95": float(np.percentile(src, 95)), "tgt_p95": float(np.percentile(tgt, 95)),
+            "src_max": int(src.max()), "tgt_max": int(tgt.max()), "batches": len(sorted_batches),
+            "padding_sorted": data.padding_ratio(sorted_batches, src, tgt),
+            "padding_random": data.padding_ratio(random_batches, src, tgt)}
+
+
 # §5.1 "Sentences were encoded using byte-pair encoding, which has a shared source-target vocabulary".
 # 어휘 크기마다 공동 BPE 를 새로 배워, 문장당 토큰 수와 단어당 토큰 수(1 = 단어가 통째로 어휘에 있음)를 잰다.
 # 어휘를 크게 해도 더 병합할 쌍(빈도 2 이상)이 없으면 BPE 는 일찍 멈춘다: 실제 크기를 함께 적는다.
-
-def tokenizer_length_distribution(pairs=None, vocab_sizes=(150, 300, 1000, 3000)):
-    """어휘 크기별 문장당 토큰 수와 단어당 토큰 수 (data.train_bpe, sentence_lengths, tokens_per_word)."""
+def fig_tokenizer_length_distribution(pairs=None, vocab_sizes=(150, 300, 1000, 3000)):
+    """어휘 크기별 문장당 토큰 수와 단어당 토큰 수 (data.train_bpe)."""
     pairs = demo_pairs() if pairs is None else pairs
     lines = [s for pair in pairs for s in pair]
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.6))
     numbers = {}
-    sizes, per_word_en, per_word_de = [], [], []
     for vocab in vocab_sizes:
         bpe = data.train_bpe(lines, vocab)
-        lengths = data.sentence_lengths(lines, bpe)
-        en_tpw = data.tokens_per_word(bpe, [en for en, _ in pairs])
-        de_tpw = data.tokens_per_word(bpe, [de for _, de in pairs])
+        lengths = _sentence_lengths(lines, bpe)
+        en_tpw = _tokens_per_word(bpe, [en for en, _ in pairs])
+        de_tpw = _tokens_per_word(bpe, [de for _, de in pairs])
         label = f"vocab {vocab} (actual {len(bpe)})"
         top = int(np.percentile(lengths, 99.5)) + 2
         axes[0].hist(lengths, bins=np.arange(0, top + 1) - 0.5, histtype="step", lw=1.5, label=label)
         axes[1].hist(np.concatenate([en_tpw, de_tpw]), bins=np.linspace(1, 4, 31), histtype="step", lw=1.5,
                      label=label)
-        sizes.append(len(bpe))
-        per_word_en.append(float(en_tpw.mean()))
-        per_word_de.append(float(de_tpw.mean()))
         numbers[f"vocab_{vocab}"] = {"actual_vocab": len(bpe), "tokens_per_sentence_mean": float(lengths.mean()),
-                                     "tokens_per_word_en": per_word_en[-1], "tokens_per_word_de": per_word_de[-1]}
-    words = data.sentence_lengths(lines)
+                                     "tokens_per_word_en": float(en_tpw.mean()),
+                                     "tokens_per_word_de": float(de_tpw.mean())}
+    words = _sentence_lengths(lines)
     axes[0].axvline(words.mean(), color="k", ls="--", lw=1, label=f"words per sentence (mean {words.mean():.1f})")
     axes[0].set(xlabel="BPE tokens per sentence (EN and DE)", ylabel="sentences",
                 title=f"Tokens per sentence ({len(pairs)} pairs)")
     axes[1].set(xlabel="BPE tokens per word (per sentence mean)", ylabel="sentences",
                 title="Tokens per word (1 = whole words)")
-    axes[2].plot(sizes, per_word_en, "o-", label="English")
-    axes[2].plot(sizes, per_word_de, "s-", label="German")
+    sizes = [n["actual_vocab"] for n in numbers.values()]
+    for lang, marker, name in (("en", "o-", "English"), ("de", "s-", "German")):
+        axes[2].plot(sizes, [n[f"tokens_per_word_{lang}"] for n in numbers.values()], marker, label=name)
     axes[2].set(xscale="log", xlabel="actual BPE vocabulary size", ylabel="mean tokens per word",
                 title="Longer merges with a larger vocabulary")
     axes[2].set_xticks(sizes, [str(n) for n in sizes])
     axes[2].minorticks_off()
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    _tidy(axes)
     numbers["words_per_sentence_mean"] = float(words.mean())
     return _finish(fig, numbers, "Our BPE on the demo corpus at several vocabulary sizes")
 
 
 # §5.1 "Sentence pairs were batched together by approximate sequence length."
 # 패딩 비율 = collate 가 넣는 [PAD] 의 비율. 길이로 정렬한 배치(data.token_batches) 대 정렬하지 않은 배치.
-
-def dataset_statistics(pairs=None, vocab_size=1000, max_tokens=4096, seed=0,
-                       budgets=(256, 512, 1024, 2048, 4096, 8192)):
+def fig_dataset_statistics(pairs=None, vocab_size=1000, max_tokens=4096, seed=0,
+                           budgets=(256, 512, 1024, 2048, 4096, 8192)):
     """문장 길이 분포, 배치 방식별 패딩 비율, 토큰 빈도(순위-빈도)."""
     pairs = demo_pairs() if pairs is None else pairs
     bpe = data.train_bpe([s for pair in pairs for s in pair], vocab_size)
     ids = _encode_pairs(bpe, pairs)
-    stats = data.dataset_statistics(ids, max_tokens, seed=seed)
-    src = np.array([len(s) for s, _ in ids])
-    tgt = np.array([len(t) for _, t in ids])
+    stats = _dataset_statistics(ids, max_tokens, seed=seed)
+    src, tgt = np.array([len(s) for s, _ in ids]), np.array([len(t) for _, t in ids])
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.6))
     bins = np.arange(0, max(src.max(), tgt.max()) + 2) - 0.5
     axes[0].hist(src, bins=bins, alpha=0.6, label=f"English (mean {src.mean():.1f})")
@@ -856,64 +869,70 @@ def dataset_statistics(pairs=None, vocab_size=1000, max_tokens=4096, seed=0,
     axes[0].set(xlabel="BPE tokens per sentence", ylabel="sentences",
                 title=f"Sentence lengths ({len(pairs)} pairs, vocab {len(bpe)})")
     budgets = [b for b in budgets if b > max(src.max(), tgt.max()) + 1]
-    sorted_ratio, random_ratio = [], []
-    for b in budgets:
-        for by_length, store in ((True, sorted_ratio), (False, random_ratio)):
-            batches = data.token_batches(src, tgt, b, seed=seed, by_length=by_length)
-            store.append(data.padding_ratio(batches, src, tgt))
+    by_budget = [_dataset_statistics(ids, b, seed=seed) for b in budgets]
+    sorted_ratio = [s["padding_sorted"] for s in by_budget]
+    random_ratio = [s["padding_random"] for s in by_budget]
     axes[1].plot(budgets, sorted_ratio, "o-", label="sorted by length (token_batches)")
     axes[1].plot(budgets, random_ratio, "s-", label="random order (by_length=False)")
     axes[1].set(xscale="log", ylim=(0, max(random_ratio + [0.1]) * 1.15), xlabel="max_tokens per batch",
                 ylabel="fraction of [PAD] tokens", title="Padding ratio after collate")
     axes[1].set_xticks(budgets, [str(b) for b in budgets])
     axes[1].minorticks_off()
-    counts = data.token_frequencies([s for pair in ids for s in pair], len(bpe))
+    counts = _token_frequencies([s for pair in ids for s in pair], len(bpe))
     counts = np.sort(counts[counts > 0])[::-1]
     ranks = np.arange(1, len(counts) + 1)
     axes[2].loglog(ranks, counts, ".", ms=3, label="BPE tokens")
     axes[2].loglog(ranks, counts[0] / ranks, "k--", lw=1, label="Zipf: count ~ 1/rank")
     axes[2].set(xlabel="frequency rank", ylabel="count", title="Token frequencies")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    _tidy(axes)
     numbers = dict(stats, padding_sorted_by_budget=dict(zip(budgets, sorted_ratio)),
                    padding_random_by_budget=dict(zip(budgets, random_ratio)), vocab=len(bpe),
                    top_token_share=float(counts[0] / counts.sum()))
-    return _finish(fig, numbers, "Demo corpus statistics (data.dataset_statistics, token_batches, padding_ratio)")
+    return _finish(fig, numbers, "Demo corpus statistics (data.token_batches, data.padding_ratio)")
 
 
 # BERT §3.1 "chooses 15% of the token positions at random for prediction ... (1) the [MASK] token 80% of
 # the time (2) a random token 10% of the time (3) the unchanged i-th token 10% of the time."
 # data.mlm_mask 를 여러 시드로 돌려 실제 비율을 센다. 특수 토큰([BOS], [EOS], [PAD])은 한 번도 고르면 안 된다.
-
-def mlm_masking_distribution(pairs=None, vocab_size=1000, seeds=range(10), num_sentences=2000):
-    """MLM 마스킹의 측정값: 고른 비율, [MASK]/무작위/그대로 비율, 문장별·위치별 비율."""
-    pairs = (demo_pairs() if pairs is None else pairs)[:num_sentences]
-    bpe = data.train_bpe([s for pair in pairs for s in pair], vocab_size)
-    seqs = [[data.BOS_ID] + bpe.encode(en) + [data.EOS_ID] for en, _ in pairs]
-    width = max(len(s) for s in seqs)
-    tokens = torch.full((len(seqs), width), data.PAD_ID, dtype=torch.long)    # (N, T)
-    for row, s in enumerate(seqs):
-        tokens[row, :len(s)] = torch.tensor(s)
+def _mlm_counts(tokens, vocab_size, seeds):
+    """data.mlm_mask 를 시드마다 돌려 센다. 반환: (시드별 [고른 비율, [MASK], 무작위, 그대로] 배열 (seeds, 4),
+    문장별 고른 비율 목록, 위치별 고른 비율 목록, 특수 토큰을 고른 횟수)."""
     special = tokens < len(data.SPECIAL_TOKENS)                               # (N, T)
+    ordinary = (~special).sum()
     rows, per_sentence, per_position, selected_special = [], [], [], 0
     for seed in seeds:
-        inputs, labels = data.mlm_mask(tokens, len(bpe), seed=seed)
+        inputs, labels = data.mlm_mask(tokens, vocab_size, seed=seed)
         chosen = labels != -100                                               # (N, T)
         selected_special += int((chosen & special).sum())
         n = int(chosen.sum())
         masked = int((chosen & (inputs == data.MASK_ID)).sum())
         same = int((chosen & (inputs == tokens)).sum())
-        rows.append([n / int((~special).sum()), masked / n, (n - masked - same) / n, same / n])
+        rows.append([n / int(ordinary), masked / n, (n - masked - same) / n, same / n])
         per_sentence.append((chosen.sum(1).float() / (~special).sum(1).clamp_min(1).float()).numpy())
         per_position.append((chosen.sum(0).float() / (~special).sum(0).clamp_min(1).float()).numpy())
-    rows = np.array(rows)                                                     # (seeds, 4)
+    return np.array(rows), per_sentence, per_position, selected_special
+
+
+def _mlm_tokens(bpe, pairs):
+    """영어 문장들 → [BOS] 문장 [EOS] 를 오른쪽 [PAD] 로 맞춘 (N, T) 텐서."""
+    seqs = [[data.BOS_ID] + bpe.encode(en) + [data.EOS_ID] for en, _ in pairs]
+    tokens = torch.full((len(seqs), max(len(s) for s in seqs)), data.PAD_ID, dtype=torch.long)
+    for row, s in enumerate(seqs):
+        tokens[row, :len(s)] = torch.tensor(s)
+    return tokens
+
+
+def fig_mlm_masking_distribution(pairs=None, vocab_size=1000, seeds=range(10), num_sentences=2000):
+    """MLM 마스킹의 측정값: 고른 비율, [MASK]/무작위/그대로 비율, 문장별·위치별 비율."""
+    pairs = (demo_pairs() if pairs is None else pairs)[:num_sentences]
+    bpe = data.train_bpe([s for pair in pairs for s in pair], vocab_size)
+    tokens = _mlm_tokens(bpe, pairs)                                          # (N, T)
+    rows, per_sentence, per_position, selected_special = _mlm_counts(tokens, len(bpe), seeds)
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
     names = ["selected\n(of ordinary tokens)", "[MASK]\n(of selected)", "random token\n(of selected)",
              "unchanged\n(of selected)"]
-    target = [0.15, 0.8, 0.1, 0.1]
     pos = np.arange(4)
-    axes[0].bar(pos - 0.2, target, 0.4, label="BERT recipe", color="lightgray")
+    axes[0].bar(pos - 0.2, [0.15, 0.8, 0.1, 0.1], 0.4, label="BERT recipe", color="lightgray")
     axes[0].bar(pos + 0.2, rows.mean(0), 0.4, yerr=rows.std(0), label=f"measured ({len(rows)} seeds)")
     for i, v in enumerate(rows.mean(0)):
         axes[0].text(i + 0.2, v + 0.02, f"{v:.1%}", ha="center", fontsize=8)
@@ -923,24 +942,20 @@ def mlm_masking_distribution(pairs=None, vocab_size=1000, seeds=range(10), num_s
     axes[1].axvline(0.15, color="k", ls="--", label="15%")
     axes[1].set(xlabel="fraction of a sentence's tokens selected", ylabel="sentences × seeds",
                 title="Per-sentence masking rate")
-    counts = (~special).sum(0).numpy()
-    keep = counts >= 50
-    axes[2].plot(np.arange(width)[keep], np.mean(per_position, 0)[keep], "o-")
+    keep = (tokens >= len(data.SPECIAL_TOKENS)).sum(0).numpy() >= 50       # 보통 토큰이 50개 이상인 위치
+    axes[2].plot(np.arange(tokens.size(1))[keep], np.mean(per_position, 0)[keep], "o-")
     axes[2].axhline(0.15, color="k", ls="--", label="15%")
     axes[2].set(ylim=(0, 0.3), xlabel="position in the sequence ([BOS] = 0)", ylabel="selected fraction",
                 title="Selection rate by position (positions with >= 50 tokens)")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    example_in, _ = data.mlm_mask(tokens[:1], len(bpe), seed=0)
-    length = len(seqs[0])
-    original = " ".join(display_tokens(bpe, tokens[0, :length].tolist()))
-    masked = " ".join(display_tokens(bpe, example_in[0, :length].tolist()))
-    fig.text(0.01, 0.005, f"example  original: {original}\n              masked:  {masked}", fontsize=8,
+    _tidy(axes)
+    length = int((tokens[0] != data.PAD_ID).sum())
+    shown = [" ".join(display_tokens(bpe, t[0, :length].tolist()))
+             for t in (tokens, data.mlm_mask(tokens[:1], len(bpe), seed=0)[0])]
+    fig.text(0.01, 0.005, f"example  original: {shown[0]}\n              masked:  {shown[1]}", fontsize=8,
              family="monospace", va="bottom")
     numbers = {"selected_fraction": float(rows[:, 0].mean()), "mask_fraction": float(rows[:, 1].mean()),
                "random_fraction": float(rows[:, 2].mean()), "unchanged_fraction": float(rows[:, 3].mean()),
-               "special_tokens_selected": selected_special, "sentences": len(seqs), "seeds": len(rows)}
+               "special_tokens_selected": selected_special, "sentences": len(pairs), "seeds": len(rows)}
     fig = _finish(fig, numbers, "BERT-style MLM masking measured (data.mlm_mask on demo English sentences)")
     fig.subplots_adjust(bottom=0.27)
     return fig
@@ -952,12 +967,6 @@ def mlm_masking_distribution(pairs=None, vocab_size=1000, seeds=range(10), num_s
 # 옛 리포트의 "학습 시뮬레이션"은 꾸며 낸 곡선이었다. 여기서는 train.Trainer 로 데모 코퍼스에서
 # 작은 모델을 실제로 몇십~몇백 업데이트 학습하며, 업데이트마다 손실(라벨 스무딩), 기울기 노름
 # (클리핑 전), 그 업데이트에 쓴 학습률을 잰다. 런 디렉터리는 임시 디렉터리라 끝나면 사라진다.
-
-def _quiet(*args, **kwargs):
-    """로그를 버린다 (짧은 실험 학습은 조용히)."""
-    return None
-
-
 def short_run_config(seed=0):
     """짧은 실제 학습의 기본 설정: tiny 프리셋을 조금 키운 것 (데모 코퍼스 2,000 쌍, CPU 에서 몇 초).
 
@@ -972,23 +981,21 @@ def short_run_config(seed=0):
 
 
 def short_run(cfg, steps):
-    """train.Trainer 로 업데이트를 steps 번 하고, 업데이트마다 잰 값을 돌려준다.
+    """train.Trainer 로 업데이트를 steps 번 하고, 업데이트마다 잰 값을 돌려준다 (로그는 버린다).
 
     반환 dict: loss, grad_norm, lr, tokens (업데이트마다 하나씩), seconds. 손실이 유한하지 않은
     업데이트는 train.py 처럼 건너뛰고(파라미터를 바꾸지 않음) NaN 으로 적는다.
     """
     record = {"loss": [], "grad_norm": [], "lr": [], "tokens": [], "seconds": 0.0}
     with tempfile.TemporaryDirectory() as run_dir:
-        trainer = train.Trainer(cfg.replace(max_steps=steps, run_dir=run_dir), log=_quiet)
-        # 해결책: Trainer.__init__ 이 _epoch_batches 를 만들지 않고 train() 이 만든다.
-        trainer._epoch_batches = None
+        trainer = train.Trainer(cfg.replace(max_steps=steps, run_dir=run_dir), log=lambda *args, **kwargs: None)
         start = time.time()
         for _ in range(steps):
             record["lr"].append(trainer.optimizer.param_groups[0]["lr"])
             loss, tokens, result = trainer.train_step(trainer.next_update_batches())
-            finite = result == "applied"
-            record["loss"].append(loss if finite else float("nan"))
-            record["grad_norm"].append(_grad_norm(trainer.model.parameters()) if finite else float("nan"))
+            applied = result == "applied"
+            record["loss"].append(loss if applied else float("nan"))
+            record["grad_norm"].append(_grad_norm(trainer.model.parameters()) if applied else float("nan"))
             record["tokens"].append(tokens)
         record["seconds"] = time.time() - start
     return record
@@ -1005,27 +1012,24 @@ def _moving_average(values, window):
     return out
 
 
-def training_simulation(cfg=None, steps=200):
+def fig_training_simulation(cfg=None, steps=200):
     """실제 짧은 학습: 업데이트마다 손실, 기울기 노름, 학습률."""
     cfg = short_run_config() if cfg is None else cfg
     record = short_run(cfg, steps)
-    x = np.arange(1, steps + 1)
+    x, loss = np.arange(1, steps + 1), np.asarray(record["loss"])
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.5))
-    axes[0].plot(x, record["loss"], alpha=0.4, label="per update")
-    axes[0].plot(x, _moving_average(record["loss"], 10), lw=2, label="moving average (10)")
-    axes[0].set(xlabel="update step", ylabel=f"label-smoothed loss (ε={cfg.label_smoothing})",
-                title="Training loss")
+    axes[0].plot(x, loss, alpha=0.4, label="per update")
+    axes[0].plot(x, _moving_average(loss, 10), lw=2, label="moving average (10)")
+    axes[0].set(xlabel="update step", ylabel=f"label-smoothed loss (ε={cfg.label_smoothing})", title="Training loss")
     axes[1].plot(x, record["grad_norm"], color="tab:red")
     axes[1].set(yscale="log", xlabel="update step", ylabel="global gradient norm (before clipping)",
                 title="Gradient norm")
     axes[2].plot(x, record["lr"], color="tab:green")
     axes[2].axvline(cfg.warmup, color="gray", ls=":", label=f"warmup = {cfg.warmup}")
     axes[2].set(xlabel="update step", ylabel="learning rate", title="Learning rate (paper schedule)")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    axes[2].legend(fontsize=8)
-    loss = np.asarray(record["loss"])
+    _tidy(axes, legend=False)
+    for ax in axes[::2]:                                 # 가운데 패널에는 범례가 없다
+        ax.legend(fontsize=8)
     peak_step, peak_lr = _peak(np.asarray(record["lr"]))
     numbers = {"steps": steps, "loss_first": float(loss[0]), "loss_last10_mean": float(np.nanmean(loss[-10:])),
                "grad_norm_median": float(np.nanmedian(record["grad_norm"])),
@@ -1040,8 +1044,7 @@ def training_simulation(cfg=None, steps=200):
 # 기본(peak_lr=None)은 train.py 그대로의 논문 식이라, 워밍업이 짧을수록 최고 학습률도 커진다
 # (peak = lr_factor · d_model^-0.5 · warmup^-0.5; `python train.py --warmup N` 과 같은 일).
 # peak_lr 를 주면 lr_factor 를 조절해 모든 런의 최고 학습률을 같게 둔다 (워밍업 길이만의 효과).
-
-def warmup_comparison(cfg=None, warmups=(1, 10, 40, 120), steps=150, peak_lr=None):
+def fig_warmup_comparison(cfg=None, warmups=(1, 10, 40, 120), steps=150, peak_lr=None):
     """워밍업 길이별 학습률(논문 식)과 실제 짧은 학습의 손실."""
     base = short_run_config() if cfg is None else cfg
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.5), gridspec_kw={"width_ratios": [1.2, 1.6, 1]})
@@ -1056,90 +1059,25 @@ def warmup_comparison(cfg=None, warmups=(1, 10, 40, 120), steps=150, peak_lr=Non
         numbers[f"warmup_{warmup}"] = {"loss_last10_mean": float(np.nanmean(loss[-10:])),
                                        "loss_max": float(np.nanmax(loss)), "skipped_updates": int(np.isnan(loss).sum()),
                                        "peak_lr": float(max(record["lr"]))}
-    names = list(numbers)
-    axes[2].bar(range(len(names)), [numbers[n]["loss_last10_mean"] for n in names],
-                color=[f"C{i}" for i in range(len(names))])
-    axes[2].set_xticks(range(len(names)), [n.replace("_", " ") for n in names])
+    axes[2].bar(range(len(numbers)), [n["loss_last10_mean"] for n in numbers.values()],
+                color=[f"C{i}" for i in range(len(numbers))])
+    axes[2].set_xticks(range(len(numbers)), [n.replace("_", " ") for n in numbers])
     setting = f"lr_factor {base.lr_factor:g}" if peak_lr is None else f"same peak {peak_lr:g}"
-    axes[0].set(yscale="log", xlabel="update step", ylabel="learning rate (log)",
-                title=f"Paper schedule ({setting})")
-    axes[1].set(xlabel="update step", ylabel="label-smoothed loss (moving average 5)",
-                title="Loss of real short runs")
+    axes[0].set(yscale="log", xlabel="update step", ylabel="learning rate (log)", title=f"Paper schedule ({setting})")
+    axes[1].set(xlabel="update step", ylabel="label-smoothed loss (moving average 5)", title="Loss of real short runs")
     axes[2].set(xlabel="run", ylabel="mean loss over the last 10 updates", title=f"Loss after {steps} updates")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    axes[1].legend(fontsize=8)
+    _tidy(axes, legend=False)
+    for ax in axes[:2]:
+        ax.legend(fontsize=8)
     return _finish(fig, numbers, f"Warmup length compared on real runs (train.Trainer, d_model={base.d_model}, "
                                  f"{base.num_layers}+{base.num_layers} layers, Post-LN)")
 
 
 # =============================================================================
-# 9. 학습 런의 그림 (train.py 가 학습이 끝날 때 부른다)
+# 9. 학습 런의 그림: metrics.csv 의 열들 (``python plots.py --run 런디렉터리``)
 # =============================================================================
-def _points(metrics, key):
-    """metrics 의 (step, 값) 중 값이 있는 것만."""
-    pairs = [(s, v) for s, v in zip(metrics["step"], metrics.get(key, [])) if v is not None]
-    return [p[0] for p in pairs], [p[1] for p in pairs]
-
-
-def run_loss_figure(metrics):
-    """학습 손실(라벨 스무딩 포함)과 검증 손실(스무딩 없는 교차 엔트로피)."""
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for key, label in (("train_loss", "train (label-smoothed)"), ("valid_loss", "valid (cross-entropy)")):
-        x, y = _points(metrics, key)
-        if x:
-            ax.plot(x, y, marker="o" if len(x) < 30 else None, label=label)
-    ax.set(xlabel="update step", ylabel="loss per token", title="Loss curves")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return fig
-
-
-def run_lr_figure(metrics):
-    """스텝별 학습률 (워밍업 뒤 역제곱근 감소가 보여야 한다)."""
-    fig, ax = plt.subplots(figsize=(7, 4))
-    x, y = _points(metrics, "lr")
-    ax.plot(x, y, color="tab:green")
-    if y:
-        peak = max(range(len(y)), key=y.__getitem__)
-        ax.annotate(f"peak {y[peak]:.2e} @ step {x[peak]:.0f}", (x[peak], y[peak]),
-                    textcoords="offset points", xytext=(10, -15))
-    ax.set(xlabel="update step", ylabel="learning rate", title="Learning rate schedule")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return fig
-
-
-def run_dashboard_figure(metrics):
-    """손실, 학습률, 토큰 정확도, BLEU, 처리량을 한 장에."""
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
-    panels = [(axes[0, 0], ("train_loss", "valid_loss"), "loss"),
-              (axes[0, 1], ("lr",), "learning rate"),
-              (axes[1, 0], ("token_accuracy",), "valid token accuracy"),
-              (axes[1, 1], ("bleu",), "valid greedy BLEU")]
-    for ax, keys, title in panels:
-        for key in keys:
-            x, y = _points(metrics, key)
-            if x:
-                ax.plot(x, y, marker="o" if len(x) < 30 else None, label=key)
-        ax.set(xlabel="update step", title=title)
-        ax.grid(alpha=0.3)
-        if len(keys) > 1:
-            ax.legend()
-    x, y = _points(metrics, "tokens_per_s")
-    if y:
-        axes[0, 1].text(0.98, 0.95, f"median {sorted(y)[len(y) // 2]:,.0f} tokens/s",
-                        transform=axes[0, 1].transAxes, ha="right", va="top")
-    fig.suptitle("Training dashboard")
-    fig.tight_layout()
-    return fig
-
-
 def read_run_metrics(run_dir):
-    """런 디렉터리의 metrics.csv → 열 이름별 목록 (빈 칸은 None). train.py 없이도 읽는다."""
-    import csv
+    """런 디렉터리의 metrics.csv → 열 이름별 목록 (빈 칸은 None)."""
     path = os.path.join(run_dir, "metrics.csv")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"'{path}' 가 없습니다: 학습 런 디렉터리를 주세요.")
@@ -1149,16 +1087,73 @@ def read_run_metrics(run_dir):
     return {k: [float(r[k]) if r[k] not in ("", None) else None for r in rows] for k in keys}
 
 
+def _points(metrics, key):
+    """metrics 의 (step, 값) 중 값이 있는 것만: (x 목록, y 목록)."""
+    pairs = [(s, v) for s, v in zip(metrics["step"], metrics.get(key, [])) if v is not None]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def _plot_columns(ax, metrics, labels, xlabel="update step", ylabel=None, title=None, marker_below=30):
+    """metrics 의 열들(labels: {열: 범례 이름})을 선으로 (점이 적으면 표시도). 반환: {그린 열: y 목록}."""
+    drawn = {}
+    for key, label in labels.items():
+        x, y = _points(metrics, key)
+        if x:
+            ax.plot(x, y, marker="o" if len(x) < marker_below else None, label=label)
+            drawn[key] = y
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3)
+    return drawn
+
+
+_LOSS_LABELS = {"train_loss": "train (label-smoothed)", "valid_loss": "valid (cross-entropy)"}
+
+
+def fig_loss_curves(metrics):
+    """학습 손실(라벨 스무딩 포함)과 검증 손실(스무딩 없는 교차 엔트로피)."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    _plot_columns(ax, metrics, _LOSS_LABELS, ylabel="loss per token", title="Loss curves")
+    ax.legend()
+    return _finish(fig, {})
+
+
+def fig_learning_rate(metrics):
+    """스텝별 학습률 (워밍업 뒤 역제곱근 감소가 보여야 한다)."""
+    fig, ax = plt.subplots(figsize=(7, 4))
+    _plot_columns(ax, metrics, {"lr": "lr"}, ylabel="learning rate", title="Learning rate schedule", marker_below=0)
+    x, y = _points(metrics, "lr")
+    if y:
+        peak = int(np.argmax(y))                                          # 처음 나온 최고점
+        ax.annotate(f"peak {y[peak]:.2e} @ step {x[peak]:.0f}", (x[peak], y[peak]), textcoords="offset points",
+                    xytext=(10, -15))
+    return _finish(fig, {})
+
+
+def fig_training_dashboard(metrics):
+    """손실, 학습률, 토큰 정확도, BLEU, 처리량을 한 장에."""
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+    for ax, keys, title in ((axes[0, 0], ("train_loss", "valid_loss"), "loss"), (axes[0, 1], ("lr",), "learning rate"),
+                            (axes[1, 0], ("token_accuracy",), "valid token accuracy"),
+                            (axes[1, 1], ("bleu",), "valid greedy BLEU")):
+        _plot_columns(ax, metrics, {k: k for k in keys}, title=title)
+    axes[0, 0].legend()
+    _, y = _points(metrics, "tokens_per_s")
+    if y:
+        axes[0, 1].text(0.98, 0.95, f"median {sorted(y)[len(y) // 2]:,.0f} tokens/s", transform=axes[0, 1].transAxes,
+                        ha="right", va="top")
+    return _finish(fig, {}, "Training dashboard")
+
+
 def save_run_figures(run_dir):
-    """학습 런의 그림 세 장을 그 디렉터리에 쓴다."""
+    """학습 런의 그림 세 장(loss_curves, learning_rate, training_dashboard)을 그 디렉터리에 쓴다."""
     metrics = read_run_metrics(run_dir)
-    figures = {"loss_curves.png": run_loss_figure, "learning_rate.png": run_lr_figure,
-               "training_dashboard.png": run_dashboard_figure}
-    for name, make in figures.items():
+    paths = []
+    for make in (fig_loss_curves, fig_learning_rate, fig_training_dashboard):
+        paths.append(os.path.join(run_dir, make.__name__[len("fig_"):] + ".png"))
         fig = make(metrics)
-        fig.savefig(os.path.join(run_dir, name), dpi=110)
+        fig.savefig(paths[-1], dpi=110)
         plt.close(fig)
-    return [os.path.join(run_dir, n) for n in figures]
+    return paths
 
 
 # =============================================================================
@@ -1167,8 +1162,7 @@ def save_run_figures(run_dir):
 # 학습된 데모 모델: ``python train.py`` 가 남긴 가장 최근의 데모 런(train.find_latest_run)을 쓴다.
 # 없으면 plots.py 가 짧은 데모 학습(plots_demo_config)을 ``outputs/training/plots_demo`` 에 돌리고,
 # 다음 실행부터는 같은 설정으로 끝난 그 런을 다시 쓴다. 이름이 ``demo_`` 로 시작하지 않으므로
-# train.py 의 런으로 오인되지 않는다.
-
+# train.py 의 런으로 오인되지 않는다. 체크포인트 읽기(평균 체크포인트 우선)는 train.load_run 이 한다.
 @dataclasses.dataclass
 class TrainedRun:
     """학습된 모델과 그림에 필요한 것: 검증 문장(id 와 텍스트), metrics.csv 의 열, 런 디렉터리."""
@@ -1194,28 +1188,17 @@ def plots_demo_config(run_dir=os.path.join("outputs", "training", "plots_demo"),
         keep_checkpoints=1, average_last=1, device="cpu", amp="off")
 
 
-def _config_from_state(state):
-    """체크포인트에 저장된 설정 dict → train.Config (모르는 필드는 버린다)."""
-    names = {f.name for f in dataclasses.fields(train.Config)}
-    return train.Config(**{k: v for k, v in state["config"].items() if k in names})
-
-
 def load_trained_run(run_dir, num_valid=200):
-    """데모 런 디렉터리 → TrainedRun (평균 체크포인트가 있으면 그것, 없으면 마지막 체크포인트)."""
-    state = train.load_checkpoint(os.path.join(run_dir, "checkpoint_last.pt"))
-    cfg = _config_from_state(state)
-    if cfg.corpus != "demo":
-        raise ValueError(f"'{run_dir}' 는 데모 코퍼스 런이 아닙니다 (corpus={cfg.corpus}): 데모 런을 주세요.")
-    averaged = os.path.join(run_dir, "checkpoint_averaged.pt")
-    weights = train.load_checkpoint(averaged)["model"] if os.path.exists(averaged) else state["model"]
-    bpe = data.BPE.load(os.path.join(run_dir, "bpe.txt"))
-    net = train.build_model(cfg, len(bpe))
-    net.load_state_dict(weights)
-    net.eval()
+    """데모 런 디렉터리 → TrainedRun (모델은 train.load_run 으로: 평균 체크포인트가 있으면 그것)."""
+    run = train.load_run(run_dir)
+    if run.cfg.corpus != "demo":
+        raise ValueError(f"'{run_dir}' 는 데모 코퍼스 런이 아닙니다 (corpus={run.cfg.corpus}): 데모 런을 주세요.")
+    cfg = run.cfg
     splits = data.demo_splits(num_train=cfg.train_pairs, num_valid=cfg.valid_pairs, num_test=cfg.test_pairs,
                               seed=cfg.seed)
     valid_text = list(splits["valid"][:num_valid])
-    return TrainedRun(net, bpe, _encode_pairs(bpe, valid_text), valid_text, read_run_metrics(run_dir), run_dir)
+    return TrainedRun(run.model.eval(), run.bpe, _encode_pairs(run.bpe, valid_text), valid_text,
+                      read_run_metrics(run_dir), run_dir)
 
 
 def _finished(cfg):
@@ -1239,21 +1222,21 @@ def trained_demo(root=os.path.join("outputs", "training"), cfg=None, log=print):
         log(f"학습된 모델: {run} (가장 최근의 데모 런)")
         return load_trained_run(run)
     cfg = plots_demo_config(os.path.join(root, "plots_demo")) if cfg is None else cfg
-    if not _finished(cfg):
-        log(f"데모 런이 없어 짧은 데모 학습을 합니다: {cfg.run_dir} ({cfg.max_steps} 업데이트)")
-        # 설정이 다르거나 끝나지 않은 예전 시도의 파일을 지운다 (bpe.txt 가 남으면 Trainer 가 다시 쓴다)
-        stale = [os.path.join(cfg.run_dir, n) for n in ("metrics.csv", "checkpoint_last.pt", "bpe.txt")]
-        for path in stale + train.step_checkpoints(cfg.run_dir):
-            if os.path.exists(path):
-                os.remove(path)
-        train.Trainer(cfg, log=log).train()
-        save_run_figures(cfg.run_dir)
-    else:
+    if _finished(cfg):
         log(f"학습된 모델: {cfg.run_dir} (plots.py 의 짧은 데모 학습, 재사용)")
+        return load_trained_run(cfg.run_dir)
+    log(f"데모 런이 없어 짧은 데모 학습을 합니다: {cfg.run_dir} ({cfg.max_steps} 업데이트)")
+    # 설정이 다르거나 끝나지 않은 예전 시도의 파일을 지운다 (bpe.txt 가 남으면 Trainer 가 다시 쓴다)
+    stale = [os.path.join(cfg.run_dir, n) for n in ("metrics.csv", "checkpoint_last.pt", "bpe.txt")]
+    for path in stale + train.step_checkpoints(cfg.run_dir):
+        if os.path.exists(path):
+            os.remove(path)
+    train.Trainer(cfg, log=log).train()
+    save_run_figures(cfg.run_dir)
     return load_trained_run(cfg.run_dir)
 
 
-# ---- 문장 고르기와 어텐션 지도 ----------------------------------------------------
+# ---- 문장 고르기, 어텐션 지도, 어텐션 칸 그림 -------------------------------------------
 def _pick_example(trained, max_len=14):
     """그림에 쓸 검증 문장 번호: 어순이 바뀌는(data.needs_reordering) 짧은 문장을 먼저 고른다."""
     short = [i for i, (s, t) in enumerate(trained.valid) if len(s) < max_len and len(t) < max_len + 2]
@@ -1278,86 +1261,158 @@ def _attention_maps(trained, indices):
     return src, tgt_in, {name: found[0] for name, found in maps.items()}   # 각 (B, h, T_q, T_k)
 
 
+def _sentence_maps(trained, index):
+    """검증 문장 하나(index 가 없으면 _pick_example)의 번호, 어텐션 지도, 눈금 라벨 {"source", "target input"}."""
+    i = _pick_example(trained) if index is None else index
+    src, tgt_in, maps = _attention_maps(trained, [i])
+    labels = {"source": display_tokens(trained.bpe, src[0].tolist()),
+              "target input": display_tokens(trained.bpe, tgt_in[0].tolist())}
+    return i, {name: w[0] for name, w in maps.items()}, labels             # 각 (h, T_q, T_k)
+
+
 def _entropy(weights):
     """어텐션 분포의 평균 엔트로피 (nats), 가려져 0 인 칸은 빼고."""
-    w = weights.clamp_min(1e-12)
-    return float(-(weights * w.log()).sum(-1).mean())
+    return float(-(weights * weights.clamp_min(1e-12).log()).sum(-1).mean())
 
 
-def _weight_colorbar(fig, image, axes):
-    """어텐션 칸 그림들이 함께 쓰는 색 막대 하나 (0..1)."""
+def _panel(weights, title, labels, query, key="source"):
+    """어텐션 칸 그림 한 칸: (가중치 (T_q, T_k), 제목, 키 눈금, 쿼리 눈금, x 축 이름, y 축 이름)."""
+    return weights, title, labels[key], labels[query], f"key ({key})", f"query ({query})"
+
+
+def _attention_grid(panels, figsize, fontsize=10):
+    """어텐션 그림의 공통 틀: panels[행][열] = _panel(...) 의 칸 그림 격자와, 함께 쓰는 색 막대 (0..1)."""
+    fig, axes = plt.subplots(len(panels), len(panels[0]), figsize=figsize, squeeze=False, layout="constrained")
+    for r, row in enumerate(panels):
+        for c, (weights, title, xlabels, ylabels, xlabel, ylabel) in enumerate(row):
+            image = _heatmap(axes[r, c], weights, title, xlabels, ylabels, vmin=0, vmax=1, xlabel=xlabel,
+                             ylabel=ylabel, fontsize=fontsize)
     fig.colorbar(image, ax=axes, shrink=0.6, label="attention weight")
-
-
-def _num_layers(trained):
-    return len(trained.model.encoder.layers)
+    return fig
 
 
 def _trained_title(trained, what):
+    """그림 제목: 무엇을 그렸나 + 어느 학습된 모델(크기, 층 수, 런 이름)인가."""
     net = trained.model
-    d_model = net.encoder.layers[0].self_attn.w_q.in_features
-    return (f"{what}\ntrained demo model: d_model={d_model}, {_num_layers(trained)}+"
-            f"{len(net.decoder.layers)} layers, run {os.path.basename(trained.run_dir) or '(in memory)'}")
+    return (f"{what}\ntrained demo model: d_model={net.encoder.layers[0].self_attn.w_q.in_features}, "
+            f"{len(net.encoder.layers)}+{len(net.decoder.layers)} layers, "
+            f"run {os.path.basename(trained.run_dir) or '(in memory)'}")
 
 
-def attention_patterns(trained=None, index=None):
+# ---- 어텐션 그림 다섯 장 --------------------------------------------------------------
+def fig_attention_patterns(trained=None, index=None):
     """학습된 모델의 헤드별 어텐션: 첫·마지막 인코더 층 셀프 어텐션, 마지막 디코더 층 교차 어텐션."""
     trained = trained_demo() if trained is None else trained
-    i = _pick_example(trained) if index is None else index
-    src, tgt_in, maps = _attention_maps(trained, [i])
-    src_labels = display_tokens(trained.bpe, src[0].tolist())
-    tgt_labels = display_tokens(trained.bpe, tgt_in[0].tolist())
-    last = _num_layers(trained) - 1
-    rows = ((f"encoder.layers.0.self_attn", "encoder layer 1 self", src_labels, src_labels),
-            (f"encoder.layers.{last}.self_attn", f"encoder layer {last + 1} self", src_labels, src_labels),
-            (f"decoder.layers.{last}.cross_attn", f"decoder layer {last + 1} cross", src_labels, tgt_labels))
-    heads = maps[rows[0][0]].size(1)
-    fig, axes = plt.subplots(len(rows), heads, figsize=(3.6 * heads + 1, 3.5 * len(rows)), squeeze=False,
-                             layout="constrained")
-    numbers = {"sentence": trained.valid_text[i][0]}
-    for r, (name, label, xl, yl) in enumerate(rows):
-        entropies = []
-        for h in range(heads):
-            w = maps[name][0, h]                                             # (T_q, T_k)
-            entropies.append(_entropy(w))
-            image = _heatmap(axes[r, h], w, f"{label}, head {h + 1} (H={entropies[-1]:.2f})", xl, yl, vmin=0, vmax=1,
-                     xlabel="key (source)" if r < 2 else "key (source)",
-                     ylabel="query (source)" if r < 2 else "query (target input)", fontsize=9)
+    i, maps, labels = _sentence_maps(trained, index)
+    last = len(trained.model.encoder.layers) - 1
+    rows = (("encoder.layers.0.self_attn", "encoder layer 1 self", "source"),
+            (f"encoder.layers.{last}.self_attn", f"encoder layer {last + 1} self", "source"),
+            (f"decoder.layers.{last}.cross_attn", f"decoder layer {last + 1} cross", "target input"))
+    numbers, panels = {"sentence": trained.valid_text[i][0]}, []
+    for name, label, query in rows:
+        entropies = [_entropy(w) for w in maps[name]]                       # 헤드마다
         numbers[label.replace(" ", "_") + "_entropy_per_head"] = entropies
-    _weight_colorbar(fig, image, axes)
+        panels.append([_panel(w, f"{label}, head {h + 1} (H={e:.2f})", labels, query)
+                       for h, (w, e) in enumerate(zip(maps[name], entropies))])
+    fig = _attention_grid(panels, (3.6 * len(panels[0]) + 1, 3.5 * len(rows)), fontsize=9)
     return _finish(fig, numbers, _trained_title(trained, "Attention per head on a validation sentence"))
 
 
-def encoder_attention_patterns(trained=None, indices=None):
+def _padded_pair(trained):
+    """긴 문장(14 토큰 이하 중 가장 긴 것)과, 그 60% 쯤 되어 패딩이 붙는 문장의 번호 (앞 100 문장에서)."""
+    lengths = [len(s) for s, _ in trained.valid[:100]]
+    long_i = max(range(len(lengths)), key=lambda j: (lengths[j] <= 14, lengths[j]))
+    return [long_i, min(range(len(lengths)), key=lambda j: abs(lengths[j] - 0.6 * lengths[long_i]))]
+
+
+def fig_encoder_attention_patterns(trained=None, indices=None):
     """인코더 셀프 어텐션(헤드 평균)을 층마다, 짧은 문장이 패딩된 배치에서: [PAD] 열은 0."""
     trained = trained_demo() if trained is None else trained
-    if indices is None:
-        lengths = [len(s) for s, _ in trained.valid[:100]]
-        long_i = max(range(len(lengths)), key=lambda j: (lengths[j] <= 14, lengths[j]))
-        short_i = min(range(len(lengths)), key=lambda j: abs(lengths[j] - 0.6 * lengths[long_i]))
-        indices = [long_i, short_i]                      # 긴 문장과, 그 60% 쯤 되어 패딩이 붙는 문장
+    indices = _padded_pair(trained) if indices is None else indices
     src, _, maps = _attention_maps(trained, indices)
-    n_layers = _num_layers(trained)
-    fig, axes = plt.subplots(len(indices), n_layers, figsize=(4.6 * n_layers + 1, 4.2 * len(indices)),
-                             squeeze=False, layout="constrained")
     pad = src == data.PAD_ID                                                 # (B, S)
+    labels = [display_tokens(trained.bpe, row.tolist()) for row in src]
     numbers = {"pad_column_weight_max": 0.0, "entropy_per_layer": [], "self_weight_per_layer": []}
-    for layer in range(n_layers):
+    panels = [[] for _ in indices]
+    for layer in range(len(trained.model.encoder.layers)):
         w = maps[f"encoder.layers.{layer}.self_attn"].mean(1)                # (B, S, S) 헤드 평균
-        numbers["pad_column_weight_max"] = max(numbers["pad_column_weight_max"],
-                                               float(w.masked_select(pad[:, None, :].expand_as(w)).max())
-                                               if pad.any() else 0.0)
-        real = ~pad
-        numbers["entropy_per_layer"].append(_entropy(w[real]))
-        numbers["self_weight_per_layer"].append(float(w.diagonal(dim1=1, dim2=2)[real].mean()))
-        for row in range(len(indices)):
-            labels = display_tokens(trained.bpe, src[row].tolist())
-            image = _heatmap(axes[row, layer], w[row], f"layer {layer + 1}, sentence {row + 1} "
-                     f"({int(pad[row].sum())} [PAD])", labels, labels, vmin=0, vmax=1, fontsize=10)
-    _weight_colorbar(fig, image, axes)
+        if pad.any():
+            numbers["pad_column_weight_max"] = max(numbers["pad_column_weight_max"],
+                                                   float(w.masked_select(pad[:, None, :].expand_as(w)).max()))
+        numbers["entropy_per_layer"].append(_entropy(w[~pad]))
+        numbers["self_weight_per_layer"].append(float(w.diagonal(dim1=1, dim2=2)[~pad].mean()))
+        for row, panel_row in enumerate(panels):
+            panel_row.append((w[row], f"layer {layer + 1}, sentence {row + 1} ({int(pad[row].sum())} [PAD])",
+                              labels[row], labels[row], "key position", "query position"))
+    fig = _attention_grid(panels, (4.6 * len(panels[0]) + 1, 4.2 * len(indices)))
     return _finish(fig, numbers, _trained_title(trained, "Encoder self-attention per layer (head average)"))
 
 
+def fig_decoder_attention_patterns(trained=None, index=None):
+    """디코더 층마다 셀프 어텐션(가려진 미래 = 0)과 교차 어텐션(인코더 출력), 헤드 평균."""
+    trained = trained_demo() if trained is None else trained
+    i, maps, labels = _sentence_maps(trained, index)
+    n = len(trained.model.decoder.layers)
+    future = torch.ones(len(labels["target input"]), len(labels["target input"]), dtype=torch.bool).triu(1)
+    numbers = {"sentence": trained.valid_text[i][0], "reference": trained.valid_text[i][1],
+               "future_weight_max": 0.0, "cross_argmax_source_per_layer": []}
+    panels = [[], []]
+    for layer in range(n):
+        self_w = maps[f"decoder.layers.{layer}.self_attn"].mean(0)          # (T, T)
+        cross_w = maps[f"decoder.layers.{layer}.cross_attn"].mean(0)        # (T, S)
+        numbers["future_weight_max"] = max(numbers["future_weight_max"], float(self_w[future].max()))
+        numbers["cross_argmax_source_per_layer"].append(cross_w.argmax(-1).tolist())
+        panels[0].append(_panel(self_w, f"layer {layer + 1} self-attention (masked)", labels, "target input",
+                                "target input"))
+        panels[1].append(_panel(cross_w, f"layer {layer + 1} cross-attention", labels, "target input"))
+    fig = _attention_grid(panels, (4.8 * n + 1, 8.4))
+    return _finish(fig, numbers, _trained_title(trained, "Decoder attention per layer (head average, teacher forcing)"))
+
+
+def fig_generation_attention(trained=None, index=None):
+    """실제 그리디 번역의 단계마다 교차 어텐션 (층마다, 헤드 평균): 어느 원문 토큰을 보며 무엇을 냈나."""
+    trained = trained_demo() if trained is None else trained
+    i = _pick_example(trained) if index is None else index
+    src, _, _ = _batch(trained, [i])
+    trained.model.eval()
+    with tfm.record_attention(trained.model) as maps:
+        hyp = tfm.greedy_decode(trained.model, src, data.BOS_ID, data.EOS_ID)[0]
+    n = len(trained.model.decoder.layers)
+    # 캐시 디코딩: 층마다 단계별 (1, h, 1, S) 가 쌓인다 → (steps, S), 헤드 평균
+    steps = [torch.cat(maps[f"decoder.layers.{layer}.cross_attn"], dim=2)[0].mean(0) for layer in range(n)]
+    produced = (hyp + [data.EOS_ID])[:steps[0].size(0)]
+    src_labels = display_tokens(trained.bpe, src[0].tolist())
+    out_labels = [f"{t + 1}: {tok}" for t, tok in enumerate(display_tokens(trained.bpe, produced))]
+    panels = [[(steps[layer], f"decoder layer {layer + 1}", src_labels, out_labels, "source token (encoder output)",
+                "generation step: token produced") for layer in range(n)]]
+    fig = _attention_grid(panels, (5.2 * n + 1, 0.32 * len(produced) + 4.2), fontsize=11)
+    translation = trained.bpe.decode(hyp)
+    en, de = trained.valid_text[i]
+    fig.supxlabel(f"EN: {en}\nREF: {de}\nOUT: {translation}", fontsize=10, x=0.02, ha="left")
+    numbers = {"source": en, "reference": de, "translation": translation, "exact_match": translation == de,
+               "steps": len(produced), "argmax_source_last_layer": steps[-1].argmax(-1).tolist()}
+    return _finish(fig, numbers, _trained_title(trained, "Cross-attention at each step of a greedy translation"))
+
+
+def fig_transformer_attention_all(trained=None, index=None):
+    """인코더 셀프, 디코더 셀프, 교차 어텐션을 나란히 (첫 층과 마지막 층, 헤드 평균)."""
+    trained = trained_demo() if trained is None else trained
+    i, maps, labels = _sentence_maps(trained, index)
+    kinds = (("encoder", "self_attn", "encoder self-attention (both directions)", "source", "source"),
+             ("decoder", "self_attn", "decoder self-attention (causal)", "target input", "target input"),
+             ("decoder", "cross_attn", "cross-attention (source-target alignment)", "target input", "source"))
+    numbers, panels = {"sentence": trained.valid_text[i][0]}, []
+    for layer in sorted({0, len(trained.model.encoder.layers) - 1}):
+        panels.append([])
+        for stack, kind, title, query, key in kinds:
+            w = maps[f"{stack}.layers.{layer}.{kind}"].mean(0)               # (T_q, T_k) 헤드 평균
+            panels[-1].append(_panel(w, f"layer {layer + 1}: {title}", labels, query, key))
+            numbers[f"layer{layer + 1}_{stack}_{kind}_entropy"] = _entropy(w)
+    fig = _attention_grid(panels, (16, 4.8 * len(panels)))
+    return _finish(fig, numbers, _trained_title(trained, "All three attentions of the Transformer"))
+
+
+# ---- 층의 기여도, 런의 지표, 혼동 행렬 ------------------------------------------------------
 def _contribution_stats(trained, num_sentences):
     """검증 문장 num_sentences 개로 층·부분층 기여도를 잰다 (model.record_contributions)."""
     src, tgt_in, _ = _batch(trained, range(min(num_sentences, len(trained.valid))))
@@ -1365,22 +1420,6 @@ def _contribution_stats(trained, num_sentences):
     with torch.no_grad(), tfm.record_contributions(trained.model) as found:
         trained.model(src, tgt_in)
     return {name: values[0] for name, values in found.items()}
-
-
-def encoder_layer_contributions(trained=None, num_sentences=100):
-    """인코더 층마다 ‖출력 − 입력‖/‖입력‖ 과 두 부분층 가지의 상대 크기 (model.record_contributions)."""
-    trained = trained_demo() if trained is None else trained
-    c = _contribution_stats(trained, num_sentences)
-    n = _num_layers(trained)
-    series = {"whole layer: ‖out − in‖ / ‖in‖": [c[f"encoder.layers.{i}"] for i in range(n)],
-              "self-attention branch / residual input": [c[f"encoder.layers.{i}.sub_attn"] for i in range(n)],
-              "FFN branch / residual input": [c[f"encoder.layers.{i}.sub_ffn"] for i in range(n)]}
-    fig, ax = plt.subplots(figsize=(9, 4.6))
-    _grouped_bars(ax, series, [f"layer {i + 1}" for i in range(n)])
-    ax.set(xlabel="encoder layer", ylabel="relative size (Frobenius norms over the batch)",
-           title=f"{min(num_sentences, len(trained.valid))} validation sentences")
-    numbers = dict(zip(("layer_change", "self_attention_branch", "ffn_branch"), series.values()))
-    return _finish(fig, numbers, _trained_title(trained, "How much each encoder layer changes the representation"))
 
 
 def _grouped_bars(ax, series, names):
@@ -1397,172 +1436,80 @@ def _grouped_bars(ax, series, names):
     ax.legend(fontsize=8, ncol=2, loc="upper center")
 
 
-def decoder_attention_patterns(trained=None, index=None):
-    """디코더 층마다 셀프 어텐션(가려진 미래 = 0)과 교차 어텐션(인코더 출력), 헤드 평균."""
+def fig_encoder_layer_contributions(trained=None, num_sentences=100):
+    """인코더 층마다 ‖출력 − 입력‖/‖입력‖ 과 두 부분층 가지의 상대 크기 (model.record_contributions)."""
     trained = trained_demo() if trained is None else trained
-    i = _pick_example(trained) if index is None else index
-    src, tgt_in, maps = _attention_maps(trained, [i])
-    src_labels = display_tokens(trained.bpe, src[0].tolist())
-    tgt_labels = display_tokens(trained.bpe, tgt_in[0].tolist())
-    n = len(trained.model.decoder.layers)
-    fig, axes = plt.subplots(2, n, figsize=(4.8 * n + 1, 8.4), squeeze=False, layout="constrained")
-    numbers = {"sentence": trained.valid_text[i][0], "reference": trained.valid_text[i][1],
-               "future_weight_max": 0.0, "cross_argmax_source_per_layer": []}
-    future = torch.ones(tgt_in.size(1), tgt_in.size(1), dtype=torch.bool).triu(1)
-    for layer in range(n):
-        self_w = maps[f"decoder.layers.{layer}.self_attn"][0].mean(0)       # (T, T)
-        cross_w = maps[f"decoder.layers.{layer}.cross_attn"][0].mean(0)     # (T, S)
-        numbers["future_weight_max"] = max(numbers["future_weight_max"], float(self_w[future].max()))
-        numbers["cross_argmax_source_per_layer"].append(cross_w.argmax(-1).tolist())
-        _heatmap(axes[0, layer], self_w, f"layer {layer + 1} self-attention (masked)", tgt_labels, tgt_labels,
-                 vmin=0, vmax=1, xlabel="key (target input)", ylabel="query (target input)", fontsize=10)
-        image = _heatmap(axes[1, layer], cross_w, f"layer {layer + 1} cross-attention", src_labels, tgt_labels,
-                         vmin=0, vmax=1, xlabel="key (source)", ylabel="query (target input)", fontsize=10)
-    _weight_colorbar(fig, image, axes)
-    return _finish(fig, numbers, _trained_title(trained, "Decoder attention per layer (head average, teacher forcing)"))
+    c = _contribution_stats(trained, num_sentences)
+    n = len(trained.model.encoder.layers)
+    series = {"whole layer: ‖out − in‖ / ‖in‖": [c[f"encoder.layers.{i}"] for i in range(n)],
+              "self-attention branch / residual input": [c[f"encoder.layers.{i}.sub_attn"] for i in range(n)],
+              "FFN branch / residual input": [c[f"encoder.layers.{i}.sub_ffn"] for i in range(n)]}
+    fig, ax = plt.subplots(figsize=(9, 4.6))
+    _grouped_bars(ax, series, [f"layer {i + 1}" for i in range(n)])
+    ax.set(xlabel="encoder layer", ylabel="relative size (Frobenius norms over the batch)",
+           title=f"{min(num_sentences, len(trained.valid))} validation sentences")
+    numbers = dict(zip(("layer_change", "self_attention_branch", "ffn_branch"), series.values()))
+    return _finish(fig, numbers, _trained_title(trained, "How much each encoder layer changes the representation"))
 
 
-def decoder_layer_contributions(trained=None, num_sentences=100):
+def fig_decoder_layer_contributions(trained=None, num_sentences=100):
     """디코더 층마다 세 부분층(셀프, 교차, FFN) 가지의 상대 크기와 층 전체의 변화."""
     trained = trained_demo() if trained is None else trained
     c = _contribution_stats(trained, num_sentences)
     n = len(trained.model.decoder.layers)
-    parts = (("sub_self", "self-attention"), ("sub_cross", "cross-attention"), ("sub_ffn", "FFN"))
-    series = {f"{label} branch / residual input": [c[f"decoder.layers.{i}.{key}"] for i in range(n)]
-              for key, label in parts}
+    parts = {"sub_self": "self-attention", "sub_cross": "cross-attention", "sub_ffn": "FFN"}
+    per_layer = {label: [c[f"decoder.layers.{i}.{key}"] for i in range(n)] for key, label in parts.items()}
+    series = {f"{label} branch / residual input": values for label, values in per_layer.items()}
     series["whole layer: ‖out − in‖ / ‖in‖"] = [c[f"decoder.layers.{i}"] for i in range(n)]
     fig, ax = plt.subplots(figsize=(10, 4.6))
     _grouped_bars(ax, series, [f"layer {i + 1}" for i in range(n)])
     ax.set(xlabel="decoder layer", ylabel="relative size (Frobenius norms over the batch)",
            title=f"{min(num_sentences, len(trained.valid))} validation sentences, teacher forcing")
-    means = {label: float(np.mean(series[f"{label} branch / residual input"])) for _, label in parts}
-    numbers = {f"{label}_per_layer": series[f"{label} branch / residual input"] for _, label in parts}
-    numbers["layer_change"] = series["whole layer: ‖out − in‖ / ‖in‖"]
-    numbers["mean_by_sublayer"] = means
-    numbers["order"] = " > ".join(sorted(means, key=means.get, reverse=True))
+    means = {label: float(np.mean(values)) for label, values in per_layer.items()}
+    numbers = {f"{label}_per_layer": values for label, values in per_layer.items()}
+    numbers.update(layer_change=series["whole layer: ‖out − in‖ / ‖in‖"], mean_by_sublayer=means,
+                   order=" > ".join(sorted(means, key=means.get, reverse=True)))
     return _finish(fig, numbers, _trained_title(trained, "Decoder sublayer contributions"))
 
 
-def generation_attention(trained=None, index=None):
-    """실제 그리디 번역의 단계마다 교차 어텐션 (층마다, 헤드 평균): 어느 원문 토큰을 보며 무엇을 냈나."""
-    trained = trained_demo() if trained is None else trained
-    i = _pick_example(trained) if index is None else index
-    src, _, _ = _batch(trained, [i])
-    trained.model.eval()
-    with tfm.record_attention(trained.model) as maps:
-        hyp = tfm.greedy_decode(trained.model, src, data.BOS_ID, data.EOS_ID)[0]
-    n = len(trained.model.decoder.layers)
-    # 캐시 디코딩: 층마다 단계별 (1, h, 1, S) 가 쌓인다 → (steps, S), 헤드 평균
-    steps = [torch.cat(maps[f"decoder.layers.{layer}.cross_attn"], dim=2)[0].mean(0) for layer in range(n)]
-    produced = (hyp + [data.EOS_ID])[:steps[0].size(0)]
-    src_labels = display_tokens(trained.bpe, src[0].tolist())
-    out_labels = [f"{t + 1}: {tok}" for t, tok in enumerate(display_tokens(trained.bpe, produced))]
-    fig, axes = plt.subplots(1, n, figsize=(5.2 * n + 1, 0.32 * len(produced) + 4.2), squeeze=False,
-                             layout="constrained")
-    for layer in range(n):
-        image = _heatmap(axes[0, layer], steps[layer], f"decoder layer {layer + 1}", src_labels, out_labels,
-                         vmin=0, vmax=1, xlabel="source token (encoder output)",
-                         ylabel="generation step: token produced")
-    _weight_colorbar(fig, image, axes)
-    translation = trained.bpe.decode(hyp)
-    en, de = trained.valid_text[i]
-    fig.supxlabel(f"EN: {en}\nREF: {de}\nOUT: {translation}", fontsize=10, x=0.02, ha="left")
-    numbers = {"source": en, "reference": de, "translation": translation, "exact_match": translation == de,
-               "steps": len(produced), "argmax_source_last_layer": steps[-1].argmax(-1).tolist()}
-    return _finish(fig, numbers, _trained_title(trained, "Cross-attention at each step of a greedy translation"))
-
-
-def transformer_attention_all(trained=None, index=None):
-    """인코더 셀프, 디코더 셀프, 교차 어텐션을 나란히 (첫 층과 마지막 층, 헤드 평균)."""
-    trained = trained_demo() if trained is None else trained
-    i = _pick_example(trained) if index is None else index
-    src, tgt_in, maps = _attention_maps(trained, [i])
-    src_labels = display_tokens(trained.bpe, src[0].tolist())
-    tgt_labels = display_tokens(trained.bpe, tgt_in[0].tolist())
-    layers_to_show = sorted({0, _num_layers(trained) - 1})
-    fig, axes = plt.subplots(len(layers_to_show), 3, figsize=(16, 4.8 * len(layers_to_show)), squeeze=False,
-                             layout="constrained")
-    numbers = {"sentence": trained.valid_text[i][0]}
-    for r, layer in enumerate(layers_to_show):
-        panels = ((f"encoder.layers.{layer}.self_attn", "encoder self-attention (both directions)", src_labels,
-                   src_labels, "key (source)", "query (source)"),
-                  (f"decoder.layers.{layer}.self_attn", "decoder self-attention (causal)", tgt_labels, tgt_labels,
-                   "key (target input)", "query (target input)"),
-                  (f"decoder.layers.{layer}.cross_attn", "cross-attention (source-target alignment)", src_labels,
-                   tgt_labels, "key (source)", "query (target input)"))
-        for c, (name, title, xl, yl, xlab, ylab) in enumerate(panels):
-            w = maps[name][0].mean(0)
-            image = _heatmap(axes[r, c], w, f"layer {layer + 1}: {title}", xl, yl, vmin=0, vmax=1,
-                             xlabel=xlab, ylabel=ylab, fontsize=10)
-            numbers[f"layer{layer + 1}_{name.split('.')[0]}_{name.split('.')[-1]}_entropy"] = _entropy(w)
-    _weight_colorbar(fig, image, axes)
-    return _finish(fig, numbers, _trained_title(trained, "All three attentions of the Transformer"))
-
-
-def metric_comparison(metrics=None, source=""):
+def fig_metric_comparison(metrics=None, source=""):
     """실제 학습 런의 metrics.csv: 학습·검증 손실, 검증 토큰 정확도, 검증 그리디 BLEU. source = 런 이름."""
     if metrics is None:
         trained = trained_demo()
         metrics, source = trained.metrics, os.path.basename(trained.run_dir)
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.5))
-    panels = ((axes[0], (("train_loss", "train (label-smoothed)"), ("valid_loss", "valid (cross-entropy)")),
-               "loss per token", "Loss"),
-              (axes[1], (("token_accuracy", "valid token accuracy"),), "accuracy", "Token accuracy (teacher forcing)"),
-              (axes[2], (("bleu", "valid greedy BLEU"),), "BLEU (0-100, sacreBLEU definition)", "BLEU"))
     numbers = {}
-    for ax, keys, ylabel, title in panels:
-        for key, label in keys:
-            x, y = _points(metrics, key)
-            if x:
-                ax.plot(x, y, marker="o" if len(x) < 40 else None, label=label)
-                numbers[f"{key}_final"] = y[-1]
-                numbers[f"{key}_best"] = min(y) if "loss" in key else max(y)
-        ax.set(xlabel="update step", ylabel=ylabel, title=title)
-        ax.grid(alpha=0.3)
+    for ax, labels, ylabel, title in (
+            (axes[0], _LOSS_LABELS, "loss per token", "Loss"),
+            (axes[1], {"token_accuracy": "valid token accuracy"}, "accuracy", "Token accuracy (teacher forcing)"),
+            (axes[2], {"bleu": "valid greedy BLEU"}, "BLEU (0-100, sacreBLEU definition)", "BLEU")):
+        for key, y in _plot_columns(ax, metrics, labels, ylabel=ylabel, title=title, marker_below=40).items():
+            numbers[f"{key}_final"] = y[-1]
+            numbers[f"{key}_best"] = min(y) if "loss" in key else max(y)
         ax.legend(fontsize=8)
     x, _ = _points(metrics, "train_loss")
     numbers["steps"] = x[-1] if x else 0
     return _finish(fig, numbers, f"Metrics of a real demo training run ({source or 'metrics.csv'})")
 
 
-def multi30k_training(metrics, source=""):
-    """실제 문장(Multi30k) 학습 런: 검증 BLEU 와 손실을 벽시계 분(metrics.csv 의 elapsed_s)에 대해."""
-    minutes = [None if s is None else s / 60 for s in metrics.get("elapsed_s", [])]
-    timed = dict(metrics, step=minutes) if minutes and None not in minutes else metrics
-    xlabel = "wall-clock minutes (training + evaluation)" if timed is not metrics else "update step"
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.3))
-    numbers = {}
-    for ax, keys, ylabel in ((axes[0], ("bleu",), "BLEU (greedy, sacreBLEU definition)"),
-                             (axes[1], ("train_loss", "valid_loss"), "loss per token")):
-        for key in keys:
-            x, y = _points(timed, key)
-            if x:
-                ax.plot(x, y, marker="o" if len(x) < 40 else None, label=key.replace("_", " "))
-                numbers[f"{key}_final"] = y[-1]
-        ax.set(xlabel=xlabel, ylabel=ylabel)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    axes[0].set_title("Validation BLEU (eval sentences, greedy)")
-    axes[1].set_title("Train (label-smoothed) and validation loss")
-    x, _ = _points(timed, "train_loss")
-    numbers["minutes" if timed is not metrics else "steps"] = x[-1] if x else 0
-    return _finish(fig, numbers, f"Real text: Multi30k on a CPU ({source or 'metrics.csv'})")
-
-
 @torch.no_grad()
-def confusion_matrix(trained=None, top_k=15, num_sentences=200):
-    """검증 문장에서 교사 강요로 예측한 토큰 대 정답 토큰 (가장 잦은 정답 top_k 개, 행 정규화)."""
-    trained = trained_demo() if trained is None else trained
+def _teacher_forced_tokens(trained, indices, batch_size=64):
+    """검증 문장들을 교사 강요로 예측: (정답 토큰, argmax 토큰), 각 (N,) [PAD] 제외."""
     trained.model.eval()
     gold, pred = [], []
-    indices = list(range(min(num_sentences, len(trained.valid))))
-    for start in range(0, len(indices), 64):
-        src, tgt_in, tgt_out = _batch(trained, indices[start:start + 64])
-        guess = trained.model(src, tgt_in).argmax(-1)                       # (B, T)
+    for start in range(0, len(indices), batch_size):
+        src, tgt_in, tgt_out = _batch(trained, indices[start:start + batch_size])
         real = tgt_out != data.PAD_ID
         gold.append(tgt_out[real])
-        pred.append(guess[real])
-    gold, pred = torch.cat(gold), torch.cat(pred)
+        pred.append(trained.model(src, tgt_in).argmax(-1)[real])
+    return torch.cat(gold), torch.cat(pred)
+
+
+def fig_confusion_matrix(trained=None, top_k=15, num_sentences=200):
+    """검증 문장에서 교사 강요로 예측한 토큰 대 정답 토큰 (가장 잦은 정답 top_k 개, 행 정규화)."""
+    trained = trained_demo() if trained is None else trained
+    indices = list(range(min(num_sentences, len(trained.valid))))
+    gold, pred = _teacher_forced_tokens(trained, indices)
     ids, counts = gold.unique(return_counts=True)
     top = ids[counts.argsort(descending=True)[:top_k]]                      # 잦은 순
     index = {int(t): k for k, t in enumerate(top)}
@@ -1575,12 +1522,10 @@ def confusion_matrix(trained=None, top_k=15, num_sentences=200):
     fig, ax = plt.subplots(figsize=(10, 8.5))
     image = _heatmap(ax, rows, f"{len(gold)} target tokens from {len(indices)} validation sentences",
                      labels + ["(other)"], labels, cmap="Blues", vmin=0, vmax=1,
-                     xlabel="predicted token (argmax)", ylabel="gold token", fontsize=11, tick_fontsize=9)
-    for r in range(rows.shape[0]):
-        for c in range(rows.shape[1]):
-            if rows[r, c] >= 0.01:
-                ax.text(c, r, f"{rows[r, c]:.2f}", ha="center", va="center", fontsize=7,
-                        color="w" if rows[r, c] > 0.6 else "k")
+                     xlabel="predicted token (argmax)", ylabel="gold token", tick_fontsize=9)
+    for (r, c), value in np.ndenumerate(rows):
+        if value >= 0.01:
+            ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=7, color="w" if value > 0.6 else "k")
     fig.colorbar(image, ax=ax, fraction=0.04, label="fraction of the gold token's occurrences")
     off = rows[:, :-1] - np.diag(np.diag(rows[:, :-1]))
     r, c = np.unravel_index(int(np.argmax(off)), off.shape)
@@ -1591,52 +1536,71 @@ def confusion_matrix(trained=None, top_k=15, num_sentences=200):
     return _finish(fig, numbers, _trained_title(trained, "Confusion matrix of the most frequent target tokens"))
 
 
+def fig_multi30k_training(metrics, source=""):
+    """실제 문장(Multi30k) 학습 런: 검증 BLEU 와 손실을 벽시계 분(metrics.csv 의 elapsed_s)에 대해."""
+    minutes = [None if s is None else s / 60 for s in metrics.get("elapsed_s", [])]
+    timed = dict(metrics, step=minutes) if minutes and None not in minutes else metrics
+    xlabel = "wall-clock minutes (training + evaluation)" if timed is not metrics else "update step"
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.3))
+    numbers = {}
+    for ax, keys, ylabel, title in (
+            (axes[0], ("bleu",), "BLEU (greedy, sacreBLEU definition)", "Validation BLEU (eval sentences, greedy)"),
+            (axes[1], ("train_loss", "valid_loss"), "loss per token", "Train (label-smoothed) and validation loss")):
+        labels = {key: key.replace("_", " ") for key in keys}
+        for key, y in _plot_columns(ax, timed, labels, xlabel, ylabel, title, marker_below=40).items():
+            numbers[f"{key}_final"] = y[-1]
+        ax.legend(fontsize=8)
+    x, _ = _points(timed, "train_loss")
+    numbers["minutes" if timed is not metrics else "steps"] = x[-1] if x else 0
+    return _finish(fig, numbers, f"Real text: Multi30k on a CPU ({source or 'metrics.csv'})")
+
+
 # =============================================================================
 # 11. 명령줄: 그림 목록과 main()
 # =============================================================================
-# (이름, 함수, 입력) — DESIGN §5 의 순서. 입력: None = 기본값 그대로, "pairs" = 데모 코퍼스 문장쌍,
+# (이름, 함수, 입력) — 파일을 읽는 순서. 입력: None = 기본값 그대로, "pairs" = 데모 코퍼스 문장쌍,
 # "trained" = 학습된 데모 모델(TrainedRun), "metrics" = 그 런의 metrics.csv,
 # "multi30k" = 가장 최근 ``python train.py --preset multi30k`` 런의 metrics.csv (없으면 그 그림은 건너뛴다).
 FIGURES = (
-    ("token_embedding_analysis", token_embedding_analysis, None),
-    ("special_token_embeddings", special_token_embeddings, None),
-    ("positional_encoding_analysis", positional_encoding_analysis, None),
-    ("attention_patterns", attention_patterns, "trained"),
-    ("masking_visualization", masking_visualization, None),
-    ("look_ahead_mask", look_ahead_mask, None),
-    ("layer_norm_effects", layer_norm_effects, None),
-    ("ffn_behavior", ffn_behavior, None),
-    ("residual_effects", residual_effects, None),
-    ("encoder_attention_patterns", encoder_attention_patterns, "trained"),
-    ("encoder_layer_contributions", encoder_layer_contributions, "trained"),
-    ("decoder_attention_patterns", decoder_attention_patterns, "trained"),
-    ("decoder_layer_contributions", decoder_layer_contributions, "trained"),
-    ("generation_attention", generation_attention, "trained"),
-    ("transformer_attention_all", transformer_attention_all, "trained"),
-    ("initialization_distributions", initialization_distributions, None),
-    ("gradient_flow_initialization", gradient_flow_initialization, None),
-    ("lr_scheduler_curves", lr_scheduler_curves, None),
-    ("transformer_schedule_analysis", transformer_schedule_analysis, None),
-    ("warmup_comparison", warmup_comparison, None),
-    ("onecycle_lr", onecycle_lr, None),
-    ("cyclic_lr_warmup", cyclic_lr_warmup, None),
-    ("label_smoothing_effect", label_smoothing_effect, None),
-    ("focal_loss_weights", focal_loss_weights, None),
-    ("training_simulation", training_simulation, None),
-    ("tokenizer_length_distribution", tokenizer_length_distribution, "pairs"),
-    ("dataset_statistics", dataset_statistics, "pairs"),
-    ("mlm_masking_distribution", mlm_masking_distribution, "pairs"),
-    ("metric_comparison", metric_comparison, "metrics"),
-    ("confusion_matrix", confusion_matrix, "trained"),
-    ("multi30k_training", multi30k_training, "multi30k"),
+    ("token_embedding_analysis", fig_token_embedding_analysis, None),            # 1. embeddings.py
+    ("special_token_embeddings", fig_special_token_embeddings, None),
+    ("positional_encoding_analysis", fig_positional_encoding_analysis, None),
+    ("masking_visualization", fig_masking_visualization, None),                  # 2. attention.py
+    ("look_ahead_mask", fig_look_ahead_mask, None),
+    ("layer_norm_effects", fig_layer_norm_effects, None),                        # 3. layers.py
+    ("ffn_behavior", fig_ffn_behavior, None),
+    ("residual_effects", fig_residual_effects, None),
+    ("initialization_distributions", fig_initialization_distributions, None),    # 4. model.py 초기화
+    ("gradient_flow_initialization", fig_gradient_flow_initialization, None),
+    ("lr_scheduler_curves", fig_lr_scheduler_curves, None),                      # 5. schedules.py
+    ("transformer_schedule_analysis", fig_transformer_schedule_analysis, None),
+    ("onecycle_lr", fig_onecycle_lr, None),
+    ("cyclic_lr_warmup", fig_cyclic_lr_warmup, None),
+    ("label_smoothing_effect", fig_label_smoothing_effect, None),                # 6. losses.py
+    ("focal_loss_weights", fig_focal_loss_weights, None),
+    ("tokenizer_length_distribution", fig_tokenizer_length_distribution, "pairs"),   # 7. data.py
+    ("dataset_statistics", fig_dataset_statistics, "pairs"),
+    ("mlm_masking_distribution", fig_mlm_masking_distribution, "pairs"),
+    ("training_simulation", fig_training_simulation, None),                      # 8. train.py: 짧은 학습
+    ("warmup_comparison", fig_warmup_comparison, None),
+    ("attention_patterns", fig_attention_patterns, "trained"),                   # 9. 학습된 모델
+    ("encoder_attention_patterns", fig_encoder_attention_patterns, "trained"),
+    ("encoder_layer_contributions", fig_encoder_layer_contributions, "trained"),
+    ("decoder_attention_patterns", fig_decoder_attention_patterns, "trained"),
+    ("decoder_layer_contributions", fig_decoder_layer_contributions, "trained"),
+    ("generation_attention", fig_generation_attention, "trained"),
+    ("transformer_attention_all", fig_transformer_attention_all, "trained"),
+    ("metric_comparison", fig_metric_comparison, "metrics"),
+    ("confusion_matrix", fig_confusion_matrix, "trained"),
+    ("multi30k_training", fig_multi30k_training, "multi30k"),
 )
 
 
 def select_figures(only=None):
     """--only 값들(여러 번, 쉼표 구분 가능) → FIGURES 의 항목들 (목록 순서). 모르는 이름은 ValueError.
 
-    >>> [name for name, _, _ in select_figures(["onecycle_lr,look_ahead_mask"])]
-    ['look_ahead_mask', 'onecycle_lr']
+    >>> [name for name, _, _ in select_figures(["onecycle_lr,look_ahead_mask", "attention_patterns"])]
+    ['look_ahead_mask', 'onecycle_lr', 'attention_patterns']
     >>> select_figures(["nope"])
     Traceback (most recent call last):
     ...
@@ -1666,13 +1630,10 @@ def _save_numbers(path, numbers):
     os.replace(tmp, path)
 
 
-def make_figures(entries, out_dir="outputs", training_root=os.path.join("outputs", "training"), log=print):
-    """그림들을 out_dir/<이름>.png 로 쓰고, 그림마다 잰 숫자를 한 줄씩 출력한다. 반환: {이름: 숫자}."""
-    os.makedirs(out_dir, exist_ok=True)
-    kinds = {kind for _, _, kind in entries}
+def _figure_inputs(kinds, training_root, log):
+    """그림 입력의 종류마다 넘길 인자 {종류: kwargs}. Multi30k 런이 없으면 "multi30k" 는 빠진다."""
     trained = trained_demo(training_root, log=log) if kinds & {"trained", "metrics"} else None
-    pairs = demo_pairs() if "pairs" in kinds else None
-    inputs = {None: {}, "pairs": {"pairs": pairs}, "trained": {"trained": trained}, "metrics": {}}
+    inputs = {None: {}, "pairs": {"pairs": demo_pairs() if "pairs" in kinds else None}, "trained": {"trained": trained}}
     if trained is not None:
         inputs["metrics"] = {"metrics": trained.metrics, "source": os.path.basename(trained.run_dir)}
     real = train.find_latest_run(training_root, preset="multi30k") if "multi30k" in kinds else None
@@ -1681,9 +1642,17 @@ def make_figures(entries, out_dir="outputs", training_root=os.path.join("outputs
     elif "multi30k" in kinds:
         log(f"{training_root} 에 Multi30k 런이 없어 multi30k_training 그림을 건너뜁니다 (커밋된 그림을 그대로 "
             "둡니다; 다시 그리려면 먼저 `python train.py --preset multi30k`).")
-        entries = [e for e in entries if e[2] != "multi30k"]
+    return inputs
+
+
+def make_figures(entries, out_dir="outputs", training_root=os.path.join("outputs", "training"), log=print):
+    """그림들을 out_dir/<이름>.png 로 쓰고, 그림마다 잰 숫자를 한 줄씩 출력한다. 반환: {이름: 숫자}."""
+    os.makedirs(out_dir, exist_ok=True)
+    inputs = _figure_inputs({kind for _, _, kind in entries}, training_root, log)
     numbers = {}
     for name, make, kind in entries:
+        if kind not in inputs:
+            continue
         start = time.time()
         fig = make(**inputs[kind])
         fig.savefig(os.path.join(out_dir, f"{name}.png"), dpi=100)
@@ -1712,19 +1681,15 @@ def main(argv=None):
     args = parser.parse_args(argv)
     threads = torch.get_num_threads()
     try:
-        if args.list:
-            names = [name for name, _, _ in FIGURES]
-            print("\n".join(names))
-            return names
-        if args.run:
-            paths = save_run_figures(args.run)
-            print("\n".join(paths))
-            return paths
+        if args.list or args.run:
+            lines = [name for name, _, _ in FIGURES] if args.list else save_run_figures(args.run)
+            print("\n".join(lines))
+            return lines
         entries = select_figures(args.only)
         torch.set_num_threads(max(args.threads, 1))
         start = time.time()
         numbers = make_figures(entries, args.out, args.training_root)
-        print(f"그림 {len(entries)}장을 {args.out}/ 에 썼습니다 ({time.time() - start:.1f}초). "
+        print(f"그림 {len(numbers)}장을 {args.out}/ 에 썼습니다 ({time.time() - start:.1f}초). "
               f"잰 숫자: {os.path.join(args.out, 'figure_numbers.json')}")
         return numbers
     except (ValueError, FileNotFoundError) as exc:

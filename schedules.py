@@ -29,15 +29,15 @@ import torch
 def _check_step(step):
     """스텝 번호 검사: 1 이상이어야 한다 (위 규약 참고)."""
     if step < 1:
-        raise ValueError(f"step must be >= 1 (step k = the k-th optimizer update), got {step}; "
-                         "use as_lambda_lr to convert LambdaLR's 0-based counter.")
+        raise ValueError(f"step 은 1 이상이어야 합니다(step k = k번째 업데이트, 받은 값 {step}); "
+                         "LambdaLR 의 0부터 세는 카운터는 as_lambda_lr 로 바꾸세요.")
 
 
 def _check_total(warmup_steps, total_steps):
     """워밍업 뒤에 감쇠할 구간이 적어도 한 스텝은 있어야 한다."""
     if warmup_steps < 0 or total_steps <= warmup_steps:
-        raise ValueError(f"need 0 <= warmup_steps < total_steps, got warmup_steps={warmup_steps}, "
-                         f"total_steps={total_steps}; train longer than the warmup.")
+        raise ValueError(f"0 <= warmup_steps < total_steps 여야 합니다(받은 값 warmup_steps={warmup_steps}, "
+                         f"total_steps={total_steps}); 워밍업보다 길게 학습하세요.")
 
 
 # ---------------------------------------------------------------------------
@@ -65,11 +65,11 @@ def transformer_lr(step, d_model=512, warmup_steps=4000, scale=1.0):
     >>> transformer_lr(0, 512, 4000)
     Traceback (most recent call last):
     ...
-    ValueError: step must be >= 1 (step k = the k-th optimizer update), got 0; use as_lambda_lr to convert LambdaLR's 0-based counter.
+    ValueError: step 은 1 이상이어야 합니다(step k = k번째 업데이트, 받은 값 0); LambdaLR 의 0부터 세는 카운터는 as_lambda_lr 로 바꾸세요.
     """
     _check_step(step)
     if warmup_steps < 1:
-        raise ValueError(f"warmup_steps must be >= 1 for the paper's schedule, got {warmup_steps}.")
+        raise ValueError(f"논문의 스케줄은 warmup_steps >= 1 이 필요합니다(받은 값 {warmup_steps}).")
     return scale * d_model ** -0.5 * min(step ** -0.5, step * warmup_steps ** -1.5)
 
 
@@ -87,6 +87,13 @@ def _warmup(step, peak_lr, warmup_steps):
     return peak_lr * step / warmup_steps
 
 
+def _progress(step, warmup_steps, total_steps):
+    """인자를 검사하고 감쇠 구간의 진행도 (step − warmup)/(total − warmup) 를 준다 (total 뒤에는 1)."""
+    _check_step(step)
+    _check_total(warmup_steps, total_steps)
+    return min(step - warmup_steps, total_steps - warmup_steps) / (total_steps - warmup_steps)
+
+
 def polynomial_lr(step, peak_lr, warmup_steps, total_steps, power=2.0, end_lr=0.0):
     """다항식 감쇠: lr = (peak − end) · (1 − progress)^power + end, progress = (step−warmup)/(total−warmup).
 
@@ -97,11 +104,9 @@ def polynomial_lr(step, peak_lr, warmup_steps, total_steps, power=2.0, end_lr=0.
     >>> round(polynomial_lr(4, 1.0, 2, 6, power=1.0), 4) == round(linear_lr(4, 1.0, 2, 6), 4)
     True
     """
-    _check_step(step)
-    _check_total(warmup_steps, total_steps)
+    progress = _progress(step, warmup_steps, total_steps)
     if step <= warmup_steps:
         return _warmup(step, peak_lr, warmup_steps)
-    progress = min(step - warmup_steps, total_steps - warmup_steps) / (total_steps - warmup_steps)
     return (peak_lr - end_lr) * (1.0 - progress) ** power + end_lr
 
 
@@ -110,6 +115,8 @@ def linear_lr(step, peak_lr, warmup_steps, total_steps, end_lr=0.0):
 
     >>> [round(linear_lr(s, 1.0, 2, 6), 2) for s in range(1, 8)]
     [0.5, 1.0, 0.75, 0.5, 0.25, 0.0, 0.0]
+    >>> math.isclose(linear_lr(4, 1.0, 2, 6, end_lr=0.4), 0.7)    # 가운데: (1 + 0.4) / 2
+    True
     """
     return polynomial_lr(step, peak_lr, warmup_steps, total_steps, power=1.0, end_lr=end_lr)
 
@@ -121,12 +128,12 @@ def cosine_lr(step, peak_lr, warmup_steps, total_steps, min_lr=0.0):
 
     >>> [round(cosine_lr(s, 1.0, 2, 6), 4) for s in range(1, 8)]
     [0.5, 1.0, 0.8536, 0.5, 0.1464, 0.0, 0.0]
+    >>> math.isclose(cosine_lr(4, 1.0, 2, 6, min_lr=0.5), 0.75)   # 가운데: (1 + 0.5) / 2
+    True
     """
-    _check_step(step)
-    _check_total(warmup_steps, total_steps)
+    progress = _progress(step, warmup_steps, total_steps)
     if step <= warmup_steps:
         return _warmup(step, peak_lr, warmup_steps)
-    progress = min(step - warmup_steps, total_steps - warmup_steps) / (total_steps - warmup_steps)
     return min_lr + 0.5 * (peak_lr - min_lr) * (1.0 + math.cos(math.pi * progress))
 
 
@@ -146,21 +153,21 @@ def _anneal(start, end, pct, anneal):
         return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
     if anneal == "linear":
         return (end - start) * pct + start
-    raise ValueError(f"anneal must be 'cos' or 'linear', got {anneal!r}.")
+    raise ValueError(f"anneal 은 'cos' 또는 'linear' 여야 합니다(받은 값 {anneal!r}).")
 
 
 def _one_cycle_value(step, total_steps, pct_start, three_phase, anneal, points):
     """OneCycle 공통 보간. points = 구간별 (시작값, 끝값). 구간 경계는 0부터 센 t 로 적는다."""
     _check_step(step)
     if not 0.0 < pct_start < 1.0 or pct_start * total_steps <= 1:
-        raise ValueError(f"need 0 < pct_start < 1 and pct_start * total_steps > 1, got pct_start={pct_start}, "
-                         f"total_steps={total_steps}; use more steps or a larger pct_start.")
+        raise ValueError(f"0 < pct_start < 1 이고 pct_start * total_steps > 1 이어야 합니다(받은 값 pct_start="
+                         f"{pct_start}, total_steps={total_steps}); 스텝을 늘리거나 pct_start 를 키우세요.")
     t = min(step, total_steps) - 1  # 0부터 센 업데이트 번호 (PyTorch 의 last_epoch)
     ends = [float(pct_start * total_steps) - 1, total_steps - 1]
     if three_phase:  # 오르기 → 같은 길이로 내리기 → 나머지에서 min 까지 소멸
         ends = [ends[0], float(2 * pct_start * total_steps) - 2, total_steps - 1]
         if ends[1] >= ends[2]:
-            raise ValueError(f"three_phase needs pct_start < 0.5, got {pct_start}.")
+            raise ValueError(f"three_phase 는 pct_start < 0.5 가 필요합니다(받은 값 {pct_start}).")
     start_t = 0.0
     for i, (end_t, (a, b)) in enumerate(zip(ends, points)):
         if t <= end_t or i == len(ends) - 1:
@@ -222,8 +229,8 @@ def cyclic_lr(step, base_lr, max_lr, step_size_up, step_size_down=None, warmup_s
     _check_step(step)
     down = step_size_up if step_size_down is None else step_size_down
     if step_size_up < 1 or down < 1 or warmup_steps < 0:
-        raise ValueError(f"need step_size_up >= 1, step_size_down >= 1 and warmup_steps >= 0, got "
-                         f"{step_size_up}, {down}, {warmup_steps}.")
+        raise ValueError(f"step_size_up >= 1, step_size_down >= 1, warmup_steps >= 0 이어야 합니다(받은 값 "
+                         f"{step_size_up}, {down}, {warmup_steps}).")
     if step <= warmup_steps:
         return base_lr * step / (warmup_steps + 1)
     pos = (step - warmup_steps - 1) % (step_size_up + down)  # 주기 안의 위치 (0 = base_lr)
@@ -254,7 +261,7 @@ def as_lambda_lr(optimizer, fn):
     True
     """
     if not callable(fn):
-        raise ValueError("fn must be a callable step -> learning rate, e.g. functools.partial(cosine_lr, ...).")
+        raise ValueError("fn 은 step → 학습률 인 호출 가능한 함수여야 합니다(예: functools.partial(cosine_lr, ...)).")
     for group in optimizer.param_groups:
         group["lr"] = 1.0
         group["initial_lr"] = 1.0

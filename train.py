@@ -1,31 +1,31 @@
-"""train.py — 학습 루프: 설정, 혼합 정밀도, 체크포인트, 평가(BLEU), 번역.
+"""train.py — Transformer 를 학습하고, 평가하고, 번역한다.
 
-"We trained on the standard WMT 2014 English-German dataset ... Sentence pairs
-were batched together by approximate sequence length. Each training batch
-contained a set of sentence pairs containing approximately 25000 source tokens
+"Sentence pairs were batched together by approximate sequence length. Each training
+batch contained a set of sentence pairs containing approximately 25000 source tokens
 and 25000 target tokens." (§5.1)
 
-이 파일 하나로 세 가지를 한다.
+``python train.py`` 는 WMT14 가 준비되어 있으면(``python data.py prepare wmt14``) 논문의
+base 모델(``rtx3090`` 프리셋)을, 아니면 내장 데모 코퍼스로 ``demo`` 프리셋을 학습하고 보지
+않은 테스트 문장의 번역과 BLEU 를 출력한다. ``--resume`` 은 끊긴 학습을 그대로 이어 가고
+(같은 손실이 나온다), ``--translate "the old man saw the small dog"`` 는 최근 런으로 번역한다.
 
-1. ``python train.py`` — WMT14 가 준비되어 있으면(``python data.py prepare wmt14``)
-   논문의 base 모델(``rtx3090`` 프리셋)을, 아니면 내장 데모 코퍼스로 ``demo``
-   프리셋을 학습하고, 보지 않은 테스트 문장의 번역과 BLEU 를 출력한다.
-2. ``python train.py --resume`` — 끊긴 학습을 그대로 이어 간다(같은 손실이 나온다).
-3. ``python train.py --translate "yesterday the old man saw the small dog"``
-   — 가장 최근 체크포인트로 빔 서치 번역을 한다.
+학습 루프의 뼈대 (``Trainer.train``)::
 
-읽는 순서: 설정(Config) → 평가 지표(BLEU) → 데이터 → 모델·옵티마이저 →
-체크포인트 → 학습 루프 → 명령줄.
+    while step < max_steps:
+        loss = train_step(다음 업데이트의 배치들)    # 순전파 → 역전파 → Adam 한 걸음
+        간격마다: 진행 줄, 검증, metrics.csv + status.md, 체크포인트
 
->>> cfg = preset_config("rtx3090")
->>> cfg.d_model, cfg.num_layers, cfg.num_heads, cfg.d_ff, cfg.warmup
-(512, 6, 8, 2048, 4000)
->>> cfg.max_tokens * cfg.accum_steps            # 업데이트당 목표 토큰 ≈ 25k (§5.1)
-25000
->>> check_config(preset_config("tiny").replace(max_steps=10, warmup=20))
-Traceback (most recent call last):
-...
-ValueError: 총 업데이트 수(max_steps=10)가 워밍업(warmup=20)보다 커야 합니다: 학습률이 한 번도 최고점에 닿지 못합니다. --max-steps 를 늘리거나 --warmup 을 줄이세요.
+읽는 순서: 1 설정 → 2 데이터 → 3 모델·옵티마이저 → 4 학습 루프 (4.1 기록, 4.2 준비) →
+5 평가와 번역 → 6 체크포인트와 런 읽기(load_run) → 7 BLEU → 8 명령줄.
+그림은 plots.py 가 그린다: 끝난 런은 ``python plots.py --run <런 디렉터리>``.
+
+>>> cfg = preset_config("rtx3090")               # 논문의 base 모델 (표 3, §5.3, §5.4, §6.1)
+>>> cfg.d_model, cfg.num_layers, cfg.num_heads, cfg.d_ff, cfg.dropout, cfg.warmup, cfg.max_steps
+(512, 6, 8, 2048, 0.1, 4000, 100000)
+>>> cfg.adam_beta1, cfg.adam_beta2, cfg.adam_eps, cfg.label_smoothing, cfg.beam_size, cfg.length_penalty
+(0.9, 0.98, 1e-09, 0.1, 4, 0.6)
+>>> cfg.max_tokens * cfg.accum_steps, cfg.vocab_size, cfg.average_last, cfg.share_embeddings   # 25k 토큰 (§5.1)
+(25000, 37000, 5, True)
 """
 import argparse
 import contextlib
@@ -36,6 +36,7 @@ import functools
 import glob
 import math
 import os
+import pathlib
 import random
 import re
 import sys
@@ -52,9 +53,7 @@ from model import Transformer, beam_search, greedy_decode
 from schedules import as_lambda_lr, transformer_lr
 
 
-# =============================================================================
-# 1. 설정: 하나의 dataclass 와 세 개의 프리셋
-# =============================================================================
+# ══════ 1. 설정: 하나의 dataclass 와 네 개의 프리셋 ══════
 def _opt(default, help):
     """Config 필드 하나: 기본값과 ``--help`` 에 나올 한국어 설명."""
     return dataclasses.field(default=default, metadata={"help": help})
@@ -127,55 +126,429 @@ PRESETS = ("tiny", "demo", "multi30k", "rtx3090")
 
 
 def preset_config(name):
-    """프리셋 이름 → Config.
-
-    - ``tiny``: 테스트용, 몇 초.
-    - ``demo``: CPU 에서 데모 코퍼스, 몇 분.
-    - ``multi30k``: CPU 에서 진짜 문장(Multi30k 2.9만 쌍)을 배운다 (크기·스케줄은 README 의 잰 결과로 골랐다).
-    - ``rtx3090``: 논문의 base 모델을 24 GB GPU 하나에서 (AMP, 그래디언트 누적).
-    """
-    if name == "tiny":
+    """프리셋 이름 → Config. tiny: 테스트용 몇 초, demo: CPU 몇 분, multi30k: CPU 에서 진짜 문장
+    (Multi30k 2.9만 쌍), rtx3090: 논문 base 를 24 GB GPU 하나에서 (AMP, 그래디언트 누적)."""
+    presets = {
         # 논문과 다른 점: tiny 는 "64 쌍을 외울 수 있는가" 를 몇 초 만에 보이는 테스트용이라
         # 라벨 스무딩과 드롭아웃을 끈다 (ε=0.1 이면 교차 엔트로피가 약 0.1 아래로 내려갈 수 없다).
-        return Config(preset="tiny", train_pairs=64, valid_pairs=16, test_pairs=16,
-                      vocab_size=300, d_model=64, num_heads=2, num_layers=1, d_ff=128,
-                      dropout=0.0, label_smoothing=0.0, lr_factor=0.5, warmup=30, max_steps=300,
-                      max_tokens=1024, log_every=50, eval_every=100, eval_bleu_sentences=16,
-                      save_every=100, keep_checkpoints=3, average_last=2, beam_size=2, amp="off")
-    if name == "demo":
-        # 논문과 다른 점: CPU 몇 분 안에 끝나도록 base 보다 훨씬 작은 모델(128/2층/4헤드/512)과
+        "tiny": dict(train_pairs=64, valid_pairs=16, test_pairs=16, vocab_size=300, d_model=64, num_heads=2,
+                     num_layers=1, d_ff=128, dropout=0.0, label_smoothing=0.0, lr_factor=0.5, warmup=30,
+                     max_steps=300, max_tokens=1024, log_every=50, eval_every=100, eval_bleu_sentences=16,
+                     save_every=100, keep_checkpoints=3, average_last=2, beam_size=2, amp="off"),
+        # 논문과 다른 점: demo 는 CPU 몇 분 안에 끝나도록 base 보다 훨씬 작은 모델(128/2층/4헤드/512)과
         # 2,048 토큰 배치를 쓴다. 스케줄·Adam·라벨 스무딩·드롭아웃·빔·평균은 논문 그대로.
-        return Config(preset="demo", vocab_size=2000, d_model=128, num_heads=4, num_layers=2,
-                      d_ff=512, warmup=400, max_steps=1600, lr_factor=1.0, max_tokens=2048,
-                      log_every=100, eval_every=400, save_every=200, amp="off")
-    if name == "multi30k":
-        # 논문과 다른 점: 노트북 CPU 두 코어에서 45분 안에 끝나도록 base 의 1/4 쯤 되는 모델
+        "demo": dict(vocab_size=2000, d_model=128, num_heads=4, num_layers=2, d_ff=512, warmup=400, max_steps=1600,
+                     lr_factor=1.0, max_tokens=2048, log_every=100, eval_every=400, save_every=200, amp="off"),
+        # 논문과 다른 점: multi30k 는 노트북 CPU 두 코어에서 45분 안에 끝나도록 base 의 1/4 쯤 되는 모델
         # (256/3층/4헤드/512)과 2,048 토큰 배치(업데이트를 자주), bf16 autocast(AVX512-BF16 CPU 에서
         # 1.4-1.7배 빠름; 지원하지 않는 CPU 는 --amp off), 드롭아웃 0.2 (작은 코퍼스를 20 에폭 가까이 돈다),
         # 학습률 배율 0.7 (최고 1.5e-3) 을 쓴다. 나머지(스케줄 모양, Adam, 라벨 스무딩 0.1, 빔 4, 마지막 5개
         # 평균)는 논문 그대로. 이 값들은 README "실제 데이터로: Multi30k" 의 비교 실험으로 골랐다.
-        return Config(preset="multi30k", corpus="wmt14", data_dir="data/multi30k", vocab_size=8000,
-                      d_model=256, num_heads=4, num_layers=3, d_ff=512, dropout=0.2, warmup=800,
-                      lr_factor=0.7, max_steps=4400, max_tokens=2048, amp="bf16", log_every=100,
-                      eval_every=1200, eval_bleu_sentences=100, save_every=150, keep_checkpoints=5,
-                      average_last=5)
-    if name == "rtx3090":
-        # 논문과 다른 점: 논문은 GPU 8장에서 배치당 25k 토큰을 한 번에 처리했다. GPU 한 장에서는
+        "multi30k": dict(corpus="wmt14", data_dir="data/multi30k", vocab_size=8000, d_model=256, num_heads=4,
+                         num_layers=3, d_ff=512, dropout=0.2, warmup=800, lr_factor=0.7, max_steps=4400,
+                         max_tokens=2048, amp="bf16", log_every=100, eval_every=1200, eval_bleu_sentences=100,
+                         save_every=150, keep_checkpoints=5, average_last=5),
+        # 논문과 다른 점: 논문은 GPU 8장에서 배치당 25k 토큰을 한 번에 처리했다. rtx3090 은 GPU 한 장에서
         # 6,250 토큰 배치 4개의 그래디언트를 누적해 업데이트 크기 ≈25k 를 만든다. 예산은 "문장 수 ×
         # 긴 쪽 폭(패딩 포함)" 으로 세므로 실제 토큰은 더 적다: WMT 표본 1만 쌍(BPE 8k·37k)에서 잰
         # 업데이트당 실제 토큰은 원문 약 21.2-21.9k, 번역문 약 22.6-23.3k (논문의 85-93%). 같게 하려면
         # max_tokens 를 약 7,000-7,500 으로 올려야 하는데, 24 GB 에서 메모리를 재 보지 못해 그대로 둔다.
         # 체크포인트: 논문은 10분마다 써서 마지막 5개를 평균했다. base 모델은 12시간에 10만 스텝,
         # 10분 ≈ 1,400 스텝이므로 1,400 스텝마다 쓴다 (평균 창 = 마지막 약 5,600 스텝).
-        return Config(preset="rtx3090", corpus="wmt14", vocab_size=37000, d_model=512,
-                      num_heads=8, num_layers=6, d_ff=2048, dropout=0.1, warmup=4000,
-                      max_steps=100000, max_tokens=6250, accum_steps=4, amp="auto",
-                      log_every=100, eval_every=2800, save_every=1400, eval_bleu_sentences=500)
-    raise ValueError(f"알 수 없는 프리셋 '{name}' 입니다: {', '.join(PRESETS)} 중에서 고르세요.")
+        "rtx3090": dict(corpus="wmt14", vocab_size=37000, d_model=512, num_heads=8, num_layers=6, d_ff=2048,
+                        dropout=0.1, warmup=4000, max_steps=100000, max_tokens=6250, accum_steps=4, amp="auto",
+                        log_every=100, eval_every=2800, save_every=1400, eval_bleu_sentences=500),
+    }
+    if name not in presets:
+        raise ValueError(f"알 수 없는 프리셋 '{name}' 입니다: {', '.join(PRESETS)} 중에서 고르세요.")
+    return Config(preset=name, **presets[name])
 
 
+# ══════ 2. 데이터: 데모 코퍼스 또는 평행 코퍼스, 토큰 수로 묶은 배치 ══════
+@dataclasses.dataclass
+class Corpus:
+    """학습에 필요한 것: BPE, 분할별 (원문 id, 번역 id) 목록, 검증·테스트의 (원문, 참조) 문장."""
+    bpe: object
+    train: list
+    valid: list
+    test: list
+    valid_text: list
+    test_text: list
+
+
+def load_corpus(cfg, bpe_path=None, log=print):
+    """데모: 문법으로 문장을 만들고 학습 문장으로 공동 BPE 를 배워(bpe_path 가 있으면 읽어) 인코딩한다.
+    평행 코퍼스(corpus="wmt14"): ``data.py prepare`` 의 캐시를 쓴다 (load_prepared_corpus)."""
+    if cfg.corpus == "wmt14":
+        return load_prepared_corpus(cfg, log)
+    splits = data.demo_splits(num_train=cfg.train_pairs, num_valid=cfg.valid_pairs,
+                              num_test=cfg.test_pairs, seed=cfg.seed)
+    if bpe_path and os.path.exists(bpe_path):
+        bpe = data.BPE.load(bpe_path)
+    else:
+        bpe = data.train_bpe([s for pair in splits["train"] for s in pair], cfg.vocab_size)
+    enc = {name: [(bpe.encode(en), bpe.encode(de)) for en, de in pairs] for name, pairs in splits.items()}
+    log(f"데모 코퍼스: 학습 {len(enc['train']):,} 쌍, 검증 {len(enc['valid']):,}, "
+        f"테스트 {len(enc['test']):,}, BPE 어휘 {len(bpe):,}")
+    return Corpus(bpe, enc["train"], enc["valid"], enc["test"], splits["valid"], splits["test"])
+
+
+def load_prepared_corpus(cfg, log):
+    """평행 코퍼스 디렉터리의 캐시를 읽는다. 설정(어휘 크기, 언어 쌍)에 맞는 캐시가 없으면 먼저 준비한다."""
+    check_corpus_dir(cfg)
+    cache = data.find_prepared(cfg.data_dir, cfg.vocab_size, cfg.src, cfg.tgt)
+    if cache is None:                                   # Multi30k 는 몇 초, WMT14 는 수십 분
+        log(f"'{cfg.data_dir}' 에 어휘 {cfg.vocab_size}, {cfg.src}→{cfg.tgt} 캐시가 없어 먼저 준비합니다 "
+            f"(= python data.py prepare {cfg.data_dir} --src {cfg.src} --tgt {cfg.tgt} --vocab {cfg.vocab_size}).")
+        cache = data.prepare_corpus(cfg.data_dir, cfg.vocab_size, cfg.src, cfg.tgt, log=log)
+    bpe = data.BPE.load(os.path.join(cache, "bpe.txt"))
+    limit = cfg.max_len - 1                    # 위치 표에서 [EOS]/[BOS] 한 칸을 뺀 문장 길이 한계
+    train = data.load_prepared(cache, "train", max_len=limit)           # 더 긴 쌍이 있으면 한 줄 오류
+    splits = {name: data.load_prepared(cache, name) for name in ("valid", "test")}
+    texts = {name: data.load_pairs(cfg.data_dir, name, cfg.src, cfg.tgt) for name in ("valid", "test")}
+    # 검증 분할은 거르지 않은 공식 집합이다: 위치 표보다 긴 쌍은 교사 강요 손실에서만 뺀다
+    # (시험 분할은 번역할 때 원문을 자른다, translate_ids).
+    keep = [i for i, (s, t) in enumerate(splits["valid"]) if max(len(s), len(t)) <= limit]
+    if len(keep) < len(splits["valid"]):
+        log(f"검증 쌍 {len(splits['valid']) - len(keep)}개가 {limit} 토큰보다 길어 검증에서 뺍니다.")
+    valid, valid_text = [splits["valid"][i] for i in keep], [texts["valid"][i] for i in keep]
+    log(f"준비된 캐시 {cache}: {cfg.src}→{cfg.tgt} 학습 {len(train):,} 쌍, BPE 어휘 {len(bpe):,}")
+    return Corpus(bpe, train, valid, splits["test"], valid_text, texts["test"])
+
+
+def check_corpus_dir(cfg):
+    """코퍼스 디렉터리와 파일이 있는지 (몇 분 걸리는 준비·학습 전에 한 줄 오류로)."""
+    if not os.path.isdir(cfg.data_dir):
+        name = os.path.basename(os.path.normpath(cfg.data_dir))
+        how = (f"`python data.py download {name} --dir {cfg.data_dir}` 로 내려받거나"
+               if name in ("multi30k", "wmt14") else "train/valid/test.<언어> 파일을 그곳에 두거나")
+        raise FileNotFoundError(f"코퍼스 디렉터리 '{cfg.data_dir}' 가 없습니다: {how} --data-dir 를 고치세요.")
+    data.check_corpus(cfg.data_dir, cfg.src, cfg.tgt)
+
+
+def epoch_batches(pairs, cfg, epoch, rank=0, world_size=1):
+    """한 에폭의 배치 목록(예제 번호 목록들): (특수 토큰 1개를 더한) 긴 쪽 길이 × 문장 수 ≤ max_tokens.
+    시드와 에폭만으로 정해지므로 재개해도 같고, 분산 학습이면 랭크마다 겹치지 않는 같은 수의 배치를
+    준다 (all-reduce 가 멈추지 않게)."""
+    src_len, tgt_len = sequence_lengths(pairs)
+    return data.token_batches(src_len, tgt_len, cfg.max_tokens, seed=cfg.seed, epoch=epoch,
+                              shuffle=True, rank=rank, world_size=world_size)
+
+
+def sequence_lengths(pairs):
+    """(원문 길이들, 번역문 길이들). 준비된 캐시는 길이 배열을 이미 들고 있다."""
+    if hasattr(pairs, "src_lengths"):
+        return pairs.src_lengths, pairs.tgt_lengths
+    return [len(s) for s, _ in pairs], [len(t) for _, t in pairs]
+
+
+def make_batch(pairs, indices, device):
+    """예제 번호 → (src, tgt_in, tgt_out) 텐서 (장치로 옮김)."""
+    return tuple(t.to(device) for t in data.collate([pairs[i] for i in indices]))   # 원문+[EOS], [BOS]+번역, 번역+[EOS]
+
+
+# ══════ 3. 모델과 옵티마이저 ══════
+def build_model(cfg, vocab_size):
+    """설정대로 Transformer 를 만든다 (공동 어휘면 임베딩 공유 + 출력층 묶기, §3.4)."""
+    return Transformer(vocab_size, vocab_size, d_model=cfg.d_model, num_heads=cfg.num_heads,
+                       num_layers=cfg.num_layers, d_ff=cfg.d_ff, dropout=cfg.dropout,
+                       pad_id=data.PAD_ID, share_embeddings=cfg.share_embeddings,
+                       tie_output=cfg.share_embeddings, norm_first=cfg.norm_first, max_len=cfg.max_len)
+
+
+def build_optimizer(cfg, model):
+    """Adam(β1=0.9, β2=0.98, ε=1e-9) 과 논문의 학습률 스케줄 (§5.3):
+    lrate = d_model^-0.5 · min(step^-0.5, step · warmup^-1.5)  (× lr_factor)."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=1.0, betas=(cfg.adam_beta1, cfg.adam_beta2),
+                                 eps=cfg.adam_eps)
+    return optimizer, as_lambda_lr(optimizer, lambda step: cfg.lr_factor * transformer_lr(step, cfg.d_model,
+                                                                                         cfg.warmup))
+
+
+# ══════ 4. 학습 루프 ══════
+class Trainer:
+    """한 번의 학습 실행: 상태(모델, 옵티마이저, 스텝, 에폭 위치)와 그 상태를 바꾸는 메서드."""
+
+    def __init__(self, cfg, log=print):
+        self.cfg = check_config(cfg)
+        self.rank, self.world_size = init_distributed()
+        self.is_main = self.rank == 0
+        self.log = log if self.is_main else (lambda *a, **k: None)
+        self.device, self.amp = setup_device(cfg, self.world_size)
+        resume = find_resume_state(cfg)
+        self.run_dir = make_run_dir(cfg, resume, self.is_main)
+        seed_everything(cfg.seed)
+        self.corpus = load_corpus(cfg, os.path.join(self.run_dir, "bpe.txt"), self.log)
+        if self.is_main:
+            self.corpus.bpe.save(os.path.join(self.run_dir, "bpe.txt"))
+        check_batch_fits(cfg, self.corpus, self.device)
+        self.train_tgt_lengths = np.asarray(sequence_lengths(self.corpus.train)[1])  # 업데이트의 토큰 수 세기용
+        self.model = build_model(cfg, len(self.corpus.bpe)).to(self.device)
+        self.optimizer, self.scheduler = build_optimizer(cfg, self.model)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")   # fp16 손실 스케일링
+        self.step, self.epoch, self.batch_pos, self._epoch_batches = 0, 0, 0, None
+        self.nonfinite_in_row = self.nonfinite_total = self.overflow_total = 0   # overflow: fp16 이 건너뜀
+        self.status = {"state": "학습 중", "amp": self.amp, "step": 0, "epoch": 0, "elapsed": 0.0}
+        self.elapsed_before, self.start_time = 0.0, time.time()
+        if resume is not None:
+            self.restore(resume)
+        self.ddp_model = self.model
+        if self.world_size > 1:                     # torchrun: 역전파 때 기울기를 랭크끼리 all-reduce
+            self.ddp_model = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    def train(self):
+        """max_steps 까지 학습한다: 끝까지 가면 True, --stop-after 로 멈추면 False.
+        Ctrl-C 면 체크포인트를 쓰고 KeyboardInterrupt 를 다시 올린다."""
+        cfg = self.cfg
+        self.log(f"런 디렉터리: {self.run_dir} | 장치 {self.device} | AMP {self.amp} | "
+                 f"파라미터 {sum(p.numel() for p in self.model.parameters()):,}")
+        self.start_time = time.time()
+        self.window = {"losses": [], "tokens": 0, "start": time.time(), "first": (self.step, time.time())}
+        try:
+            while self.step < cfg.max_steps:
+                loss, tokens, result = self.train_step(self.next_update_batches())
+                self.window["tokens"] += tokens
+                if result != "applied":                     # 건너뛴 업데이트: 스텝·스케줄은 그대로
+                    self.count_skipped(result)
+                    continue
+                self.step, self.nonfinite_in_row = self.step + 1, 0
+                self.window["losses"].append(loss)
+                last, row = self.step == cfg.max_steps, {}
+                if self.step % cfg.log_every == 0 or last:
+                    row.update(self.log_progress())
+                if self.step % cfg.eval_every == 0 or last:
+                    row.update(self.evaluate())
+                if row:
+                    self.record(row)                        # metrics.csv 한 줄 + status.md
+                if self.step % cfg.save_every == 0 or last:
+                    self.save()
+                if cfg.stop_after and cfg.stop_after <= self.step < cfg.max_steps:
+                    self.stop("중단 (stop_after)")
+                    self.log(f"스텝 {self.step} 에서 멈춤: `--resume {self.run_dir}` 로 이어 가세요.")
+                    return False
+        except KeyboardInterrupt:
+            path = self.stop("중단 (Ctrl-C)")
+            self.log(f"\n중단됨: 스텝 {self.step} 체크포인트를 {path} 에 저장했습니다. "
+                     f"`python train.py --resume {self.run_dir}` 로 이어 가세요.")
+            raise
+        self.status["state"] = "완료"
+        self.record()
+        return True
+
+    def train_step(self, batches):
+        """한 업데이트. 반환: (토큰당 평균 손실, 목표 토큰 수, 결과). 결과는 "applied" (적용),
+        "nonfinite" (어느 랭크든 손실이 NaN/inf → 모든 랭크가 함께 건너뜀: 한 랭크의 NaN 은 all-reduce 로
+        이미 모든 랭크의 기울기에 퍼졌다), "overflow" (fp16 GradScaler 가 inf 기울기를 보고 건너뜀)."""
+        self.optimizer.zero_grad(set_to_none=True)
+        loss_sum, tokens = self.accumulate_gradients(batches)
+        loss = loss_sum.item() / max(tokens, 1)       # 업데이트마다 한 번만 GPU 를 기다린다
+        if all_reduce(float(math.isfinite(loss)), self.device, self.world_size, "min") < 1:
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.amp == "fp16":
+                self.scaler.update(self.scaler.get_scale() / 2)   # fp16 넘침이면 스케일을 낮춘다
+            return loss, tokens, "nonfinite"
+        self.scaler.unscale_(self.optimizer)
+        if self.cfg.clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
+        scale_before = self.scaler.get_scale()        # 꺼져 있으면 늘 1.0 (동기화 없음)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.scaler.get_scale() < scale_before:     # 스케일이 줄었다 = 이번 optimizer.step 은 건너뛰었다
+            return loss, tokens, "overflow"
+        self.scheduler.step()
+        return loss, tokens, "applied"
+
+    def accumulate_gradients(self, batches):
+        """마이크로배치들의 기울기를 쌓는다. 반환: (이 랭크의 토큰 손실 합 텐서, 이 랭크의 목표 토큰 수).
+
+        쌓인 기울기 = ∂(업데이트 전체의 토큰 손실 합)/∂θ ÷ (업데이트 전체의 목표 토큰 수, 모든 랭크 합):
+        마이크로배치마다 토큰 수만큼 기여해 모두를 담은 한 배치의 기울기와 같다 (fairseq 와 같은 방식).
+        토큰 수는 길이 배열로 미리 세므로 GPU 를 기다리지 않는다."""
+        tokens = sum(int(self.train_tgt_lengths[b].sum()) + len(b) for b in batches)  # 번역 + [EOS]
+        scale = self.world_size / all_reduce(tokens, self.device, self.world_size)   # DDP 의 랭크 평균을 되돌림
+        loss_sum = torch.zeros((), device=self.device)
+        for i, indices in enumerate(batches):
+            src, tgt_in, tgt_out = make_batch(self.corpus.train, indices, self.device)
+            sync = i == len(batches) - 1 or self.world_size == 1     # 마지막 마이크로배치에서만 all-reduce
+            with contextlib.nullcontext() if sync else self.ddp_model.no_sync():
+                with autocast(self.amp, self.device):
+                    logits = self.ddp_model(src, tgt_in)                                    # (B, T, V)
+                loss = label_smoothed_cross_entropy(logits.float(), tgt_out, epsilon=self.cfg.label_smoothing,
+                                                    ignore_index=data.PAD_ID, reduction="sum")
+                self.scaler.scale(loss * scale).backward()
+            loss_sum += loss.detach()
+        return loss_sum, tokens
+
+    def next_update_batches(self):
+        """다음 업데이트에 쓸 배치 accum_steps 개. 에폭이 끝나면 다음 에폭의 순서로 넘어간다."""
+        out = []
+        while len(out) < self.cfg.accum_steps:
+            if self._epoch_batches is None:
+                self._epoch_batches = epoch_batches(self.corpus.train, self.cfg, self.epoch, self.rank,
+                                                    self.world_size)
+            if self.batch_pos >= len(self._epoch_batches):
+                self.epoch, self.batch_pos, self._epoch_batches = self.epoch + 1, 0, None
+                continue
+            out.append(self._epoch_batches[self.batch_pos])
+            self.batch_pos += 1
+        return out
+
+    # ---- 루프가 부르는 것: 건너뜀, 진행 줄, 검증, 기록, 저장 ----
+    def count_skipped(self, result):
+        """fp16 넘침은 흔한 일이라 세기만 한다. NaN/inf 는 세고 경고하며, 연속으로 max_nonfinite 번이면
+        체크포인트를 쓰고 TrainingDiverged 로 멈춘다."""
+        if result == "overflow":
+            self.overflow_total += 1
+            return
+        self.nonfinite_in_row += 1
+        self.nonfinite_total += 1
+        self.log(f"경고: 스텝 {self.step + 1} 의 손실이 유한하지 않아 건너뜁니다 "
+                 f"(연속 {self.nonfinite_in_row}회, 총 {self.nonfinite_total}회).")
+        if self.nonfinite_in_row >= self.cfg.max_nonfinite:
+            path = self.stop("중단 (손실 발산)")
+            raise TrainingDiverged(f"손실이 {self.nonfinite_in_row}번 연속 NaN/inf 여서 멈췄습니다 "
+                                   f"(체크포인트: {path}). 학습률(--lr-factor)을 낮추거나 --clip-norm 을 "
+                                   "켜거나 --amp bf16/off 로 다시 시도하세요.")
+
+    def log_progress(self):
+        """진행 줄 하나: 스텝, 평균 손실, 학습률, 토큰/s, 경과, 남은 시간. metrics.csv 의 칸을 돌려준다."""
+        w, lr = self.window, self.optimizer.param_groups[0]["lr"]
+        loss, speed = sum(w["losses"]) / len(w["losses"]), w["tokens"] / max(time.time() - w["start"], 1e-9)
+        first_step, first_time = w["first"]
+        eta = (time.time() - first_time) / max(self.step - first_step, 1) * (self.cfg.max_steps - self.step)
+        self.log(f"스텝 {self.step:>6}/{self.cfg.max_steps} | 손실 {loss:.4f} | 학습률 {lr:.2e} | "
+                 f"{speed:,.0f} 토큰/s | 경과 {format_duration(self.elapsed())} | 남은 시간 {format_duration(eta)}")
+        best = self.status.get("best_train_loss")
+        self.status.update(train_loss=loss, lr=lr, best_train_loss=loss if best is None else min(best, loss))
+        w.update(losses=[], tokens=0, start=time.time())
+        return {"train_loss": f"{loss:.6f}", "lr": f"{lr:.6e}", "tokens_per_s": f"{speed:.1f}"}
+
+    def evaluate(self):
+        """검증 손실·정확도와 검증 문장 일부의 그리디 BLEU (랭크 0 만). metrics.csv 의 칸을 돌려준다."""
+        if not self.is_main:
+            return {}
+        start, n = time.time(), self.cfg.eval_bleu_sentences
+        valid_loss, acc = evaluate_loss(self.model, self.corpus.valid, self.cfg, self.device, self.amp)
+        hyps = translate_ids(self.model, [s for s, _ in self.corpus.valid[:n]], self.device)
+        score = bleu([self.corpus.bpe.decode(h) for h in hyps], [ref for _, ref in self.corpus.valid_text[:n]])
+        best = self.status.get("best_valid_loss")
+        self.status.update(valid_loss=valid_loss, token_accuracy=acc, bleu=score,
+                           best_valid_loss=valid_loss if best is None else min(best, valid_loss))
+        self.log(f"  검증: 손실 {valid_loss:.4f} (퍼플렉서티 {perplexity(valid_loss):.2f}) | 토큰 정확도 {acc:.2%} | "
+                 f"그리디 BLEU {score:.2f} ({len(hyps)} 문장) | 평가 {time.time() - start:.0f} 초")
+        return {"valid_loss": f"{valid_loss:.6f}", "token_accuracy": f"{acc:.6f}", "bleu": f"{score:.4f}"}
+
+    def record(self, row=None):
+        """(랭크 0 만) row 가 있으면 metrics.csv 에 한 줄을 더하고, status.md 를 새로 쓴다."""
+        if not self.is_main:
+            return
+        if row:
+            append_metrics(os.path.join(self.run_dir, "metrics.csv"),
+                           dict(row, step=self.step, elapsed_s=f"{self.elapsed():.1f}"))
+        self.status.update(step=self.step, epoch=self.epoch, elapsed=self.elapsed())
+        write_status(self.run_dir, self.cfg, self.status)
+
+    def elapsed(self):
+        """이전 실행(재개 전)까지 포함한 학습 시간(초)."""
+        return self.elapsed_before + time.time() - self.start_time
+
+    def save(self, periodic=True):
+        """checkpoint_last.pt 와 (주기 저장이면) checkpoint_step{N}.pt 를 쓰고 오래된 것은 지운다."""
+        if not self.is_main:
+            return None
+        state, last = self.state_dict(), os.path.join(self.run_dir, "checkpoint_last.pt")
+        save_checkpoint(last, state)
+        if periodic:
+            save_checkpoint(os.path.join(self.run_dir, f"checkpoint_step{self.step}.pt"), state)
+            for old in step_checkpoints(self.run_dir)[:-max(self.cfg.keep_checkpoints, self.cfg.average_last)]:
+                os.remove(old)
+        return last
+
+    def stop(self, state):
+        """학습 상태를 적고 checkpoint_last.pt 만 쓴다. 반환: 그 경로."""
+        self.status["state"] = state
+        return self.save(periodic=False)
+
+    def state_dict(self):
+        """재개에 필요한 모든 것 (weights_only 로 읽히는 타입만)."""
+        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
+                "step": self.step, "epoch": self.epoch, "batch_pos": self.batch_pos,
+                "rng": rng_state(), "config": dataclasses.asdict(self.cfg), "elapsed": self.elapsed(),
+                "status": dict(self.status), "nonfinite_total": self.nonfinite_total,
+                "overflow_total": self.overflow_total}
+
+    def restore(self, state):
+        """state_dict() 로 저장한 상태로 되돌린다 (--resume)."""
+        for name in ("model", "optimizer", "scheduler", "scaler"):
+            getattr(self, name).load_state_dict(state[name])
+        self.step, self.epoch, self.batch_pos = state["step"], state["epoch"], state["batch_pos"]
+        self.elapsed_before, self.nonfinite_total = state["elapsed"], state["nonfinite_total"]
+        self.overflow_total = state.get("overflow_total", 0)
+        self.status.update(state["status"])
+        set_rng_state(state["rng"])
+        self.log(f"재개: {state['path']} (스텝 {self.step}, 에폭 {self.epoch})")
+
+
+class TrainingDiverged(RuntimeError):
+    """손실이 연속으로 NaN/inf 여서 학습을 멈췄다 (체크포인트는 저장됨)."""
+
+
+# ══════ 4.1 런의 기록: metrics.csv (plots.py 가 이것으로 그린다) 와 사람이 읽는 status.md ══════
+METRIC_COLUMNS = ("step", "train_loss", "lr", "valid_loss", "token_accuracy", "bleu", "tokens_per_s", "elapsed_s")
+
+
+def append_metrics(path, row):
+    """metrics.csv 에 한 줄 추가 (처음이면 머리줄도)."""
+    new = not os.path.exists(path)
+    with open(path, "a", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerow({k: row.get(k, "") for k in METRIC_COLUMNS})
+
+
+def write_status(run_dir, cfg, status):
+    """사람이 읽는 "학습 상태" 한 쪽 (학습 중에도 갱신; 임시 파일에 쓴 뒤 이름을 바꾼다)."""
+    def fmt(key, spec=".4f"):
+        return "-" if status.get(key) is None else format(status[key], spec)
+    text = (f"## {cfg.corpus.upper()} 번역 모델 학습 ({cfg.preset})\n\n**학습 상태**: {status['state']} "
+            f"({datetime.datetime.now():%Y-%m-%d %H:%M:%S} 갱신)\n\n"
+            f"- **설정**: d_model {cfg.d_model}, 층 {cfg.num_layers}+{cfg.num_layers}, 헤드 {cfg.num_heads}, "
+            f"d_ff {cfg.d_ff}, 드롭아웃 {cfg.dropout}, 업데이트당 토큰(상한) {cfg.max_tokens * cfg.accum_steps:,} "
+            f"({cfg.max_tokens:,} × 누적 {cfg.accum_steps}), 워밍업 {cfg.warmup:,}, 배율 {cfg.lr_factor}, "
+            f"AMP {status['amp']}\n"
+            f"- **진행**: 스텝 {status['step']:,} / {cfg.max_steps:,}, 에폭 {status['epoch']}, "
+            f"경과 {format_duration(status['elapsed'])}, 학습률 {fmt('lr', '.2e')}\n"
+            f"- **학습 손실**: {fmt('train_loss')} (최소 {fmt('best_train_loss')})\n"
+            f"- **검증**: 손실 {fmt('valid_loss')} (최소 {fmt('best_valid_loss')}), "
+            f"토큰 정확도 {fmt('token_accuracy', '.2%')}, BLEU {fmt('bleu', '.2f')}\n"
+            f"- **체크포인트**: `{run_dir}`\n")
+    tmp = os.path.join(run_dir, "status.md.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, os.path.join(run_dir, "status.md"))
+
+
+def format_duration(seconds):
+    """초 → H:MM:SS.
+
+    >>> format_duration(3725.4)
+    '1:02:05'
+    """
+    return str(datetime.timedelta(seconds=int(seconds)))
+
+
+# ══════ 4.2 학습 준비: 설정 점검, 장치와 정밀도, 분산(torchrun) ══════
 def check_config(cfg):
-    """학습이 될 수 없는 설정을 미리 거절한다 (옛 프로젝트는 워밍업도 끝내지 못했다)."""
+    """학습이 될 수 없는 설정을 미리 거절한다 (옛 프로젝트는 워밍업도 끝내지 못했다).
+
+    >>> check_config(preset_config("tiny").replace(max_steps=10, warmup=20))
+    Traceback (most recent call last):
+    ...
+    ValueError: 총 업데이트 수(max_steps=10)가 워밍업(warmup=20)보다 커야 합니다: 학습률이 한 번도 최고점에 ...
+    """
     if cfg.max_steps <= 0 or cfg.max_tokens <= 0 or cfg.accum_steps <= 0:
         raise ValueError("max_steps, max_tokens, accum_steps 는 양수여야 합니다.")
     if cfg.warmup < 1:
@@ -198,203 +571,115 @@ def check_config(cfg):
 
 
 def estimate_memory_gb(cfg, vocab_size):
-    """한 배치(max_tokens)의 학습 메모리를 대충 어림한다 (GiB).
+    """한 배치(max_tokens)의 학습 메모리 어림 (GiB): 파라미터·그래디언트·Adam 상태(fp32 4벌) + 층마다
+    저장되는 활성값 (토큰당 대략 d_model × 34, 어텐션 확률 h × T 는 평균 길이 50 으로 가정) + 로짓.
 
-    파라미터·그래디언트·Adam 상태(fp32 4벌) + 층마다 저장되는 활성값
-    (토큰당 대략 d_model × 34, 어텐션 확률 h × T 는 평균 길이 50 으로 가정) + 로짓.
-
-    >>> need = estimate_memory_gb(preset_config("rtx3090"), 37000)
-    >>> 2 < need < 24                       # RTX 3090 의 24 GB 안에 들어간다
+    >>> 2 < estimate_memory_gb(preset_config("rtx3090"), 37000) < 24     # RTX 3090 의 24 GB 안에 들어간다
     True
     """
     d, n = cfg.d_model, cfg.num_layers
     params = 2 * vocab_size * d + n * (4 * d * d + 2 * d * cfg.d_ff) + n * (8 * d * d + 2 * d * cfg.d_ff)
     bytes_per = 2 if cfg.amp in ("fp16", "bf16", "auto") else 4
     per_token = 2 * n * (34 * d + 5 * cfg.num_heads * 50 + cfg.d_ff) * bytes_per
-    activations = cfg.max_tokens * per_token
     logits = cfg.max_tokens * vocab_size * (bytes_per + 4)
-    return (16 * params + activations + logits) / 2 ** 30
+    return (16 * params + cfg.max_tokens * per_token + logits) / 2 ** 30
 
 
-# =============================================================================
-# 2. 평가 지표: BLEU (sacreBLEU 와 같은 값), 토큰 정확도, 퍼플렉서티
-# =============================================================================
-# ---------------------------------------------------------------------------
-# BLEU (Papineni et al., 2002) — 논문 Table 2 의 점수 (§6.1 "28.4 BLEU on EN-DE")
-# ---------------------------------------------------------------------------
-# BLEU = BP · exp( Σ_{n=1..4} ¼ · log p_n ),   BP = 1 (c > r) 또는 exp(1 − r/c) (c ≤ r)
-# p_n = (코퍼스 전체에서 참조와 겹친 n-gram 수, 참조 횟수까지만 셈) / (가설의 n-gram 수),
-# c = 가설 토큰 수 합, r = 참조 토큰 수 합. 문장마다가 아니라 코퍼스 전체 개수를 먼저 더한다.
-# 점수가 토큰화에 따라 달라지므로, WMT 표준인 sacreBLEU 의 기본값을 그대로 따른다:
-# 13a 토큰화, 대소문자 구분, n = 1..4, 'exp' 스무딩, effective order 끔 (corpus_bleu 기본).
-# 논문과 다른 점: 논문의 BLEU 는 토큰화한 텍스트 위에서 잰 값으로 알려져 있어 (sacreBLEU 이전),
-# 이 함수의 값과 소수점까지 바로 비교할 수는 없다. 보통 sacreBLEU 쪽이 조금 낮다.
-
-# --- 13a 토큰화 (mteval-v13a.pl 의 규칙) -----------------------------------------
-# 1) "<skipped>" 지우기, 줄 끝 하이픈 "-\n" 이으기, 나머지 줄바꿈은 공백으로.
-# 2) HTML 엔티티 4개만 되돌린다, 이 순서로: &quot; → "  &amp; → &  &lt; → <  &gt; → >
-#    (&apos; 는 되돌리지 않는다. "&amp;lt;" 는 두 단계를 거쳐 "<" 가 된다.)
-# 3) 앞뒤에 공백을 붙이고 아래 네 규칙을 차례로 적용 (각 규칙은 왼쪽부터, 겹치지 않게 모두 치환):
-#    a) 구두점 한 글자 양옆에 공백: ASCII 구두점 중 마침표 . 쉼표 , 하이픈 - 작은따옴표 ' 를 뺀 전부
-#    b) 숫자가 아닌 글자 뒤의 . 또는 , 를 떼어냄      c) 숫자가 아닌 글자 앞의 . 또는 , 를 떼어냄
-#    d) 숫자 뒤의 하이픈을 떼어냄 ("3.5" "1,000" 은 한 토큰, "2-3" 은 "2 - 3")
-# 4) 공백 문자(유니코드 포함) 기준으로 나누고 한 칸 공백으로 잇는다.
-_BLEU_PUNCT = " !\"#$%&()*+/:;<=>?@[\\]^_`{|}~"
-_BLEU_13A_RULES = (
-    (re.compile("([" + re.escape(_BLEU_PUNCT) + "])"), r" \1 "),
-    (re.compile(r"([^0-9])([.,])"), r"\1 \2 "),
-    (re.compile(r"([.,])([^0-9])"), r" \1 \2"),
-    (re.compile(r"([0-9])(-)"), r"\1 \2 "),
-)
-_BLEU_ENTITIES = (("&quot;", '"'), ("&amp;", "&"), ("&lt;", "<"), ("&gt;", ">"))
+def check_batch_fits(cfg, corpus, device):
+    """가장 긴 문장 쌍이 한 배치에 들어가고, (GPU 면) 어림 메모리가 장치에 들어가는지."""
+    longest = int(max(np.max(lengths) for lengths in sequence_lengths(corpus.train))) + 1
+    if longest > cfg.max_tokens:
+        raise ValueError(f"가장 긴 문장({longest} 토큰)이 배치 상한 max_tokens={cfg.max_tokens} "
+                         "보다 깁니다: --max-tokens 를 늘리세요.")
+    if device.type == "cuda":
+        need = estimate_memory_gb(cfg, len(corpus.bpe))
+        have = torch.cuda.get_device_properties(device).total_memory / 2 ** 30
+        if need > have:
+            raise ValueError(f"배치 하나에 약 {need:.1f} GiB 가 필요한데 GPU 메모리는 {have:.1f} GiB "
+                             "입니다: --max-tokens 를 줄이고 --accum-steps 를 늘리세요.")
 
 
-def _bleu_tokenize_13a(line):
-    """mteval-v13a 토큰화. 반환은 공백 하나로 이은 문자열.
+def setup_device(cfg, world_size):
+    """(장치, AMP 모드). device auto = CUDA 가 있으면 cuda (torchrun 아래면 LOCAL_RANK 의 GPU).
+    AMP: fp16 은 CUDA 에서만 (GradScaler 로 손실 스케일링), bf16 은 CUDA(지원 시)와 CPU 모두,
+    auto = bf16 을 지원하는 GPU 면 bf16, 그 밖의 GPU 는 fp16, CPU 는 off.
 
-    >>> _bleu_tokenize_13a("It costs $3.50, or 1,000 won.")
-    'It costs $ 3.50 , or 1,000 won .'
-    >>> _bleu_tokenize_13a("&quot;Don't&quot; -- pages 2-3, well-known")
-    '" Don\\'t " -- pages 2 - 3 , well-known'
-    >>> _bleu_tokenize_13a("a &amp;lt; b &apos;")
-    'a < b & apos ;'
-    """
-    line = line.replace("<skipped>", "").replace("-\n", "").replace("\n", " ")
-    for entity, char in _BLEU_ENTITIES:
-        line = line.replace(entity, char)
-    line = f" {line} "
-    for pattern, replacement in _BLEU_13A_RULES:
-        line = pattern.sub(replacement, line)
-    return " ".join(line.split())
-
-
-def _bleu_ngrams(tokens, max_order=4):
-    """1..max_order 그램의 개수. 키는 토큰 튜플.
-
-    >>> sorted(_bleu_ngrams(["a", "b", "a"], 2).items())
-    [(('a',), 2), (('a', 'b'), 1), (('b',), 1), (('b', 'a'), 1)]
-    """
-    return Counter(tuple(tokens[i:i + n]) for n in range(1, max_order + 1)
-                   for i in range(len(tokens) - n + 1))
-
-
-def _bleu_segment_stats(hypothesis, reference, max_order=4, lowercase=False):
-    """한 문장 쌍의 통계: [가설 길이, 참조 길이, 맞은 1..4그램 수, 가설 1..4그램 수].
-
-    맞은 개수는 참조에 나온 횟수까지만 센다 (clipping: "the the the" 가 "the" 1개만 맞음).
-    sacreBLEU 처럼 토큰화 전에 오른쪽 공백(줄바꿈 포함)을 지운다.
-
-    >>> _bleu_segment_stats("the the the", "the cat")
-    [3, 2, 1, 0, 0, 0, 3, 2, 1, 0]
-    """
-    if lowercase:                                      # sacreBLEU -lc: 토큰화 전에 소문자로
-        hypothesis, reference = hypothesis.lower(), reference.lower()
-    hyp = _bleu_tokenize_13a(hypothesis.rstrip()).split()
-    ref = _bleu_tokenize_13a(reference.rstrip()).split()
-    hyp_counts, ref_counts = _bleu_ngrams(hyp, max_order), _bleu_ngrams(ref, max_order)
-    correct, total = [0] * max_order, [0] * max_order
-    for gram, count in hyp_counts.items():
-        total[len(gram) - 1] += count
-        correct[len(gram) - 1] += min(count, ref_counts.get(gram, 0))
-    return [len(hyp), len(ref)] + correct + total
-
-
-def _bleu_from_stats(stats, max_order=4):
-    """코퍼스 합계 통계 → BLEU (0..100). sacreBLEU 의 'exp' 스무딩과 같은 규칙:
-
-    - 어떤 차수에서도 맞은 n-gram 이 없으면 0.
-    - 가설에 n-gram 이 아예 없는 차수가 있으면 (짧은 문장뿐인 코퍼스) log 0 → 0.
-    - 맞은 개수가 0 인 차수마다 k 를 1씩 키워 p_n = 1 / (2^k · 가설 n-gram 수) 로 둔다.
-
-    >>> round(_bleu_from_stats([4, 4, 4, 3, 2, 1, 4, 3, 2, 1]), 6)
-    100.0
-    >>> round(_bleu_from_stats([4, 5, 3, 1, 0, 0, 4, 3, 2, 1]), 4)   # BP = e^(1−5/4), p = 75, 33.3, 25, 25
-    27.5348
-    """
-    precisions, brevity = _bleu_precisions(stats, max_order)
-    if not any(stats[2:2 + max_order]) or not all(stats[2 + max_order:2 + 2 * max_order]):
-        return 0.0
-    return brevity * math.exp(sum(math.log(p) for p in precisions) / max_order)
-
-
-def _bleu_precisions(stats, max_order=4):
-    """('exp' 스무딩을 한) n-gram 정밀도 p_1..p_4 (%) 와 짧음 벌점 BP. 맞은 게 하나도 없으면 모두 0."""
-    sys_len, ref_len = stats[0], stats[1]
-    correct, total = stats[2:2 + max_order], stats[2 + max_order:2 + 2 * max_order]
-    brevity = 1.0 if sys_len >= ref_len else (math.exp(1 - ref_len / sys_len) if sys_len else 0.0)
-    precisions, halvings = [0.0] * max_order, 1.0
-    for n in range(max_order if any(correct) else 0):
-        if total[n] == 0:
-            break
-        if correct[n] == 0:
-            halvings *= 2
-            precisions[n] = 100.0 / (halvings * total[n])
-        else:
-            precisions[n] = 100.0 * correct[n] / total[n]
-    return precisions, brevity
-
-
-def bleu_stats(hypotheses, references, lowercase=False):
-    """코퍼스 합계 통계 [가설 길이, 참조 길이, 맞은 1..4그램, 가설 1..4그램]. 입력을 검사한다."""
-    if len(hypotheses) != len(references):
-        raise ValueError(f"hypotheses and references must have the same number of lines, "
-                         f"got {len(hypotheses)} and {len(references)}.")
-    if not hypotheses:
-        raise ValueError("hypotheses is empty; pass at least one sentence to score.")
-    if not all(isinstance(s, str) for s in list(hypotheses) + list(references)):
-        raise ValueError("every hypothesis and reference must be a str (one detokenised sentence).")
-    totals = [0] * 10
-    for hyp, ref in zip(hypotheses, references):
-        totals = [a + b for a, b in zip(totals, _bleu_segment_stats(hyp, ref, lowercase=lowercase))]
-    return totals
-
-
-def bleu(hypotheses, references, lowercase=False):
-    """코퍼스 BLEU (0..100): sacrebleu.corpus_bleu(hypotheses, [references]).score 와 같은 값.
-
-    hypotheses, references: 같은 길이의 문자열 리스트 (문장마다 참조 하나, 토큰화 전 원문).
-    lowercase=True 는 sacreBLEU 의 ``lowercase=True`` (-lc) 와 같다.
-
-    >>> round(bleu(["the cat sat on the mat"], ["the cat sat on the mat"]), 4)
-    100.0
-    >>> round(bleu(["the cat is on the mat"], ["the cat sat on the mat"]), 4)
-    37.9918
-    >>> bleu(["a"], [])
+    >>> setup_device(Config(device="cpu", amp="auto"), 1), setup_device(Config(device="cpu", amp="bf16"), 1)[1]
+    ((device(type='cpu'), 'off'), 'bf16')
+    >>> setup_device(Config(device="cpu", amp="fp16"), 1)
     Traceback (most recent call last):
     ...
-    ValueError: hypotheses and references must have the same number of lines, got 1 and 0.
+    ValueError: fp16 혼합 정밀도는 CUDA GPU 에서만 됩니다: CPU 에서는 --amp bf16 이나 --amp off 를 쓰세요.
     """
-    return _bleu_from_stats(bleu_stats(hypotheses, references, lowercase))
+    if cfg.device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"--device 는 auto, cpu, cuda 중 하나여야 합니다 ('{cfg.device}').")
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda 를 골랐지만 CUDA GPU 가 없습니다: --device cpu 를 쓰세요.")
+    device = torch.device("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu")
+    if world_size > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if device.type == "cpu":
+        if cfg.amp == "fp16":
+            raise ValueError("fp16 혼합 정밀도는 CUDA GPU 에서만 됩니다: CPU 에서는 --amp bf16 이나 "
+                             "--amp off 를 쓰세요.")
+        return device, "off" if cfg.amp == "auto" else cfg.amp
+    if cfg.amp == "bf16" and not torch.cuda.is_bf16_supported():
+        raise ValueError("이 GPU 는 bf16 을 지원하지 않습니다: --amp fp16 을 쓰세요.")
+    return device, ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cfg.amp == "auto" else cfg.amp
 
 
-def bleu_report(hypotheses, references, lowercase=False):
-    """sacreBLEU 가 찍는 두 줄: 점수 줄과 서명 줄 (``sacrebleu`` 명령의 기본 출력과 같은 형식).
-
-    >>> print(bleu_report(["the cat is on the mat"], ["the cat sat on the mat"]))
-    BLEU = 37.99 83.3/60.0/25.0/16.7 (BP = 1.000 ratio = 1.000 hyp_len = 6 ref_len = 6)
-    nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|impl:train.py (sacreBLEU 2.6.0 과 같은 값)
-    """
-    stats = bleu_stats(hypotheses, references, lowercase)
-    sys_len, ref_len = stats[0], stats[1]
-    precisions, brevity = _bleu_precisions(stats)
-    precisions = "/".join(f"{p:.1f}" for p in precisions)
-    ratio = sys_len / ref_len if ref_len else 0.0
-    case = "lc" if lowercase else "mixed"
-    return (f"BLEU = {_bleu_from_stats(stats):.2f} {precisions} (BP = {brevity:.3f} ratio = {ratio:.3f} "
-            f"hyp_len = {sys_len} ref_len = {ref_len})\n"
-            f"nrefs:1|case:{case}|eff:no|tok:13a|smooth:exp|impl:train.py (sacreBLEU 2.6.0 과 같은 값)")
+def autocast(amp, device):
+    """amp 모드에 맞는 autocast 문맥 (off 면 아무것도 하지 않음)."""
+    if amp == "off":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.float16 if amp == "fp16" else torch.bfloat16)
 
 
-# ---------------------------------------------------------------------------
-# 토큰 정확도와 퍼플렉서티
-# ---------------------------------------------------------------------------
+def init_distributed():
+    """(랭크, 프로세스 수). torchrun 이 준 환경 변수로 프로세스 그룹을 연다 (GPU 면 NCCL, CPU 면 gloo)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return 0, 1
+    if not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return torch.distributed.get_rank(), world_size
+
+
+def all_reduce(value, device, world_size, op="sum"):
+    """수 하나를 모든 랭크에서 더하거나(sum) 가장 작은 값(min)을 구한다 (한 프로세스면 그대로)."""
+    if world_size == 1:
+        return value
+    tensor = torch.tensor(value, dtype=torch.float64, device=device)
+    ops = {"sum": torch.distributed.ReduceOp.SUM, "min": torch.distributed.ReduceOp.MIN}
+    torch.distributed.all_reduce(tensor, op=ops[op])
+    return tensor.item()
+
+
+# ══════ 5. 평가와 번역: 검증 손실, 토큰 정확도, 디코딩, 학습 뒤의 테스트 BLEU ══════
+@torch.no_grad()
+def evaluate_loss(model, pairs, cfg, device, amp):
+    """검증 손실(라벨 스무딩 없는 토큰당 교차 엔트로피)과 토큰 정확도."""
+    was_training, total_loss, total_correct, total_tokens = model.training, 0.0, 0, 0
+    model.eval()
+    for indices in epoch_batches(pairs, cfg.replace(seed=0), epoch=0):
+        src, tgt_in, tgt_out = make_batch(pairs, indices, device)
+        with autocast(amp, device):
+            logits = model(src, tgt_in).float()                # (B, T, V)
+        real = tgt_out != data.PAD_ID                           # (B, T) True = 실제 토큰
+        count = real.sum().item()
+        total_loss += F.cross_entropy(logits[real], tgt_out[real], reduction="sum").item()
+        total_correct += token_accuracy(logits, tgt_out, data.PAD_ID) * count
+        total_tokens += count
+    model.train(was_training)
+    return total_loss / max(total_tokens, 1), total_correct / max(total_tokens, 1)
+
 
 def token_accuracy(logits, targets, pad_id):
-    """argmax 예측이 정답과 같은 비율. 패딩(targets == pad_id) 위치는 세지 않는다.
+    """argmax 예측이 정답과 같은 비율: logits (…, V), targets (…). 패딩 위치는 세지 않는다 (없으면 0.0).
 
-    logits (…, V) 텐서, targets (…) 텐서. 실제 토큰이 없으면 0.0.
-
-    >>> import torch
     >>> logits = torch.tensor([[[0.0, 2.0, 0.0], [3.0, 0.0, 0.0], [0.0, 0.0, 1.0]]])   # 예측 1, 0, 2
     >>> token_accuracy(logits, torch.tensor([[1, 2, 0]]), pad_id=0)   # 실제 토큰 2개 중 1개
     0.5
@@ -408,219 +693,72 @@ def token_accuracy(logits, targets, pad_id):
 
 
 def perplexity(loss):
-    """퍼플렉서티 = exp(토큰당 평균 교차 엔트로피). 너무 크면 inf.
+    """퍼플렉서티 = exp(토큰당 평균 교차 엔트로피), 너무 크면 inf. 라벨 스무딩 손실로 계산하면 실제보다
+    높게 나온다 (§5.4 "This hurts perplexity").
 
-    라벨 스무딩 손실로 계산하면 실제보다 높게 나온다 (§5.4 "This hurts perplexity").
-
-    >>> round(perplexity(math.log(7.0)), 6)
-    7.0
-    >>> perplexity(1e6)
-    inf
+    >>> round(perplexity(math.log(7.0)), 6), perplexity(0.0), perplexity(torch.tensor(0.0)), perplexity(1e6)
+    (7.0, 1.0, 1.0, inf)
     """
     loss = float(loss)
     return math.exp(loss) if loss < 700.0 else float("inf")
 
 
-# =============================================================================
-# 3. 장치, 정밀도, 재현성
-# =============================================================================
-def pick_device(name):
-    """"auto" → CUDA 가 있으면 cuda, 없으면 cpu."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda 를 골랐지만 CUDA GPU 가 없습니다: --device cpu 를 쓰세요.")
-    if name not in ("cpu", "cuda"):
-        raise ValueError(f"--device 는 auto, cpu, cuda 중 하나여야 합니다 ('{name}').")
-    return torch.device(name)
+@torch.no_grad()
+def translate_ids(model, sources, device, beam_size=1, alpha=0.6, batch_size=64, warn=None):
+    """토큰 id 목록들을 번역한다 (beam_size=1 이면 그리디). 위치 표보다 긴 원문은 앞부분만 ([EOS] 한
+    칸을 남기고) 번역하고, 그랬으면 warn 에 경고 한 줄."""
+    was_training, limit, out = model.training, model.pos_enc.max_len - 1, []
+    longest = max((len(s) for s in sources), default=0)
+    if longest > limit:
+        if warn is not None:
+            warn(f"경고: 원문 {sum(len(s) > limit for s in sources)}줄이 {limit} 토큰보다 길어 앞 {limit} 토큰만 "
+                 f"번역합니다 (가장 긴 줄 {longest} 토큰).")
+        sources = [s[:limit] for s in sources]
+    model.eval()
+    for start in range(0, len(sources), batch_size):
+        src = data.collate([(s, []) for s in sources[start:start + batch_size]])[0].to(device)  # (B, S) 원문 + [EOS]
+        if beam_size > 1:
+            out += beam_search(model, src, data.BOS_ID, data.EOS_ID, beam_size=beam_size, alpha=alpha)
+        else:
+            out += greedy_decode(model, src, data.BOS_ID, data.EOS_ID)
+    model.train(was_training)
+    return out
 
 
-def resolve_amp(amp, device):
-    """혼합 정밀도 모드를 정한다.
-
-    fp16 은 CUDA 에서만 (GradScaler 로 손실 스케일링), bf16 은 CUDA(지원 시)와 CPU 모두.
-    auto = bf16 을 지원하는 GPU 면 bf16, 그 밖의 GPU 는 fp16, CPU 는 off.
-
-    >>> resolve_amp("auto", torch.device("cpu")), resolve_amp("bf16", torch.device("cpu"))
-    ('off', 'bf16')
-    >>> resolve_amp("fp16", torch.device("cpu"))
-    Traceback (most recent call last):
-    ...
-    ValueError: fp16 혼합 정밀도는 CUDA GPU 에서만 됩니다: CPU 에서는 --amp bf16 이나 --amp off 를 쓰세요.
-    """
-    if device.type == "cpu":
-        if amp == "fp16":
-            raise ValueError("fp16 혼합 정밀도는 CUDA GPU 에서만 됩니다: CPU 에서는 --amp bf16 이나 "
-                             "--amp off 를 쓰세요.")
-        return "off" if amp == "auto" else amp
-    if amp == "auto":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    if amp == "bf16" and not torch.cuda.is_bf16_supported():
-        raise ValueError("이 GPU 는 bf16 을 지원하지 않습니다: --amp fp16 을 쓰세요.")
-    return amp
+def translate_texts(model, bpe, texts, device, beam_size=4, alpha=0.6):
+    """원문 문장들 → 번역문 문장들. 너무 긴 원문은 잘라 번역하고 stderr 에 경고 한 줄."""
+    hyps = translate_ids(model, [bpe.encode(t) for t in texts], device, beam_size, alpha,
+                         warn=lambda line: print(line, file=sys.stderr))
+    return [bpe.decode(h) for h in hyps]
 
 
-def autocast(amp, device):
-    """amp 모드에 맞는 autocast 문맥 (off 면 아무것도 하지 않음)."""
-    if amp == "off":
-        return contextlib.nullcontext()
-    dtype = torch.float16 if amp == "fp16" else torch.bfloat16
-    return torch.autocast(device_type=device.type, dtype=dtype)
+def final_evaluation(trainer, log=print):
+    """마지막 N 개 체크포인트를 평균하고(§6.1) 테스트 분할을 빔 서치로 번역해 BLEU 를 잰다."""
+    cfg, corpus, model = trainer.cfg, trainer.corpus, trainer.model
+    averaged = average_run(trainer.run_dir, cfg.average_last, log)
+    if averaged is not None:
+        model.load_state_dict(load_checkpoint(averaged)["model"])
+    sources, refs = [s for s, _ in corpus.test_text], [r for _, r in corpus.test_text]
+    start = time.time()
+    hyps = [corpus.bpe.decode(h) for h in translate_ids(model, [s for s, _ in corpus.test], trainer.device,
+                                                        cfg.beam_size, cfg.length_penalty, warn=log)]
+    log(f"테스트 {len(hyps):,} 문장을 빔 {cfg.beam_size} 로 번역했습니다 ({time.time() - start:.0f} 초).")
+    exact = [h == r for h, r in zip(hyps, refs)]
+    log("\n테스트 번역 예 (원문 / 참조 / 모델):")
+    for i in range(min(5, len(hyps))):
+        log(f"  {cfg.src.upper():<3} {sources[i]}\n  REF {refs[i]}\n  OUT {hyps[i]}\n")
+    report = {"bleu": bleu(hyps, refs), "exact": sum(exact) / max(len(exact), 1), "sentences": len(hyps)}
+    if cfg.corpus == "demo":
+        reorder = [e for e, src in zip(exact, sources) if data.needs_reordering(src)]
+        report.update(reordering_exact=sum(reorder) / max(len(reorder), 1), reordering_sentences=len(reorder))
+        log(f"어순이 바뀌는 문장 {len(reorder)}개 중 정확히 맞힌 비율: {report['reordering_exact']:.1%}")
+    log(f"문장 전체가 참조와 같은 비율: {report['exact']:.1%} ({len(hyps)} 문장)")
+    trainer.status.update(bleu=report["bleu"], state="완료")
+    trainer.record()
+    return report
 
 
-def seed_everything(seed):
-    """python, numpy, torch 난수를 모두 같은 시드로."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def rng_state():
-    """재개 시 똑같은 드롭아웃 마스크가 나오도록 모든 난수 상태를 모은다.
-
-    ``weights_only=True`` 로 읽히도록 numpy 상태는 텐서로 바꿔 둔다.
-    """
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
-             "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss]}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state):
-    """rng_state() 가 모은 상태를 되돌린다."""
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    kind, keys, pos, has_gauss, gauss_np = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss_np))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-# =============================================================================
-# 4. 데이터: 데모 코퍼스 또는 평행 코퍼스 (WMT14, Multi30k, 아무 언어 쌍)
-# =============================================================================
-@dataclasses.dataclass
-class Corpus:
-    """학습에 필요한 것: BPE, 분할별 (원문 id, 번역 id) 목록, 테스트 원문·참조."""
-    bpe: object
-    train: list
-    valid: list
-    test: list
-    valid_text: list
-    test_text: list
-
-
-def load_corpus(cfg, bpe_path=None, log=print):
-    """설정의 코퍼스를 읽어 토큰 id 로 만든다.
-
-    데모: 문법으로 문장을 만들고, 학습 문장으로 공동 BPE 를 배운 뒤 인코딩한다.
-    평행 코퍼스(corpus="wmt14"): ``data.py prepare`` 가 만든 캐시를 쓰고, 없으면 먼저 만든다.
-    """
-    if cfg.corpus == "wmt14":
-        return _load_prepared_corpus(cfg, log)
-    splits = data.demo_splits(num_train=cfg.train_pairs, num_valid=cfg.valid_pairs,
-                              num_test=cfg.test_pairs, seed=cfg.seed)
-    if bpe_path and os.path.exists(bpe_path):
-        bpe = data.BPE.load(bpe_path)
-    else:
-        lines = [s for pair in splits["train"] for s in pair]
-        bpe = data.train_bpe(lines, cfg.vocab_size)
-    enc = {name: [(bpe.encode(en), bpe.encode(de)) for en, de in pairs]
-           for name, pairs in splits.items()}
-    log(f"데모 코퍼스: 학습 {len(enc['train']):,} 쌍, 검증 {len(enc['valid']):,}, "
-        f"테스트 {len(enc['test']):,}, BPE 어휘 {len(bpe):,}")
-    return Corpus(bpe, enc["train"], enc["valid"], enc["test"], splits["valid"], splits["test"])
-
-
-def _load_prepared_corpus(cfg, log):
-    """평행 코퍼스 디렉터리의 캐시를 읽는다. 설정(어휘 크기, 언어 쌍)에 맞는 캐시가 없으면 먼저 준비한다."""
-    _check_corpus_dir(cfg)
-    cache = data.find_prepared(cfg.data_dir, cfg.vocab_size, cfg.src, cfg.tgt)
-    if cache is None:                                   # Multi30k 는 몇 초, WMT14 는 수십 분
-        log(f"'{cfg.data_dir}' 에 어휘 {cfg.vocab_size}, {cfg.src}→{cfg.tgt} 캐시가 없어 먼저 준비합니다 "
-            f"(= python data.py prepare {cfg.data_dir} --src {cfg.src} --tgt {cfg.tgt} --vocab {cfg.vocab_size}).")
-        cache = data.prepare_corpus(cfg.data_dir, cfg.vocab_size, cfg.src, cfg.tgt, log=log)
-    bpe = data.BPE.load(os.path.join(cache, "bpe.txt"))
-    limit = cfg.max_len - 1                    # 위치 표에서 [EOS]/[BOS] 한 칸을 뺀 문장 길이 한계
-    train = data.load_prepared(cache, "train", max_len=limit)           # 더 긴 쌍이 있으면 한 줄 오류
-    splits = {name: data.load_prepared(cache, name) for name in ("valid", "test")}
-    texts = {name: data.load_pairs(cfg.data_dir, name, cfg.src, cfg.tgt) for name in ("valid", "test")}
-    # 검증 분할은 거르지 않은 공식 집합이다: 위치 표보다 긴 쌍은 교사 강요 손실에서만 뺀다
-    # (시험 분할은 번역할 때 원문을 자른다, translate_ids).
-    keep = [i for i, (s, t) in enumerate(splits["valid"]) if max(len(s), len(t)) <= limit]
-    if len(keep) < len(splits["valid"]):
-        log(f"검증 쌍 {len(splits['valid']) - len(keep)}개가 {limit} 토큰보다 길어 검증에서 뺍니다.")
-    valid, valid_text = [splits["valid"][i] for i in keep], [texts["valid"][i] for i in keep]
-    log(f"준비된 캐시 {cache}: {cfg.src}→{cfg.tgt} 학습 {len(train):,} 쌍, BPE 어휘 {len(bpe):,}")
-    return Corpus(bpe, train, valid, splits["test"], valid_text, texts["test"])
-
-
-def _check_corpus_dir(cfg):
-    """코퍼스 디렉터리와 파일이 있는지 (몇 분 걸리는 준비·학습 전에 한 줄 오류로)."""
-    if not os.path.isdir(cfg.data_dir):
-        name = os.path.basename(os.path.normpath(cfg.data_dir))
-        how = (f"`python data.py download {name} --dir {cfg.data_dir}` 로 내려받거나"
-               if name in ("multi30k", "wmt14") else "train/valid/test.<언어> 파일을 그곳에 두거나")
-        raise FileNotFoundError(f"코퍼스 디렉터리 '{cfg.data_dir}' 가 없습니다: {how} --data-dir 를 고치세요.")
-    data.check_corpus(cfg.data_dir, cfg.src, cfg.tgt)
-
-
-def epoch_batches(pairs, cfg, epoch, rank=0, world_size=1):
-    """한 에폭의 배치 목록(예제 번호 목록들). 시드와 에폭만으로 정해지므로 재개해도 같다.
-
-    token_batches 가 (특수 토큰 1개를 더한) 긴 쪽 길이 × 문장 수 ≤ max_tokens 로 묶고,
-    분산 학습이면 랭크마다 겹치지 않는, 같은 수의 배치를 준다 (all-reduce 가 멈추지 않게).
-    """
-    src_len, tgt_len = sequence_lengths(pairs)
-    return data.token_batches(src_len, tgt_len, cfg.max_tokens, seed=cfg.seed, epoch=epoch,
-                              shuffle=True, rank=rank, world_size=world_size)
-
-
-def sequence_lengths(pairs):
-    """(원문 길이들, 번역문 길이들). 준비된 WMT14 캐시는 길이 배열을 이미 들고 있다."""
-    if hasattr(pairs, "src_lengths"):
-        return pairs.src_lengths, pairs.tgt_lengths
-    return [len(s) for s, _ in pairs], [len(t) for _, t in pairs]
-
-
-def make_batch(pairs, indices, device):
-    """예제 번호 → (src, tgt_in, tgt_out) 텐서 (장치로 옮김)."""
-    src, tgt_in, tgt_out = data.collate([pairs[i] for i in indices], pad_id=data.PAD_ID,
-                                        bos_id=data.BOS_ID, eos_id=data.EOS_ID)
-    return src.to(device), tgt_in.to(device), tgt_out.to(device)
-
-
-# =============================================================================
-# 5. 모델, 옵티마이저, 스케줄
-# =============================================================================
-def build_model(cfg, vocab_size):
-    """설정대로 Transformer 를 만든다 (공동 어휘면 임베딩 공유 + 출력층 묶기, §3.4)."""
-    return Transformer(vocab_size, vocab_size, d_model=cfg.d_model, num_heads=cfg.num_heads,
-                       num_layers=cfg.num_layers, d_ff=cfg.d_ff, dropout=cfg.dropout,
-                       pad_id=data.PAD_ID, share_embeddings=cfg.share_embeddings,
-                       tie_output=cfg.share_embeddings, norm_first=cfg.norm_first, max_len=cfg.max_len)
-
-
-def build_optimizer(cfg, model):
-    """Adam(β1=0.9, β2=0.98, ε=1e-9) 과 논문의 학습률 스케줄 (§5.3).
-
-    lrate = d_model^-0.5 · min(step^-0.5, step · warmup^-1.5)  (× lr_factor)
-    """
-    optimizer = torch.optim.Adam(model.parameters(), lr=1.0,
-                                 betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps)
-
-    def lr_at(step):
-        return cfg.lr_factor * transformer_lr(step, cfg.d_model, cfg.warmup)
-
-    return optimizer, as_lambda_lr(optimizer, lr_at)
-
-
-# =============================================================================
-# 6. 체크포인트: 원자적 저장, weights_only 로 읽기, 평균
-# =============================================================================
+# ══════ 6. 체크포인트: 원자적 저장, weights_only 로 읽기, 재개, 평균, 런 읽기 (load_run) ══════
 def save_checkpoint(path, state):
     """임시 파일에 쓴 뒤 이름을 바꾼다: 도중에 죽어도 반쯤 쓰인 체크포인트는 남지 않는다."""
     tmp = f"{path}.tmp-{os.getpid()}"
@@ -629,7 +767,7 @@ def save_checkpoint(path, state):
 
 
 def load_checkpoint(path, map_location="cpu"):
-    """``torch.load(..., weights_only=True)`` 로 읽는다. 손상된 파일은 한 줄 오류."""
+    """``torch.load(..., weights_only=True)`` 로 읽는다. 없거나 손상된 파일은 한 줄 오류."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"체크포인트 '{path}' 가 없습니다.")
     try:
@@ -642,20 +780,6 @@ def load_checkpoint(path, map_location="cpu"):
     return state
 
 
-def average_checkpoints(paths):
-    """마지막 체크포인트 몇 개의 파라미터 평균 (§6.1: "averaging the last 5 checkpoints")."""
-    if not paths:
-        raise ValueError("평균할 체크포인트가 없습니다.")
-    states = [load_checkpoint(p)["model"] for p in paths]
-    avg = {}
-    for name, value in states[0].items():
-        if value.is_floating_point():
-            avg[name] = sum(s[name].double() for s in states).div(len(states)).to(value.dtype)
-        else:
-            avg[name] = value.clone()
-    return avg
-
-
 def step_checkpoints(run_dir):
     """런 디렉터리의 스텝별 체크포인트, 스텝 순서대로."""
     paths = glob.glob(os.path.join(run_dir, "checkpoint_step*.pt"))
@@ -664,554 +788,256 @@ def step_checkpoints(run_dir):
 
 def find_latest_run(root="outputs/training", preset=None):
     """체크포인트가 있는 가장 최근 런 디렉터리 (없으면 None)."""
-    pattern = os.path.join(root, f"{preset}_*" if preset else "*", "checkpoint_last.pt")
-    found = glob.glob(pattern)
+    found = glob.glob(os.path.join(root, f"{preset}_*" if preset else "*", "checkpoint_last.pt"))
     return os.path.dirname(max(found, key=os.path.getmtime)) if found else None
 
 
-# =============================================================================
-# 7. 평가: 검증 손실, 토큰 정확도, 번역, BLEU
-# =============================================================================
-@torch.no_grad()
-def evaluate_loss(model, pairs, cfg, device, amp):
-    """검증 손실(라벨 스무딩 없는 토큰당 교차 엔트로피)과 토큰 정확도."""
-    model.eval()
-    total_loss, total_correct, total_tokens = 0.0, 0, 0
-    for indices in epoch_batches(pairs, cfg.replace(seed=0), epoch=0):
-        src, tgt_in, tgt_out = make_batch(pairs, indices, device)
-        with autocast(amp, device):
-            logits = model(src, tgt_in)
-        logits = logits.float()
-        real = tgt_out != data.PAD_ID
-        count = real.sum().item()
-        total_loss += F.cross_entropy(logits[real], tgt_out[real], reduction="sum").item()
-        total_correct += token_accuracy(logits, tgt_out, data.PAD_ID) * count
-        total_tokens += count
-    model.train()
-    return total_loss / max(total_tokens, 1), total_correct / max(total_tokens, 1)
+def make_run_dir(cfg, resume_state, is_main):
+    """--run-dir, 재개면 원래 디렉터리, 아니면 outputs/training/<preset>_<YYYYmmdd_HHMMSS>/."""
+    if resume_state is not None and not cfg.run_dir:
+        run_dir = os.path.dirname(resume_state["path"])
+    else:
+        stamp = datetime.datetime.now().strftime("%Y%m%d_%H%M%S")
+        run_dir = cfg.run_dir or os.path.join("outputs", "training", f"{cfg.preset}_{stamp}")
+    if is_main:
+        os.makedirs(run_dir, exist_ok=True)
+    return run_dir
 
 
-def fit_sources(sources, max_len, warn=None):
-    """원문 id 목록들을 위치 표에 맞게 자른다 ([EOS] 한 칸을 남긴다). 자른 게 있으면 warn 에 한 줄.
+def find_resume_state(cfg):
+    """--resume 값(런 디렉터리, 체크포인트 파일, "latest" = --run-dir 또는 가장 최근 런)의 체크포인트.
+    모델 모양이나 코퍼스가 지금 설정과 다르면 거절한다."""
+    target = cfg.resume
+    if target == "latest":
+        target = cfg.run_dir or find_latest_run(preset=cfg.preset)
+        if target is None:
+            raise FileNotFoundError(f"이어 갈 '{cfg.preset}' 런이 outputs/training 에 없습니다.")
+    if not target:
+        return None
+    path = os.path.join(target, "checkpoint_last.pt") if os.path.isdir(target) else target
+    state = load_checkpoint(path)
+    for key in ("d_model", "num_layers", "num_heads", "d_ff", "vocab_size", "corpus", "share_embeddings"):
+        if state["config"].get(key) != getattr(cfg, key):
+            raise ValueError(f"체크포인트 '{path}' 의 {key}={state['config'].get(key)!r} 가 지금 설정의 "
+                             f"{getattr(cfg, key)!r} 와 다릅니다: 같은 프리셋/설정으로 재개하세요.")
+    return dict(state, path=path)
 
-    >>> fit_sources([[5] * 10, [6, 7]], max_len=5, warn=print)
-    경고: 원문 1줄이 4 토큰보다 길어 앞 4 토큰만 번역합니다 (가장 긴 줄 10 토큰).
-    [[5, 5, 5, 5], [6, 7]]
-    """
-    limit = max_len - 1
-    longest = max((len(s) for s in sources), default=0)
-    if longest <= limit:
-        return sources
-    if warn is not None:
-        count = sum(len(s) > limit for s in sources)
-        warn(f"경고: 원문 {count}줄이 {limit} 토큰보다 길어 앞 {limit} 토큰만 번역합니다 (가장 긴 줄 {longest} 토큰).")
-    return [s[:limit] for s in sources]
+
+def seed_everything(seed):
+    """python, numpy, torch 난수를 모두 같은 시드로."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
 
 
-@torch.no_grad()
-def translate_ids(model, sources, device, beam_size=1, alpha=0.6, batch_size=64, warn=None):
-    """토큰 id 목록들을 번역한다 (beam_size=1 이면 그리디). 위치 표보다 긴 원문은 자른다."""
-    model.eval()
-    sources = fit_sources(sources, model.pos_enc.max_len, warn)
-    out = []
-    for start in range(0, len(sources), batch_size):
-        chunk = sources[start:start + batch_size]
-        width = max(len(s) for s in chunk) + 1
-        src = torch.full((len(chunk), width), data.PAD_ID, dtype=torch.long)
-        for row, ids in enumerate(chunk):
-            src[row, :len(ids) + 1] = torch.tensor(ids + [data.EOS_ID])
-        src = src.to(device)
-        if beam_size > 1:
-            out += beam_search(model, src, data.BOS_ID, data.EOS_ID, beam_size=beam_size, alpha=alpha)
-        else:
-            out += greedy_decode(model, src, data.BOS_ID, data.EOS_ID)
-    model.train()
+def rng_state():
+    """재개 시 똑같은 드롭아웃 마스크가 나오도록 torch 난수 상태를 모은다. 학습 중에 쓰는 난수는 드롭아웃
+    (torch 전역 난수)뿐이다: 배치 순서는 (시드, 에폭) 으로, 데모 문장은 시드로 정해진다."""
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state):
+    """rng_state() 가 모은 상태를 되돌린다."""
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def average_run(run_dir, last_n, log=print):
+    """"averaging the last 5 checkpoints" (§6.1): 런의 마지막 last_n 개 스텝 체크포인트의 파라미터를
+    (float64 로 더해) 평균해 checkpoint_averaged.pt 로 쓴다 (나머지 항목은 checkpoint_last.pt 의 것).
+    반환: 그 경로, 평균할 체크포인트가 2개보다 적으면 None."""
+    paths = step_checkpoints(run_dir)[-last_n:]
+    if len(paths) < 2:
+        return None
+    states = [load_checkpoint(p)["model"] for p in paths]
+    average = {name: sum(s[name].double() for s in states).div(len(states)).to(value.dtype)
+               if value.is_floating_point() else value.clone() for name, value in states[0].items()}
+    names = [os.path.basename(p) for p in paths]
+    out = os.path.join(run_dir, "checkpoint_averaged.pt")
+    save_checkpoint(out, dict(load_checkpoint(os.path.join(run_dir, "checkpoint_last.pt")),
+                              model=average, averaged_from=names))
+    log(f"마지막 체크포인트 {len(paths)}개를 평균했습니다 ({', '.join(names)}).")
     return out
 
 
-def translate_texts(model, bpe, texts, device, beam_size=4, alpha=0.6):
-    """원문 문장들 → 번역문 문장들. 너무 긴 원문은 잘라 번역하고 stderr 에 경고 한 줄."""
-    hyps = translate_ids(model, [bpe.encode(t) for t in texts], device, beam_size, alpha,
-                         warn=lambda line: print(line, file=sys.stderr))
-    return [bpe.decode(h) for h in hyps]
+@dataclasses.dataclass
+class Run:
+    """학습된 런 하나 (load_run). --translate, --translate-file, --average-checkpoints, plots.py 가 쓴다."""
+    run_dir: str            # 런 디렉터리
+    cfg: Config
+    bpe: object             # data.BPE
+    model: torch.nn.Module  # eval() 상태, CPU, 평균 체크포인트가 있으면 그 가중치, 없으면 checkpoint_last.pt
+    checkpoint: str         # 읽은 가중치 파일 경로
 
 
-# =============================================================================
-# 8. 기록: metrics.csv, 학습 상태(Markdown), 진행 줄
-# =============================================================================
-METRIC_COLUMNS = ("step", "train_loss", "lr", "valid_loss", "token_accuracy", "bleu", "tokens_per_s", "elapsed_s")
+def load_run(target=None, root="outputs/training"):
+    """런 디렉터리나 체크포인트 파일 → Run. target 이 None 이면 root 의 가장 최근 런.
+    런 디렉터리면 checkpoint_averaged.pt 가 있을 때 그것을, 없으면 checkpoint_last.pt 를 읽는다."""
+    target = target or find_latest_run(root)
+    if target is None:
+        raise FileNotFoundError(f"'{root}' 에 체크포인트가 없습니다: 먼저 `python train.py` 로 학습하세요.")
+    path = target
+    if os.path.isdir(target):
+        path = os.path.join(target, "checkpoint_averaged.pt")
+        path = path if os.path.exists(path) else os.path.join(target, "checkpoint_last.pt")
+    state = load_checkpoint(path)
+    cfg = Config(**{k: v for k, v in state["config"].items() if k in {f.name for f in dataclasses.fields(Config)}})
+    bpe = data.BPE.load(os.path.join(os.path.dirname(path), "bpe.txt"))
+    model = build_model(cfg, len(bpe))
+    model.load_state_dict(state["model"])
+    return Run(os.path.dirname(path), cfg, bpe, model.eval(), path)
 
 
-def append_metrics(path, row):
-    """metrics.csv 에 한 줄 추가 (처음이면 머리줄도)."""
-    new = not os.path.exists(path)
-    with open(path, "a", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
-        if new:
-            writer.writeheader()
-        writer.writerow({k: row.get(k, "") for k in METRIC_COLUMNS})
+# ══════ 7. BLEU (Papineni et al., 2002) — 논문 Table 2 의 점수 (§6.1 "28.4 BLEU on EN-DE") ══════
+# BLEU = BP · exp( Σ_{n=1..4} ¼ · log p_n ),   BP = 1 (c > r) 또는 exp(1 − r/c) (c ≤ r)
+# p_n = (코퍼스 전체에서 참조와 겹친 n-gram 수, 참조 횟수까지만 셈) / (가설의 n-gram 수),
+# c = 가설 토큰 수 합, r = 참조 토큰 수 합. 문장마다가 아니라 코퍼스 전체 개수를 먼저 더한다.
+# 점수가 토큰화에 따라 달라지므로 WMT 표준인 sacreBLEU 의 기본값을 그대로 따른다:
+# 13a 토큰화, 대소문자 구분, n = 1..4, 'exp' 스무딩, effective order 끔 (corpus_bleu 기본).
+# 논문과 다른 점: 논문의 BLEU 는 토큰화한 텍스트 위에서 잰 값으로 알려져 있어 (sacreBLEU 이전),
+# 이 함수의 값과 소수점까지 바로 비교할 수는 없다. 보통 sacreBLEU 쪽이 조금 낮다.
+#
+# 13a 토큰화 (mteval-v13a.pl): "<skipped>" 지우기, 줄 끝 "-\n" 잇기, 나머지 줄바꿈은 공백. 엔티티
+# &quot; &amp; &lt; &gt; 만 이 순서로 되돌린다 (&apos; 는 그대로, "&amp;lt;" 는 "<"). 앞뒤에 공백을 붙이고
+# 네 규칙을 차례로: a) . , - ' 를 뺀 ASCII 구두점 양옆에 공백  b) 숫자 아닌 글자 뒤의 . , 를 떼기
+# c) 숫자 아닌 글자 앞의 . , 를 떼기  d) 숫자 뒤의 - 를 떼기 ("3.5" "1,000" 은 한 토큰, "2-3" → "2 - 3").
+_BLEU_13A_RULES = [(re.compile(p), r) for p, r in (
+    ("([" + re.escape(" !\"#$%&()*+/:;<=>?@[\\]^_`{|}~") + "])", r" \1 "),
+    (r"([^0-9])([.,])", r"\1 \2 "), (r"([.,])([^0-9])", r" \1 \2"), (r"([0-9])(-)", r"\1 \2 "))]
 
 
-def format_duration(seconds):
-    """초 → H:MM:SS.
+def _bleu_tokenize_13a(line):
+    """mteval-v13a 토큰화. 반환은 공백 하나로 이은 문자열.
 
-    >>> format_duration(3725.4)
-    '1:02:05'
+    >>> _bleu_tokenize_13a("It costs $3.50, or 1,000 won.")
+    'It costs $ 3.50 , or 1,000 won .'
+    >>> _bleu_tokenize_13a("&quot;Don't&quot; -- pages 2-3, well-known")
+    '" Don\\'t " -- pages 2 - 3 , well-known'
+    >>> _bleu_tokenize_13a("a &amp;lt; b &apos;")
+    'a < b & apos ;'
     """
-    return str(datetime.timedelta(seconds=int(seconds)))
+    line = line.replace("<skipped>", "").replace("-\n", "").replace("\n", " ")
+    for entity, char in (("&quot;", '"'), ("&amp;", "&"), ("&lt;", "<"), ("&gt;", ">")):
+        line = line.replace(entity, char)
+    line = f" {line} "
+    for pattern, replacement in _BLEU_13A_RULES:
+        line = pattern.sub(replacement, line)
+    return " ".join(line.split())
 
 
-def write_status(run_dir, cfg, status):
-    """옛 리포트와 같은 한국어 "학습 상태" 절 (학습 중에도 계속 갱신)."""
-    def fmt(x, spec=".4f"):
-        return "-" if x is None else format(x, spec)
-    lines = [
-        f"## {cfg.corpus.upper()} 번역 모델 학습 결과 ({cfg.preset})", "",
-        f"**학습 상태**: {status['state']}",
-        f"**마지막 업데이트**: {datetime.datetime.now():%Y-%m-%d %H:%M:%S}", "",
-        "### 학습 설정",
-        f"- **모델**: d_model {cfg.d_model}, 층 {cfg.num_layers}+{cfg.num_layers}, 헤드 {cfg.num_heads}, "
-        f"d_ff {cfg.d_ff}, 드롭아웃 {cfg.dropout}",
-        f"- **업데이트당 토큰(상한)**: {cfg.max_tokens * cfg.accum_steps:,} "
-        f"({cfg.max_tokens:,} × 누적 {cfg.accum_steps})",
-        f"- **학습률**: 논문 스케줄, 워밍업 {cfg.warmup:,} 스텝, 배율 {cfg.lr_factor}",
-        f"- **총 업데이트**: {cfg.max_steps:,}",
-        f"- **Mixed Precision**: {status['amp']}", "",
-        "### 학습 진행 상황",
-        f"- **현재 스텝**: {status['step']:,} / {cfg.max_steps:,}",
-        f"- **현재 에폭**: {status['epoch']}",
-        f"- **현재 학습률**: {fmt(status.get('lr'), '.2e')}",
-        f"- **최근 학습 손실**: {fmt(status.get('train_loss'))}",
-        f"- **최소 학습 손실**: {fmt(status.get('best_train_loss'))}",
-        f"- **최근 검증 손실**: {fmt(status.get('valid_loss'))}",
-        f"- **최소 검증 손실**: {fmt(status.get('best_valid_loss'))}",
-        f"- **토큰 정확도(검증)**: {fmt(status.get('token_accuracy'), '.2%')}",
-        f"- **BLEU**: {fmt(status.get('bleu'), '.2f')}",
-        f"- **경과 시간**: {format_duration(status['elapsed'])}", "",
-        "### 체크포인트",
-        f"체크포인트는 `{run_dir}` 에 저장됩니다.", "",
-    ]
-    tmp = os.path.join(run_dir, "status.md.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines))
-    os.replace(tmp, os.path.join(run_dir, "status.md"))
+def bleu_stats(hypotheses, references, lowercase=False, max_order=4):
+    """코퍼스 합계 [가설 길이, 참조 길이, 맞은 1..4그램 수, 가설 1..4그램 수]. sacreBLEU 처럼 문장마다
+    오른쪽 공백을 지우고 토큰화하며, 맞은 개수는 참조에 나온 횟수까지만 센다 ("the the the" 는 1개).
+
+    >>> bleu_stats(["the the the"], ["the cat"])
+    [3, 2, 1, 0, 0, 0, 3, 2, 1, 0]
+    """
+    if len(hypotheses) != len(references):
+        raise ValueError(f"hypotheses and references must have the same number of lines, "
+                         f"got {len(hypotheses)} and {len(references)}.")
+    if not hypotheses:
+        raise ValueError("hypotheses is empty; pass at least one sentence to score.")
+    if not all(isinstance(s, str) for s in list(hypotheses) + list(references)):
+        raise ValueError("every hypothesis and reference must be a str (one detokenised sentence).")
+    stats = [0] * (2 + 2 * max_order)
+    for hyp, ref in zip(hypotheses, references):
+        if lowercase:                                      # sacreBLEU -lc: 토큰화 전에 소문자로
+            hyp, ref = hyp.lower(), ref.lower()
+        hyp, ref = (_bleu_tokenize_13a(s.rstrip()).split() for s in (hyp, ref))
+        counts = [Counter(tuple(toks[i:i + n]) for n in range(1, max_order + 1) for i in range(len(toks) - n + 1))
+                  for toks in (hyp, ref)]
+        stats[0], stats[1] = stats[0] + len(hyp), stats[1] + len(ref)
+        for gram, count in counts[0].items():
+            stats[1 + len(gram)] += min(count, counts[1][gram])
+            stats[1 + max_order + len(gram)] += count
+    return stats
 
 
-def draw_run_figures(run_dir):
-    """plots.py 의 함수로 이 런의 그림 세 장을 그린다 (matplotlib 은 여기서만 필요)."""
-    import plots  # 늦은 import: train.py 만 복사해 쓰는 사람은 matplotlib 없이도 학습할 수 있다
-    plots.save_run_figures(run_dir)
+def _bleu_from_stats(stats, max_order=4):
+    """코퍼스 합계 → (BLEU 0..100, 정밀도 p_1..p_4 (%), BP). sacreBLEU 의 'exp' 스무딩: 맞은 n-gram 이
+    하나도 없거나 가설 n-gram 이 없는 차수가 있으면 BLEU 0, 맞은 개수가 0 인 차수마다 k 를 1씩 키워
+    p_n = 1 / (2^k · 가설 n-gram 수).
 
-
-# =============================================================================
-# 9. 학습 루프
-# =============================================================================
-class Trainer:
-    """한 번의 학습 실행: 상태(모델, 옵티마이저, 스텝, 에폭 위치)와 그 상태를 바꾸는 메서드."""
-
-    def __init__(self, cfg, log=print):
-        self.cfg = check_config(cfg)
-        self.rank, self.world_size = _distributed_rank()
-        self.is_main = self.rank == 0
-        self.log = log if self.is_main else (lambda *a, **k: None)
-        self.device = pick_device(cfg.device)
-        if self.world_size > 1 and self.device.type == "cuda":
-            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-            torch.cuda.set_device(self.device)
-        self.amp = resolve_amp(cfg.amp, self.device)
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        self.resume_state = self._find_resume_state()
-        self.run_dir = self._make_run_dir()
-        seed_everything(cfg.seed)
-        self.corpus = load_corpus(cfg, os.path.join(self.run_dir, "bpe.txt"), self.log)
-        if self.is_main:
-            self.corpus.bpe.save(os.path.join(self.run_dir, "bpe.txt"))
-        self._check_batch_fits()
-        self.train_tgt_lengths = np.asarray(sequence_lengths(self.corpus.train)[1])  # 업데이트의 토큰 수 세기용
-        self.model = build_model(cfg, len(self.corpus.bpe)).to(self.device)
-        self.optimizer, self.scheduler = build_optimizer(cfg, self.model)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")
-        self.step, self.epoch, self.batch_pos = 0, 0, 0
-        self._epoch_batches = None                      # 현재 에폭의 배치 목록 (필요할 때 만든다)
-        self.nonfinite_in_row, self.nonfinite_total = 0, 0
-        self.overflow_total = 0                         # fp16 GradScaler 가 건너뛴 업데이트 수
-        self.status = {"state": "학습 중", "amp": self.amp, "step": 0, "epoch": 0, "elapsed": 0.0}
-        self.elapsed_before, self.start_time = 0.0, time.time()
-        if self.resume_state is not None:
-            self._restore(self.resume_state)
-        self.ddp_model = self._wrap_ddp()
-
-    # ---- 준비 ----
-    def _find_resume_state(self):
-        """--resume 값(런 디렉터리, 체크포인트 파일, "latest")에서 체크포인트를 읽는다."""
-        target = self.cfg.resume
-        if not target:
-            return None
-        if target == "latest" and self.cfg.run_dir:                     # --run-dir DIR --resume: 그 DIR
-            target = self.cfg.run_dir
-        elif target == "latest":
-            target = find_latest_run(preset=self.cfg.preset)
-            if target is None:
-                raise FileNotFoundError(f"이어 갈 '{self.cfg.preset}' 런이 outputs/training 에 없습니다.")
-        path = os.path.join(target, "checkpoint_last.pt") if os.path.isdir(target) else target
-        state = load_checkpoint(path)
-        saved = state["config"]
-        for key in ("d_model", "num_layers", "num_heads", "d_ff", "vocab_size", "corpus", "share_embeddings"):
-            if saved.get(key) != getattr(self.cfg, key):
-                raise ValueError(f"체크포인트 '{path}' 의 {key}={saved.get(key)!r} 가 지금 설정의 "
-                                 f"{getattr(self.cfg, key)!r} 와 다릅니다: 같은 프리셋/설정으로 재개하세요.")
-        state["path"] = path
-        return state
-
-    def _make_run_dir(self):
-        """outputs/training/<preset>_<YYYYmmdd_HHMMSS>/ (재개면 원래 디렉터리)."""
-        if self.resume_state is not None and not self.cfg.run_dir:
-            run_dir = os.path.dirname(self.resume_state["path"])
+    >>> round(_bleu_from_stats([4, 4, 4, 3, 2, 1, 4, 3, 2, 1])[0], 6)
+    100.0
+    >>> round(_bleu_from_stats([4, 5, 3, 1, 0, 0, 4, 3, 2, 1])[0], 4)   # BP = e^(1−5/4), p = 75, 33.3, 25, 25
+    27.5348
+    """
+    sys_len, ref_len = stats[0], stats[1]
+    correct, total = stats[2:2 + max_order], stats[2 + max_order:2 + 2 * max_order]
+    brevity = 1.0 if sys_len >= ref_len else (math.exp(1 - ref_len / sys_len) if sys_len else 0.0)
+    precisions, halvings = [0.0] * max_order, 1.0
+    for n in range(max_order if any(correct) else 0):
+        if total[n] == 0:
+            break
+        if correct[n] == 0:
+            halvings *= 2
+            precisions[n] = 100.0 / (halvings * total[n])
         else:
-            stamp = datetime.datetime.now().strftime("%Y%m%d_%H%M%S")
-            run_dir = self.cfg.run_dir or os.path.join("outputs", "training", f"{self.cfg.preset}_{stamp}")
-        if self.is_main:
-            os.makedirs(run_dir, exist_ok=True)
-        return run_dir
-
-    def _check_batch_fits(self):
-        """가장 긴 문장 쌍이 한 배치에 들어가고, (GPU 면) 어림 메모리가 장치에 들어가는지."""
-        src_len, tgt_len = sequence_lengths(self.corpus.train)
-        longest = int(max(np.max(src_len), np.max(tgt_len))) + 1
-        if longest > self.cfg.max_tokens:
-            raise ValueError(f"가장 긴 문장({longest} 토큰)이 배치 상한 max_tokens={self.cfg.max_tokens} "
-                             "보다 깁니다: --max-tokens 를 늘리세요.")
-        if self.device.type == "cuda":
-            need = estimate_memory_gb(self.cfg, len(self.corpus.bpe))
-            have = torch.cuda.get_device_properties(self.device).total_memory / 2 ** 30
-            if need > have:
-                raise ValueError(f"배치 하나에 약 {need:.1f} GiB 가 필요한데 GPU 메모리는 {have:.1f} GiB "
-                                 "입니다: --max-tokens 를 줄이고 --accum-steps 를 늘리세요.")
-
-    def _wrap_ddp(self):
-        """torchrun 아래에서는 DistributedDataParallel 로 감싼다 (그래디언트 all-reduce)."""
-        if self.world_size == 1:
-            return self.model
-        from torch.nn.parallel import DistributedDataParallel
-        ids = [self.device.index] if self.device.type == "cuda" else None
-        return DistributedDataParallel(self.model, device_ids=ids)
-
-    # ---- 체크포인트 ----
-    def state_dict(self):
-        """재개에 필요한 모든 것 (weights_only 로 읽히는 타입만)."""
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                "step": self.step, "epoch": self.epoch, "batch_pos": self.batch_pos,
-                "rng": rng_state(), "config": dataclasses.asdict(self.cfg),
-                "elapsed": self.elapsed(), "status": dict(self.status),
-                "nonfinite_total": self.nonfinite_total, "overflow_total": self.overflow_total}
-
-    def _restore(self, state):
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.step, self.epoch, self.batch_pos = state["step"], state["epoch"], state["batch_pos"]
-        self.elapsed_before = state["elapsed"]
-        self.status.update(state["status"])
-        self.nonfinite_total = state["nonfinite_total"]
-        self.overflow_total = state.get("overflow_total", 0)
-        set_rng_state(state["rng"])
-        self.log(f"재개: {state['path']} (스텝 {self.step}, 에폭 {self.epoch})")
-
-    def save(self, periodic=True):
-        """checkpoint_last.pt 와 (주기 저장이면) checkpoint_step{N}.pt. 오래된 것은 지운다."""
-        if not self.is_main:
-            return None
-        state = self.state_dict()
-        last = os.path.join(self.run_dir, "checkpoint_last.pt")
-        save_checkpoint(last, state)
-        if periodic:
-            save_checkpoint(os.path.join(self.run_dir, f"checkpoint_step{self.step}.pt"), state)
-            for old in step_checkpoints(self.run_dir)[:-max(self.cfg.keep_checkpoints, self.cfg.average_last)]:
-                os.remove(old)
-        return last
-
-    # ---- 한 스텝 ----
-    def elapsed(self):
-        """이전 실행(재개 전)까지 포함한 학습 시간(초)."""
-        return self.elapsed_before + time.time() - self.start_time
-
-    def accumulate_gradients(self, batches):
-        """마이크로배치들의 기울기를 쌓는다. 반환: (이 랭크의 토큰 손실 합 텐서, 이 랭크의 목표 토큰 수).
-
-        쌓인 기울기 = ∂(업데이트 전체의 토큰 손실 합)/∂θ ÷ (업데이트 전체의 실제 목표 토큰 수, 모든 랭크 합).
-        그래서 24 토큰 마이크로배치와 650 토큰 마이크로배치가 토큰 수만큼 기여하고, 결과는 모두를 담은
-        한 배치의 기울기와 같다 (fairseq 와 같은 방식). 토큰 수는 길이 배열로 미리 세므로 GPU 를 기다리지 않는다.
-        """
-        tokens = sum(int(self.train_tgt_lengths[b].sum()) + len(b) for b in batches)  # 번역 + [EOS]
-        total = self._sum_over_ranks(tokens)
-        scale = self.world_size / total               # DDP 는 랭크 평균을 내므로 world_size 를 곱해 되돌린다
-        loss_sum = torch.zeros((), device=self.device)
-        for i, indices in enumerate(batches):
-            src, tgt_in, tgt_out = make_batch(self.corpus.train, indices, self.device)
-            sync = i == len(batches) - 1 or self.world_size == 1
-            with contextlib.nullcontext() if sync else self.ddp_model.no_sync():
-                with autocast(self.amp, self.device):
-                    logits = self.ddp_model(src, tgt_in)
-                loss = label_smoothed_cross_entropy(logits.float(), tgt_out, epsilon=self.cfg.label_smoothing,
-                                                    ignore_index=data.PAD_ID, reduction="sum")
-                self.scaler.scale(loss * scale).backward()
-            loss_sum += loss.detach()
-        return loss_sum, tokens
-
-    def train_step(self, batches):
-        """한 업데이트. 반환: (토큰당 평균 손실, 목표 토큰 수, 결과).
-
-        결과: "applied" (적용), "nonfinite" (어느 랭크든 손실이 NaN/inf → 모든 랭크가 함께 건너뜀),
-        "overflow" (fp16 GradScaler 가 inf 기울기를 보고 건너뜀; 스텝·스케줄러는 그대로).
-        """
-        self.optimizer.zero_grad(set_to_none=True)
-        loss_sum, tokens = self.accumulate_gradients(batches)
-        loss = loss_sum.item() / max(tokens, 1)       # 업데이트마다 한 번만 GPU 를 기다린다
-        if not self._all_ranks_agree(math.isfinite(loss)):
-            self.optimizer.zero_grad(set_to_none=True)
-            if self.amp == "fp16":
-                self.scaler.update(self.scaler.get_scale() / 2)   # fp16 넘침이면 스케일을 낮춘다
-            return loss, tokens, "nonfinite"
-        self.scaler.unscale_(self.optimizer)
-        if self.cfg.clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
-        scale_before = self.scaler.get_scale()        # 꺼져 있으면 늘 1.0 (동기화 없음)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        if self.scaler.get_scale() < scale_before:     # 스케일이 줄었다 = 이번 optimizer.step 은 건너뛰었다
-            return loss, tokens, "overflow"
-        self.scheduler.step()
-        return loss, tokens, "applied"
-
-    def _sum_over_ranks(self, count):
-        """정수 하나를 모든 랭크에서 더한다 (한 프로세스면 그대로)."""
-        if self.world_size == 1:
-            return count
-        import torch.distributed as dist
-        value = torch.tensor(count, dtype=torch.float64, device=self.device)
-        dist.all_reduce(value)
-        return int(value.item())
-
-    def _all_ranks_agree(self, flag):
-        """모든 랭크에서 flag 가 참인가. 한 랭크의 NaN 은 all-reduce 로 이미 모든 랭크의 기울기에
-        퍼졌으므로, 적용·건너뜀·멈춤을 랭크마다 따로 정하면 랭크들이 어긋난다."""
-        if self.world_size == 1:
-            return flag
-        import torch.distributed as dist
-        value = torch.tensor(1.0 if flag else 0.0, device=self.device)
-        dist.all_reduce(value, op=dist.ReduceOp.MIN)
-        return bool(value.item())
-
-    def next_update_batches(self):
-        """다음 업데이트에 쓸 배치 accum_steps 개. 에폭이 끝나면 다음 에폭의 순서로 넘어간다."""
-        out = []
-        while len(out) < self.cfg.accum_steps:
-            if self._epoch_batches is None:
-                self._epoch_batches = epoch_batches(self.corpus.train, self.cfg, self.epoch,
-                                                    self.rank, self.world_size)
-            if self.batch_pos >= len(self._epoch_batches):
-                self.epoch, self.batch_pos, self._epoch_batches = self.epoch + 1, 0, None
-                continue
-            out.append(self._epoch_batches[self.batch_pos])
-            self.batch_pos += 1
-        return out
-
-    # ---- 전체 ----
-    def train(self):
-        """max_steps 까지 학습한다. Ctrl-C 면 체크포인트를 쓰고 KeyboardInterrupt 를 다시 올린다."""
-        cfg = self.cfg
-        self.start_time = time.time()
-        self.log(f"런 디렉터리: {self.run_dir} | 장치 {self.device} | AMP {self.amp} | "
-                 f"파라미터 {sum(p.numel() for p in self.model.parameters()):,}")
-        window_loss, window_tokens, window_start = [], 0, time.time()
-        self.session_start = (self.step, time.time())
-        try:
-            while self.step < cfg.max_steps:
-                loss, tokens, result = self.train_step(self.next_update_batches())
-                window_tokens += tokens
-                if result == "nonfinite":
-                    self._on_nonfinite()
-                    continue
-                if result == "overflow":                  # fp16 의 흔한 일: 스케일만 줄이고 센다
-                    self.overflow_total += 1
-                    continue
-                self.nonfinite_in_row = 0
-                self.step += 1
-                window_loss.append(loss)
-                last = self.step == cfg.max_steps
-                row = {}
-                if self.step % cfg.log_every == 0 or last:
-                    speed = window_tokens / max(time.time() - window_start, 1e-9)
-                    row.update(self._log_progress(sum(window_loss) / len(window_loss), speed))
-                    window_loss, window_tokens, window_start = [], 0, time.time()
-                if self.step % cfg.eval_every == 0 or last:
-                    row.update(self._evaluate())
-                if row and self.is_main:
-                    append_metrics(os.path.join(self.run_dir, "metrics.csv"),
-                                   dict(row, step=self.step, elapsed_s=f"{self.elapsed():.1f}"))
-                    self._write_status()
-                if self.step % cfg.save_every == 0 or last:
-                    self.save()
-                if cfg.stop_after and cfg.stop_after <= self.step < cfg.max_steps:
-                    self.status["state"] = "중단 (stop_after)"
-                    self.save(periodic=False)
-                    self.log(f"스텝 {self.step} 에서 멈춤: `--resume {self.run_dir}` 로 이어 가세요.")
-                    return False
-        except KeyboardInterrupt:
-            self.status["state"] = "중단 (Ctrl-C)"
-            path = self.save(periodic=False)
-            self.log(f"\n중단됨: 스텝 {self.step} 체크포인트를 {path} 에 저장했습니다. "
-                     f"`python train.py --resume {self.run_dir}` 로 이어 가세요.")
-            raise
-        self.status["state"] = "완료"
-        self._write_status()
-        return True
-
-    def _on_nonfinite(self):
-        """비유한 손실: 이번 업데이트는 건너뛰고 센다. 연속으로 많으면 저장 후 멈춘다."""
-        self.nonfinite_in_row += 1
-        self.nonfinite_total += 1
-        self.log(f"경고: 스텝 {self.step + 1} 의 손실이 유한하지 않아 건너뜁니다 "
-                 f"(연속 {self.nonfinite_in_row}회, 총 {self.nonfinite_total}회).")
-        if self.nonfinite_in_row >= self.cfg.max_nonfinite:
-            self.status["state"] = "중단 (손실 발산)"
-            path = self.save(periodic=False)
-            raise TrainingDiverged(f"손실이 {self.nonfinite_in_row}번 연속 NaN/inf 여서 멈췄습니다 "
-                               f"(체크포인트: {path}). 학습률(--lr-factor)을 낮추거나 --clip-norm 을 "
-                               "켜거나 --amp bf16/off 로 다시 시도하세요.")
-
-    def _log_progress(self, loss, speed):
-        """진행 줄 하나: 스텝, 손실, 학습률, 토큰/s, 경과, 남은 시간. metrics.csv 의 칸을 돌려준다."""
-        lr = self.optimizer.param_groups[0]["lr"]
-        first_step, first_time = self.session_start
-        per_step = (time.time() - first_time) / max(self.step - first_step, 1)
-        eta = per_step * (self.cfg.max_steps - self.step)
-        self.log(f"스텝 {self.step:>6}/{self.cfg.max_steps} | 손실 {loss:.4f} | 학습률 {lr:.2e} | "
-                 f"{speed:,.0f} 토큰/s | 경과 {format_duration(self.elapsed())} | "
-                 f"남은 시간 {format_duration(eta)}")
-        best = self.status.get("best_train_loss")
-        self.status.update(train_loss=loss, lr=lr, best_train_loss=loss if best is None else min(best, loss))
-        return {"train_loss": f"{loss:.6f}", "lr": f"{lr:.6e}", "tokens_per_s": f"{speed:.1f}"}
-
-    def _evaluate(self):
-        """검증 손실·정확도와 검증 문장 일부의 그리디 BLEU (랭크 0 만). metrics.csv 의 칸을 돌려준다."""
-        if not self.is_main:
-            return {}
-        start = time.time()
-        valid_loss, acc = evaluate_loss(self.model, self.corpus.valid, self.cfg, self.device, self.amp)
-        n = self.cfg.eval_bleu_sentences
-        hyps = translate_ids(self.model, [s for s, _ in self.corpus.valid[:n]], self.device)
-        score = bleu([self.corpus.bpe.decode(h) for h in hyps], [de for _, de in self.corpus.valid_text[:n]])
-        best = self.status.get("best_valid_loss")
-        self.status.update(valid_loss=valid_loss, token_accuracy=acc, bleu=score,
-                           best_valid_loss=valid_loss if best is None else min(best, valid_loss))
-        self.log(f"  검증: 손실 {valid_loss:.4f} (퍼플렉서티 {perplexity(valid_loss):.2f}) | "
-                 f"토큰 정확도 {acc:.2%} | 그리디 BLEU {score:.2f} "
-                 f"({len(hyps)} 문장) | 평가 {time.time() - start:.0f} 초")
-        return {"valid_loss": f"{valid_loss:.6f}", "token_accuracy": f"{acc:.6f}", "bleu": f"{score:.4f}"}
-
-    def _write_status(self):
-        if self.is_main:
-            self.status.update(step=self.step, epoch=self.epoch, elapsed=self.elapsed())
-            write_status(self.run_dir, self.cfg, self.status)
+            precisions[n] = 100.0 * correct[n] / total[n]
+    if not any(correct) or not all(total):
+        return 0.0, precisions, brevity
+    return brevity * math.exp(sum(math.log(p) for p in precisions) / max_order), precisions, brevity
 
 
-class TrainingDiverged(RuntimeError):
-    """손실이 연속으로 NaN/inf 여서 학습을 멈췄다 (체크포인트는 저장됨)."""
+def bleu(hypotheses, references, lowercase=False):
+    """코퍼스 BLEU (0..100) = sacrebleu.corpus_bleu(hypotheses, [references]).score. 문장마다 참조 하나,
+    토큰화 전 원문. lowercase=True 는 sacreBLEU 의 ``lowercase=True`` (-lc).
+
+    >>> round(bleu(["the cat is on the mat"], ["the cat sat on the mat"]), 4)
+    37.9918
+    """
+    return _bleu_from_stats(bleu_stats(hypotheses, references, lowercase))[0]
 
 
-def _distributed_rank():
-    """torchrun 이 준 환경 변수로 프로세스 그룹을 연다 (GPU 면 NCCL, CPU 면 gloo)."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size == 1:
-        return 0, 1
-    import torch.distributed as dist
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-    return dist.get_rank(), world_size
+def bleu_report(hypotheses, references, lowercase=False):
+    """``sacrebleu`` 명령이 찍는 두 줄: 점수 줄과 서명 줄.
+
+    >>> print(bleu_report(["the cat is on the mat"], ["the cat sat on the mat"]))
+    BLEU = 37.99 83.3/60.0/25.0/16.7 (BP = 1.000 ratio = 1.000 hyp_len = 6 ref_len = 6)
+    nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|impl:train.py (sacreBLEU 2.6.0 과 같은 값)
+    """
+    stats = bleu_stats(hypotheses, references, lowercase)
+    (score, precisions, brevity), (sys_len, ref_len) = _bleu_from_stats(stats), stats[:2]
+    return (f"BLEU = {score:.2f} {'/'.join(f'{p:.1f}' for p in precisions)} (BP = {brevity:.3f} "
+            f"ratio = {sys_len / ref_len if ref_len else 0.0:.3f} hyp_len = {sys_len} ref_len = {ref_len})\n"
+            f"nrefs:1|case:{'lc' if lowercase else 'mixed'}|eff:no|tok:13a|smooth:exp|impl:train.py "
+            "(sacreBLEU 2.6.0 과 같은 값)")
 
 
-# =============================================================================
-# 10. 학습 뒤: 평균, 테스트 번역, BLEU
-# =============================================================================
-def final_evaluation(trainer, log=print):
-    """마지막 N 개 체크포인트를 평균하고(§6.1) 테스트 분할을 빔 서치로 번역해 BLEU 를 잰다."""
-    cfg, corpus, model = trainer.cfg, trainer.corpus, trainer.model
-    paths = step_checkpoints(trainer.run_dir)[-cfg.average_last:]
-    if len(paths) > 1:
-        model.load_state_dict(average_checkpoints(paths))
-        save_checkpoint(os.path.join(trainer.run_dir, "checkpoint_averaged.pt"),
-                        dict(trainer.state_dict(), averaged_from=[os.path.basename(p) for p in paths]))
-        log(f"마지막 체크포인트 {len(paths)}개를 평균했습니다 ({', '.join(os.path.basename(p) for p in paths)}).")
-    sources = [en for en, _ in corpus.test_text]
-    refs = [de for _, de in corpus.test_text]
-    start = time.time()
-    hyps = [corpus.bpe.decode(h) for h in translate_ids(model, [s for s, _ in corpus.test], trainer.device,
-                                                        cfg.beam_size, cfg.length_penalty, warn=log)]
-    log(f"테스트 {len(hyps):,} 문장을 빔 {cfg.beam_size} 로 번역했습니다 ({time.time() - start:.0f} 초).")
-    score = bleu(hyps, refs)
-    exact = [h == r for h, r in zip(hyps, refs)]
-    log("\n테스트 번역 예 (원문 / 참조 / 모델):")
-    for i in range(min(5, len(hyps))):
-        log(f"  {cfg.src.upper():<3} {sources[i]}\n  REF {refs[i]}\n  OUT {hyps[i]}\n")
-    report = {"bleu": score, "exact": sum(exact) / max(len(exact), 1), "sentences": len(hyps)}
-    if cfg.corpus == "demo":
-        reorder = [e for e, src in zip(exact, sources) if data.needs_reordering(src)]
-        report["reordering_exact"] = sum(reorder) / max(len(reorder), 1)
-        report["reordering_sentences"] = len(reorder)
-        log(f"어순이 바뀌는 문장 {len(reorder)}개 중 정확히 맞힌 비율: {report['reordering_exact']:.1%}")
-    log(f"문장 전체가 참조와 같은 비율: {report['exact']:.1%} ({len(hyps)} 문장)")
-    trainer.status.update(bleu=score, state="완료")
-    trainer._write_status()
-    return report
-
-
-# =============================================================================
-# 11. 명령줄
-# =============================================================================
-def _preset_defaults(name):
-    """도움말용: 필드의 프리셋별 기본값 "demo X, multi30k Y, rtx3090 Z" (모두 같으면 하나)."""
-    values = {p: getattr(preset_config(p), name) for p in PRESETS[1:]}
-    if len(set(map(repr, values.values()))) == 1:
-        return repr(values["demo"])
-    return ", ".join(f"{p} {v!r}" for p, v in values.items())
-
-
+# ══════ 8. 명령줄 ══════
 def build_parser():
     """Config 의 모든 필드를 --필드-이름 옵션으로 만든다 (불리언은 --x / --no-x)."""
     parser = argparse.ArgumentParser(description="Transformer 학습 (Attention Is All You Need).")
-    parser.add_argument("--preset", choices=PRESETS, default=None,
-                        help="설정 묶음 (기본: --data-dir 를 주면 GPU 에서 rtx3090 = 논문 base, CPU 에서 multi30k; "
-                             "안 주면 data/wmt14 에 준비된 캐시가 있을 때 rtx3090, 없으면 demo)")
-    parser.add_argument("--translate", metavar="TEXT", help="최근(또는 --checkpoint) 체크포인트로 이 문장만 번역한다")
-    parser.add_argument("--checkpoint", help="--translate / --average-checkpoints 에 쓸 체크포인트나 런 디렉터리 "
-                                             "(기본: 가장 최근 런)")
-    parser.add_argument("--translate-file", metavar="IN",
-                        help="IN 파일(- 면 표준 입력)의 줄마다 번역해 한 줄씩 쓴다 (빈 줄은 빈 줄; 기본 출력: 표준 출력)")
-    parser.add_argument("--output", metavar="FILE", help="--translate-file 의 결과를 표준 출력 대신 FILE 에 쓴다 "
-                                                          "(다 끝난 뒤 원자적으로; 기본: 표준 출력)")
-    parser.add_argument("--score", nargs=2, metavar=("HYP", "REF"),
-                        help="두 파일의 코퍼스 BLEU 를 sacreBLEU 기본값(13a, 대소문자 구분)으로 잰다")
-    parser.add_argument("--lowercase", action="store_true",
-                        help="--score 에서 두 쪽을 소문자로 바꿔 잰다 (sacreBLEU -lc; 기본: 끔)")
-    parser.add_argument("--average-checkpoints", type=int, metavar="N",
-                        help="런 디렉터리의 마지막 N 개 체크포인트를 평균해 checkpoint_averaged.pt 로 쓴다 (논문 5)")
+    add = parser.add_argument
+    add("--preset", choices=PRESETS, default=None, help="설정 묶음 (기본: --data-dir 를 주면 GPU 에서 rtx3090 "
+        "= 논문 base, CPU 에서 multi30k; 안 주면 data/wmt14 에 준비된 캐시가 있을 때 rtx3090, 없으면 demo)")
+    add("--translate", metavar="TEXT", help="최근(또는 --checkpoint) 체크포인트로 이 문장만 번역한다")
+    add("--checkpoint", help="번역·평균에 쓸 런 디렉터리나 체크포인트 파일 (기본: 가장 최근 런)")
+    add("--translate-file", metavar="IN",
+        help="IN 파일(- 면 표준 입력)의 줄마다 번역해 한 줄씩 쓴다 (빈 줄은 빈 줄; 기본 출력: 표준 출력)")
+    add("--output", metavar="FILE",
+        help="--translate-file 의 결과를 표준 출력 대신 FILE 에 쓴다 (다 끝난 뒤 원자적으로; 기본: 표준 출력)")
+    add("--score", nargs=2, metavar=("HYP", "REF"),
+        help="두 파일의 코퍼스 BLEU 를 sacreBLEU 기본값(13a, 대소문자 구분)으로 잰다")
+    add("--lowercase", action="store_true", help="--score 에서 두 쪽을 소문자로 바꿔 잰다 (sacreBLEU -lc; 기본: 끔)")
+    add("--average-checkpoints", type=int, metavar="N",
+        help="런 디렉터리의 마지막 N 개 체크포인트를 평균해 checkpoint_averaged.pt 로 쓴다 (논문 5)")
     for field in dataclasses.fields(Config):
         if field.name in ("preset", "resume"):
             continue
-        flag = "--" + field.name.replace("_", "-")
-        text = f"{field.metadata['help']} (기본: {_preset_defaults(field.name)})"
-        if field.type is bool:
-            parser.add_argument(flag, dest=field.name, action=argparse.BooleanOptionalAction, default=None,
-                                help=text)
-        else:                                       # int, float, str: 필드의 타입으로 바로 변환
-            parser.add_argument(flag, dest=field.name, type=field.type, default=None, help=text)
-    parser.add_argument("--resume", nargs="?", const="latest", default=None,
-                        help="런 디렉터리나 체크포인트에서 이어 간다 (값이 없으면 --run-dir, 그것도 없으면 "
-                             "가장 최근 런; 기본: 새로 시작)")
+        values = {p: getattr(preset_config(p), field.name) for p in PRESETS[1:]}   # 도움말의 프리셋별 기본값
+        default = (repr(values["demo"]) if len(set(map(repr, values.values()))) == 1
+                   else ", ".join(f"{p} {v!r}" for p, v in values.items()))
+        kind = {"action": argparse.BooleanOptionalAction} if field.type is bool else {"type": field.type}
+        add("--" + field.name.replace("_", "-"), dest=field.name, default=None,
+            help=f"{field.metadata['help']} (기본: {default})", **kind)
+    add("--resume", nargs="?", const="latest", default=None, help="런 디렉터리나 체크포인트에서 이어 간다 "
+        "(값이 없으면 --run-dir, 그것도 없으면 가장 최근 런; 기본: 새로 시작)")
     return parser
 
 
@@ -1222,8 +1048,7 @@ def config_from_args(args, log=print):
     디렉터리나 파일이 없으면 한 줄 오류 (조용히 데모를 학습하지 않는다). 캐시가 없으면 학습 전에 준비한다.
     """
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
-                 if getattr(args, f.name, None) is not None}
-    overrides.pop("preset", None)
+                 if f.name != "preset" and getattr(args, f.name, None) is not None}
     name = args.preset
     if args.data_dir is not None and name is None:
         name = "rtx3090" if torch.cuda.is_available() else "multi30k"
@@ -1238,74 +1063,66 @@ def config_from_args(args, log=print):
         overrides.setdefault("corpus", "wmt14")
     cfg = check_config(preset_config(name).replace(**overrides))
     if cfg.corpus == "wmt14" and not args.resume:
-        _check_corpus_dir(cfg)
+        check_corpus_dir(cfg)
     return cfg
 
 
-def load_run(target=None):
-    """런 디렉터리(또는 체크포인트 파일)에서 (model, bpe, cfg) 를 읽는다. 런 디렉터리면 평균 체크포인트가
-    있으면 그것을, 없으면 checkpoint_last.pt 를 쓴다. target 이 없으면 가장 최근 런."""
-    target = target or find_latest_run()
-    if target is None:
-        raise FileNotFoundError("체크포인트가 없습니다: 먼저 `python train.py` 로 학습하세요.")
-    path = os.path.join(target, "checkpoint_last.pt") if os.path.isdir(target) else target
-    averaged = os.path.join(os.path.dirname(path), "checkpoint_averaged.pt")
-    if os.path.isdir(target) and os.path.exists(averaged):
-        path = averaged
-    state = load_checkpoint(path)
-    cfg = Config(**{k: v for k, v in state["config"].items() if k in {f.name for f in dataclasses.fields(Config)}})
-    bpe = data.BPE.load(os.path.join(os.path.dirname(path), "bpe.txt"))
-    model = build_model(cfg, len(bpe))
-    model.load_state_dict(state["model"])
-    return model, bpe, cfg
-
-
-def run_translate(args, log=print):
-    """--translate: 최근(또는 지정한) 체크포인트로 빔 서치 번역."""
-    model, bpe, cfg = load_run(args.checkpoint)
-    out = translate_texts(model, bpe, [args.translate], torch.device("cpu"), cfg.beam_size, cfg.length_penalty)
-    log(out[0])
-    return out[0]
+def run_training(cfg, log=print):
+    """학습 → (끝까지 갔으면) 평균·테스트 BLEU → 그림을 그리는 명령 안내."""
+    t0 = time.time()
+    trainer = Trainer(cfg, log)
+    report = final_evaluation(trainer, log) if trainer.train() and trainer.is_main else None
+    if report is not None:
+        log(f"총 시간 {format_duration(time.time() - t0)} | 런 디렉터리 {trainer.run_dir}")
+        log(f"테스트 BLEU {report['bleu']:.2f} (beam {cfg.beam_size}, {report['sentences']} 문장)")
+        log(f"그림: python plots.py --run {trainer.run_dir}")
+    if trainer.world_size > 1:
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    return report
 
 
 def read_text_lines(path):
-    """파일(- 면 표준 입력)의 줄들. '\n' 으로만 나누고, 마지막 줄바꿈 뒤의 빈 줄은 세지 않는다."""
-    if path == "-":
-        text = sys.stdin.read()
-    else:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"파일 '{path}' 가 없습니다.")
-        with open(path, "rb") as f:
-            raw = f.read()
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"'{path}' 가 UTF-8 이 아닙니다 (바이트 {exc.start}): UTF-8 로 바꿔 주세요.") from None
+    """파일(- 면 표준 입력)의 줄들. '\\n' 으로만 나누고, 마지막 줄바꿈 뒤의 빈 줄은 세지 않는다."""
+    if path != "-" and not os.path.isfile(path):
+        raise FileNotFoundError(f"파일 '{path}' 가 없습니다.")
+    try:
+        text = sys.stdin.read() if path == "-" else pathlib.Path(path).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"'{path}' 가 UTF-8 이 아닙니다 (바이트 {exc.start}): UTF-8 로 바꿔 주세요.") from None
     lines = text.split("\n")
     return lines[:-1] if lines and lines[-1] == "" else lines
 
 
+def run_translate(args, log=print):
+    """--translate: 최근(또는 지정한) 런의 체크포인트로 빔 서치 번역."""
+    run = load_run(args.checkpoint)
+    out = translate_texts(run.model, run.bpe, [args.translate], torch.device("cpu"), run.cfg.beam_size,
+                          run.cfg.length_penalty)
+    log(out[0])
+    return out[0]
+
+
 def run_translate_file(args, log=print, batch_size=64):
     """--translate-file IN: 줄마다 빔 서치 번역, 입력과 같은 줄 수. 진행과 시간은 stderr 로."""
-    model, bpe, cfg = load_run(args.checkpoint)
-    lines = read_text_lines(args.translate_file)
-    todo = [i for i, line in enumerate(lines) if line.strip()]          # 빈 줄은 번역하지 않는다
-    todo.sort(key=lambda i: len(lines[i]))                             # 비슷한 길이끼리 묶어 패딩을 줄인다
+    run, lines = load_run(args.checkpoint), read_text_lines(args.translate_file)
+    todo = sorted((i for i, line in enumerate(lines) if line.strip()),   # 빈 줄은 번역하지 않고,
+                  key=lambda i: len(lines[i]))                          # 비슷한 길이끼리 묶어 패딩을 줄인다
     out, start = [""] * len(lines), time.time()
     for k in range(0, len(todo), batch_size):
         chunk = todo[k:k + batch_size]
-        for i, text in zip(chunk, translate_texts(model, bpe, [lines[i] for i in chunk], torch.device("cpu"),
-                                                  cfg.beam_size, cfg.length_penalty)):
+        texts = translate_texts(run.model, run.bpe, [lines[i] for i in chunk], torch.device("cpu"),
+                                run.cfg.beam_size, run.cfg.length_penalty)
+        for i, text in zip(chunk, texts):
             out[i] = " ".join(text.split())                             # 줄바꿈이 섞여 줄 수가 바뀌지 않게
         done, spent = k + len(chunk), time.time() - start
         print(f"  번역 {done:,}/{len(todo):,} 줄 | 경과 {format_duration(spent)} | "
               f"남은 시간 {format_duration(spent / done * (len(todo) - done))}", file=sys.stderr, flush=True)
     text = "".join(line + "\n" for line in out)
-    if args.output:
-        tmp = f"{args.output}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
+    if args.output:                                                      # 다 끝난 뒤 원자적으로
+        with open(f"{args.output}.tmp-{os.getpid()}", "w", encoding="utf-8") as f:
             f.write(text)
-        os.replace(tmp, args.output)
+        os.replace(f.name, args.output)
     else:
         sys.stdout.write(text)
     print(f"{len(lines):,} 줄 번역 ({len(todo):,} 줄은 내용 있음), {time.time() - start:.1f} 초", file=sys.stderr)
@@ -1314,8 +1131,7 @@ def run_translate_file(args, log=print, batch_size=64):
 
 def run_score(args, log=print):
     """--score HYP REF: sacreBLEU 와 같은 코퍼스 BLEU 와 서명 줄. 줄 수가 다르면 두 파일을 밝혀 거절."""
-    hyp_path, ref_path = args.score
-    hyps, refs = read_text_lines(hyp_path), read_text_lines(ref_path)
+    (hyp_path, ref_path), (hyps, refs) = args.score, [read_text_lines(p) for p in args.score]
     if len(hyps) != len(refs):
         raise ValueError(f"줄 수가 다릅니다: '{hyp_path}' {len(hyps):,}줄, '{ref_path}' {len(refs):,}줄.")
     log(bleu_report(hyps, refs, lowercase=args.lowercase))
@@ -1323,44 +1139,18 @@ def run_score(args, log=print):
 
 
 def run_average(args, log=print):
-    """--average-checkpoints N: 런 디렉터리의 마지막 N 개를 평균해 저장."""
-    run_dir = args.checkpoint or find_latest_run()
-    if run_dir is None or not os.path.isdir(run_dir):
-        raise FileNotFoundError("평균할 런 디렉터리가 없습니다: --checkpoint 로 런 디렉터리를 주세요.")
-    paths = step_checkpoints(run_dir)[-args.average_checkpoints:]
-    if len(paths) < 2:
-        raise ValueError(f"'{run_dir}' 에 평균할 체크포인트가 {len(paths)}개뿐입니다 (2개 이상 필요).")
-    state = load_checkpoint(os.path.join(run_dir, "checkpoint_last.pt"))
-    state["model"] = average_checkpoints(paths)
-    out = os.path.join(run_dir, "checkpoint_averaged.pt")
-    save_checkpoint(out, state)
-    log(f"{len(paths)}개 체크포인트를 평균해 {out} 에 저장했습니다.")
+    """--average-checkpoints N: 런 디렉터리의 마지막 N 개를 평균해 checkpoint_averaged.pt 로 저장."""
+    run_dir = load_run(args.checkpoint).run_dir        # --checkpoint: 런 디렉터리나 그 안의 체크포인트
+    out = average_run(run_dir, args.average_checkpoints, log)
+    if out is None:
+        count = len(step_checkpoints(run_dir)[-args.average_checkpoints:])
+        raise ValueError(f"'{run_dir}' 에 평균할 체크포인트가 {count}개뿐입니다 (2개 이상 필요).")
+    log(f"저장했습니다: {out}")
     return out
 
 
-def run_training(cfg, log=print):
-    """학습 → (끝까지 갔으면) 평균·테스트 BLEU → 그림."""
-    t0 = time.time()
-    trainer = Trainer(cfg, log)
-    finished = trainer.train()
-    report = None
-    if finished and trainer.is_main:
-        report = final_evaluation(trainer, log)
-        try:
-            draw_run_figures(trainer.run_dir)
-        except ImportError as exc:
-            log(f"그림을 건너뜁니다 ({exc}): `python plots.py --run {trainer.run_dir}` 로 나중에 그리세요.")
-        log(f"총 시간 {format_duration(time.time() - t0)} | 런 디렉터리 {trainer.run_dir}")
-        log(f"테스트 BLEU {report['bleu']:.2f} (beam {cfg.beam_size}, {report['sentences']} 문장)")
-    if trainer.world_size > 1:
-        import torch.distributed as dist
-        dist.barrier()
-        dist.destroy_process_group()
-    return report
-
-
 def main(argv=None):
-    """명령줄 진입점. 잘못된 입력은 종료 코드 2 와 한 줄 설명 (트레이스백 없음)."""
+    """명령줄 진입점. 잘못된 입력은 종료 코드 2, 발산은 1, Ctrl-C 는 130 과 한 줄 설명 (트레이스백 없음)."""
     args = build_parser().parse_args(argv)
     try:
         if args.translate is not None:
@@ -1373,12 +1163,9 @@ def main(argv=None):
             return run_average(args)
         log = functools.partial(print, flush=True)     # 파일로 돌려도 진행 줄이 바로 보이게
         return run_training(config_from_args(args, log), log)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, TrainingDiverged) as exc:
         print(f"오류: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except TrainingDiverged as exc:
-        print(f"오류: {exc}", file=sys.stderr)
-        raise SystemExit(1) from None
+        raise SystemExit(1 if isinstance(exc, TrainingDiverged) else 2) from None
     except KeyboardInterrupt:
         raise SystemExit(130) from None
 
