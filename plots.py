@@ -1197,7 +1197,7 @@ def load_trained_run(run_dir, num_valid=200):
     splits = data.demo_splits(num_train=cfg.train_pairs, num_valid=cfg.valid_pairs, num_test=cfg.test_pairs,
                               seed=cfg.seed)
     valid_text = list(splits["valid"][:num_valid])
-    return TrainedRun(run.model.eval(), run.bpe, _encode_pairs(run.bpe, valid_text), valid_text,
+    return TrainedRun(run.model, run.bpe, _encode_pairs(run.bpe, valid_text), valid_text,
                       read_run_metrics(run_dir), run_dir)
 
 

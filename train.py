@@ -874,16 +874,21 @@ class Run:
     checkpoint: str         # 읽은 가중치 파일 경로
 
 
-def load_run(target=None, root="outputs/training"):
-    """런 디렉터리나 체크포인트 파일 → Run. target 이 None 이면 root 의 가장 최근 런.
-    런 디렉터리면 checkpoint_averaged.pt 가 있을 때 그것을, 없으면 checkpoint_last.pt 를 읽는다."""
+def run_checkpoint(target=None, root="outputs/training"):
+    """런 디렉터리나 체크포인트 파일 → 읽을 가중치 파일 경로. target 이 None 이면 root 의 가장 최근 런.
+    런 디렉터리면 checkpoint_averaged.pt 가 있을 때 그것, 없으면 checkpoint_last.pt."""
     target = target or find_latest_run(root)
     if target is None:
         raise FileNotFoundError(f"'{root}' 에 체크포인트가 없습니다: 먼저 `python train.py` 로 학습하세요.")
-    path = target
-    if os.path.isdir(target):
-        path = os.path.join(target, "checkpoint_averaged.pt")
-        path = path if os.path.exists(path) else os.path.join(target, "checkpoint_last.pt")
+    if not os.path.isdir(target):
+        return target
+    averaged = os.path.join(target, "checkpoint_averaged.pt")
+    return averaged if os.path.exists(averaged) else os.path.join(target, "checkpoint_last.pt")
+
+
+def load_run(target=None, root="outputs/training"):
+    """런 디렉터리나 체크포인트 파일 → Run (가중치 파일은 run_checkpoint 가 고른다)."""
+    path = run_checkpoint(target, root)
     state = load_checkpoint(path)
     cfg = Config(**{k: v for k, v in state["config"].items() if k in {f.name for f in dataclasses.fields(Config)}})
     bpe = data.BPE.load(os.path.join(os.path.dirname(path), "bpe.txt"))
@@ -1140,7 +1145,9 @@ def run_score(args, log=print):
 
 def run_average(args, log=print):
     """--average-checkpoints N: 런 디렉터리의 마지막 N 개를 평균해 checkpoint_averaged.pt 로 저장."""
-    run_dir = load_run(args.checkpoint).run_dir        # --checkpoint: 런 디렉터리나 그 안의 체크포인트
+    path = run_checkpoint(args.checkpoint)             # --checkpoint: 런 디렉터리나 그 안의 체크포인트
+    load_checkpoint(path)                              # 없거나 손상된 파일이면 여기서 한 줄 오류
+    run_dir = os.path.dirname(path)
     out = average_run(run_dir, args.average_checkpoints, log)
     if out is None:
         count = len(step_checkpoints(run_dir)[-args.average_checkpoints:])
