@@ -1160,89 +1160,26 @@ def load_prepared(cache_dir, split, max_len=None):
 # 마침표 없음, 쉼표는 weil/dass 앞과 앞세운 weil(because) 절 뒤에만.
 # 구조: 표본 추출(_demo_sample_*)이 문장을 사전(dict)으로 뽑고, _demo_render 가 두 언어로 쓴다.
 
-# 명사 "영어단수 영어복수 성 독일어단수 단수2격 복수" — 부류별 (사람·동물 = animate, 음식도 물건이다).
-# 약변화 남성 명사(der Junge → den Jungen)와 영어 단·복수가 같은 명사(sheep)는 규칙만 늘려 뺐다.
-_DEMO_NOUN_TEXT = {
-    "person": "man men m Mann Mannes Männer, woman women f Frau Frau Frauen, child children n Kind Kindes Kinder, "
-              "teacher teachers m Lehrer Lehrers Lehrer, doctor doctors m Arzt Arztes Ärzte, "
-              "girl girls n Mädchen Mädchens Mädchen, friend friends m Freund Freundes Freunde, "
-              "king kings m König Königs Könige, queen queens f Königin Königin Königinnen, "
-              "baker bakers m Bäcker Bäckers Bäcker, sister sisters f Schwester Schwester Schwestern, "
-              "brother brothers m Bruder Bruders Brüder, mother mothers f Mutter Mutter Mütter, "
-              "father fathers m Vater Vaters Väter, pupil pupils m Schüler Schülers Schüler, "
-              "cook cooks m Koch Kochs Köche, baby babies n Baby Babys Babys",
-    "animal": "dog dogs m Hund Hundes Hunde, cat cats f Katze Katze Katzen, horse horses n Pferd Pferdes Pferde, "
-              "bird birds m Vogel Vogels Vögel, mouse mice f Maus Maus Mäuse, cow cows f Kuh Kuh Kühe, "
-              "rabbit rabbits n Kaninchen Kaninchens Kaninchen, wolf wolves m Wolf Wolfes Wölfe, "
-              "duck ducks f Ente Ente Enten, pig pigs n Schwein Schweins Schweine",
-    "food": "apple apples m Apfel Apfels Äpfel, cake cakes m Kuchen Kuchens Kuchen, egg eggs n Ei Eies Eier, "
-            "banana bananas f Banane Banane Bananen, orange oranges f Orange Orange Orangen",
-    "thing": "book books n Buch Buches Bücher, letter letters m Brief Briefes Briefe, car cars n Auto Autos Autos, "
-             "house houses n Haus Hauses Häuser, table tables m Tisch Tisches Tische, "
-             "chair chairs m Stuhl Stuhles Stühle, ball balls m Ball Balles Bälle, "
-             "flower flowers f Blume Blume Blumen, key keys m Schlüssel Schlüssels Schlüssel, "
-             "bag bags f Tasche Tasche Taschen, cup cups f Tasse Tasse Tassen, "
-             "picture pictures n Bild Bildes Bilder, newspaper newspapers f Zeitung Zeitung Zeitungen, "
-             "bottle bottles f Flasche Flasche Flaschen, hat hats m Hut Hutes Hüte, "
-             "shoe shoes m Schuh Schuhes Schuhe, phone phones n Telefon Telefons Telefone, "
-             "lamp lamps f Lampe Lampe Lampen, box boxes f Kiste Kiste Kisten, pen pens m Stift Stiftes Stifte, "
-             "glass glasses n Glas Glases Gläser, clock clocks f Uhr Uhr Uhren",
-}
-_DEMO_NOUNS = tuple((*entry.split(), kind) for kind, text in _DEMO_NOUN_TEXT.items() for entry in text.split(", "))
-_DEMO_RELATIONAL = ("mother", "father", "sister", "brother", "friend", "child", "teacher", "doctor")  # "of 사람" 가능
-# 형용사 "영어 독일어어간 어울리는부류" (P 사람, A 동물, F 음식, T 물건): "the hungry book" 을 막는다.
-_DEMO_ADJECTIVES = tuple(a.split() for a in (
-    "old alt PAFT, small klein PAFT, big groß PAFT, good gut PAFT, beautiful schön PAFT, black schwarz AFT, "
-    "brown braun AFT, young jung PA, tired müde PA, hungry hungrig PA, happy glücklich PA, sad traurig PA, "
-    "friendly freundlich PA, new neu T, red rot FT, blue blau T, green grün FT").split(", "))
-# 동사: 영어 키|틀|주어 부류|목적어 부류|독일어 전치사|목적어 격|영어 "원형 3인칭 과거"|독일어 "ich er 복수 과거단수
-# 과거복수". 틀: intr 자동사 (목적어 부류가 있으면 with/without 부가어), obj 목적어, ditr 3격+4격, cop be + 형용사,
-# that 뒤에 dass 절. 키의 둘째 단어는 영어 전치사다 ("look for" → suchen + 4격).
-_DEMO_VERBS = tuple(tuple(None if f == "-" else f for f in line.split("|")) for line in """\
-sleep|intr|animate|-|||sleep sleeps slept|schlafe schläft schlafen schlief schliefen
-run|intr|animate|animate|||run runs ran|laufe läuft laufen lief liefen
-come|intr|animate|animate|||come comes came|komme kommt kommen kam kamen
-laugh|intr|animate|animate|||laugh laughs laughed|lache lacht lachen lachte lachten
-sing|intr|animate|animate|||sing sings sang|singe singt singen sang sangen
-swim|intr|animate|animate|||swim swims swam|schwimme schwimmt schwimmen schwamm schwammen
-work|intr|person|person|||work works worked|arbeite arbeitet arbeiten arbeitete arbeiteten
-wait|intr|animate|-|||wait waits waited|warte wartet warten wartete warteten
-play|intr|animate|-|||play plays played|spiele spielt spielen spielte spielten
-see|obj|animate|any||acc|see sees saw|sehe sieht sehen sah sahen
-find|obj|animate|any||acc|find finds found|finde findet finden fand fanden
-buy|obj|person|thing||acc|buy buys bought|kaufe kauft kaufen kaufte kauften
-love|obj|animate|any||acc|love loves loved|liebe liebt lieben liebte liebten
-hear|obj|animate|animate||acc|hear hears heard|höre hört hören hörte hörten
-visit|obj|person|person||acc|visit visits visited|besuche besucht besuchen besuchte besuchten
-look for|obj|animate|any||acc|look looks looked|suche sucht suchen suchte suchten
-need|obj|animate|any||acc|need needs needed|brauche braucht brauchen brauchte brauchten
-eat|obj|animate|food||acc|eat eats ate|esse isst essen aß aßen
-carry|obj|animate|thing||acc|carry carries carried|trage trägt tragen trug trugen
-take|obj|animate|thing||acc|take takes took|nehme nimmt nehmen nahm nahmen
-sell|obj|person|thing||acc|sell sells sold|verkaufe verkauft verkaufen verkaufte verkauften
-have|obj|animate|any||acc|have has had|habe hat haben hatte hatten
-help|obj|animate|animate||dat|help helps helped|helfe hilft helfen half halfen
-thank|obj|person|animate||dat|thank thanks thanked|danke dankt danken dankte dankten
-follow|obj|animate|animate||dat|follow follows followed|folge folgt folgen folgte folgten
-play with|obj|animate|any|mit|dat|play plays played|spiele spielt spielen spielte spielten
-speak with|obj|person|person|mit|dat|speak speaks spoke|spreche spricht sprechen sprach sprachen
-wait for|obj|animate|any|auf|acc|wait waits waited|warte wartet warten wartete warteten
-give|ditr|animate|thing||acc|give gives gave|gebe gibt geben gab gaben
-show|ditr|person|thing||acc|show shows showed|zeige zeigt zeigen zeigte zeigten
-bring|ditr|animate|thing||acc|bring brings brought|bringe bringt bringen brachte brachten
-send|ditr|person|thing||acc|send sends sent|schicke schickt schicken schickte schickten
-be|cop|animate|-|||-|bin ist sind war waren
-know|that|person|-|||know knows knew|weiß weiß wissen wusste wussten
-say|that|person|-|||say says said|sage sagt sagen sagte sagten
-think|that|person|-|||think thinks thought|denke denkt denken dachte dachten
-believe|that|person|-|||believe believes believed|glaube glaubt glauben glaubte glaubten""".splitlines())
-# 앞세우는 부사 (영어, 독일어, 어울리는 시제), 인칭 대명사 주어 (she 와 they 는 둘 다 sie 지만 어미가 다르다).
-_DEMO_ADVERBS = (("yesterday", "gestern", "past"), ("today", "heute", None), ("now", "jetzt", "present"),
-                 ("often", "oft", None), ("sometimes", "manchmal", None))
-_DEMO_PRONOUNS = {"I": ("ich", "1sg"), "he": ("er", "3sg"), "she": ("sie", "3sg"), "we": ("wir", "pl"),
-                  "they": ("sie", "pl")}
-_DEMO_NUMBERS = dict(zip("two three four five six seven eight nine ten".split(),
-                         "zwei drei vier fünf sechs sieben acht neun zehn".split()))
+# 낱말 표는 코드가 아니라 데이터라서 demo_lexicon.json 에 있다 (이 파일 옆). 줄마다의 형식:
+# - nouns: 부류(person·animal·food·thing; 사람·동물 = animate, 음식도 물건이다)별 "영어단수 영어복수 성 독일어단수
+#   단수2격 복수". 약변화 남성 명사(der Junge → den Jungen)와 영어 단·복수가 같은 명사(sheep)는 규칙만 늘려 뺐다.
+# - relational: "the mother of 사람" 처럼 of 뒤에 사람이 올 수 있는 명사.
+# - adjectives: "영어 독일어어간 어울리는부류" (P 사람, A 동물, F 음식, T 물건): "the hungry book" 을 막는다.
+# - verbs: 영어 키|틀|주어 부류|목적어 부류|독일어 전치사|목적어 격|영어 "원형 3인칭 과거"|독일어 "ich er 복수 과거단수
+#   과거복수" (- 는 없음). 틀: intr 자동사 (목적어 부류가 있으면 with/without 부가어), obj 목적어, ditr 3격+4격,
+#   cop be + 형용사, that 뒤에 dass 절. 키의 둘째 단어는 영어 전치사다 ("look for" → suchen + 4격).
+# - adverbs: 앞세우는 부사 (영어, 독일어, 어울리는 시제); pronouns: 인칭 대명사 주어 (she 와 they 는 둘 다 sie 지만
+#   어미가 다르다); numbers: 수사.
+_DEMO_LEXICON_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo_lexicon.json")
+_DEMO_LEXICON = (json.loads(open(_DEMO_LEXICON_PATH, encoding="utf-8").read()) if os.path.isfile(_DEMO_LEXICON_PATH)
+                 else dict(nouns={}, relational=[], adjectives=[], verbs=[], adverbs=[], pronouns={}, numbers={}))
+_DEMO_NOUNS = tuple((*entry.split(), kind) for kind, rows in _DEMO_LEXICON["nouns"].items() for entry in rows)
+_DEMO_RELATIONAL = tuple(_DEMO_LEXICON["relational"])
+_DEMO_ADJECTIVES = tuple(a.split() for a in _DEMO_LEXICON["adjectives"])
+_DEMO_VERBS = tuple(tuple(None if f == "-" else f for f in line.split("|")) for line in _DEMO_LEXICON["verbs"])
+_DEMO_ADVERBS = tuple(tuple(a) for a in _DEMO_LEXICON["adverbs"])
+_DEMO_PRONOUNS = {k: tuple(v) for k, v in _DEMO_LEXICON["pronouns"].items()}
+_DEMO_NUMBERS = _DEMO_LEXICON["numbers"]
 _DEMO_ADJUNCTS = {"with": ("mit", "dat"), "without": ("ohne", "acc")}      # 자동사 뒤 부가어
 # 격 → (남, 여, 중, 복수): 정관사, ein-류(ein/kein/mein; ein 은 복수가 없다) 어미, 형용사 어미. 약변화 = der-류
 # 뒤 (관사가 격을 보이므로 -e/-en 뿐), 혼합변화 = ein-류 뒤 (ein 에 어미가 없는 남 1격, 중 1·4격에서만 -er/-es),
@@ -1258,7 +1195,7 @@ _DEMO_NOUN, _DEMO_ADJ, _DEMO_VERB, _DEMO_ADVERB = ({row[0]: row for row in table
 _DEMO_FITS = {"any": "person animal food thing", "animate": "person animal", "person": "person",
               "thing": "food thing", "food": "food"}                 # 요구 부류 → 맞는 명사 부류
 _DEMO_NOUNS_FOR = {w: tuple(r for r in _DEMO_NOUNS if r[6] in kinds.split()) for w, kinds in _DEMO_FITS.items()}
-_DEMO_ADJ_FOR = {c: tuple(a[0] for a in _DEMO_ADJECTIVES if c[0].upper() in a[2]) for c in _DEMO_NOUN_TEXT}
+_DEMO_ADJ_FOR = {c: tuple(a[0] for a in _DEMO_ADJECTIVES if c[0].upper() in a[2]) for c in _DEMO_LEXICON["nouns"]}
 _DEMO_VERBS_FOR = {f: tuple(v for v in _DEMO_VERBS if v[1] == f) for f in ("intr", "obj", "ditr", "cop", "that")}
 
 
@@ -1441,6 +1378,8 @@ def demo_corpus(num_pairs=10000, seed=0, max_words=16):
         raise ValueError(f"num_pairs={num_pairs!r}: 0 이상의 정수를 주세요.")
     if max_words < 4:
         raise ValueError(f"max_words={max_words}: 2~3 단어 문장은 몇 가지뿐이므로 4 이상을 주세요.")
+    if not _DEMO_NOUNS:                                # data.py 만 옮겨 왔을 때: BPE 등은 되고 데모만 안 된다
+        raise FileNotFoundError(f"데모 낱말 표 '{_DEMO_LEXICON_PATH}' 가 없습니다: data.py 옆에 demo_lexicon.json 을 두세요.")
     rng, seen, pairs = random.Random(seed), set(), []
     for _ in range(20 * num_pairs + 1000):
         if len(pairs) == num_pairs:

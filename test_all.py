@@ -17,6 +17,7 @@ import json
 import math
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -1241,6 +1242,22 @@ def test_demo_rejects_bad_input():
                  lambda: demo_splits(num_train=10, num_valid=2, num_test=1.5)):
         with pytest.raises(ValueError):
             call()
+
+
+def test_data_py_copied_alone_keeps_bpe_and_names_the_missing_demo_lexicon(tmp_path):
+    # 과제에 data.py 한 파일만 옮겨도 BPE 는 돌고, 데모만 낱말 표 파일을 밝힌 한 줄 오류로 멈춘다.
+    shutil.copy(os.path.join(_DATA_ROOT, "data.py"), tmp_path)
+    code = ("import data\n"
+            "bpe = data.train_bpe(['the cat sat', 'the dog sat'] * 5, 40)\n"
+            "assert bpe.decode(bpe.encode('the cat sat')) == 'the cat sat'\n"
+            "try:\n"
+            "    data.demo_corpus(3)\n"
+            "except FileNotFoundError as exc:\n"
+            "    print(exc)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    assert "demo_lexicon.json" in proc.stdout and str(tmp_path) in proc.stdout
 
 
 @functools.lru_cache(maxsize=None)
