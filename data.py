@@ -1171,8 +1171,10 @@ def load_prepared(cache_dir, split, max_len=None):
 # - adverbs: 앞세우는 부사 (영어, 독일어, 어울리는 시제); pronouns: 인칭 대명사 주어 (she 와 they 는 둘 다 sie 지만
 #   어미가 다르다); numbers: 수사.
 _DEMO_LEXICON_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo_lexicon.json")
-_DEMO_LEXICON = (json.loads(open(_DEMO_LEXICON_PATH, encoding="utf-8").read()) if os.path.isfile(_DEMO_LEXICON_PATH)
-                 else dict(nouns={}, relational=[], adjectives=[], verbs=[], adverbs=[], pronouns={}, numbers={}))
+_DEMO_LEXICON = dict(nouns={}, relational=[], adjectives=[], verbs=[], adverbs=[], pronouns={}, numbers={})
+if os.path.isfile(_DEMO_LEXICON_PATH):                 # data.py 만 옮겨 왔으면 빈 표: BPE 등은 되고 데모만 멈춘다
+    with open(_DEMO_LEXICON_PATH, encoding="utf-8") as _f:
+        _DEMO_LEXICON = json.load(_f)
 _DEMO_NOUNS = tuple((*entry.split(), kind) for kind, rows in _DEMO_LEXICON["nouns"].items() for entry in rows)
 _DEMO_RELATIONAL = tuple(_DEMO_LEXICON["relational"])
 _DEMO_ADJECTIVES = tuple(a.split() for a in _DEMO_LEXICON["adjectives"])
