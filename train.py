@@ -623,10 +623,10 @@ def setup_device(cfg, world_size):
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     if device.type == "cpu":
-        keep_freed_memory()
         if cfg.amp == "fp16":
             raise ValueError("fp16 혼합 정밀도는 CUDA GPU 에서만 됩니다: CPU 에서는 --amp bf16 이나 "
                              "--amp off 를 쓰세요.")
+        keep_freed_memory()                            # 거절한 설정에는 프로세스 전체 설정을 바꾸지 않는다
         return device, "off" if cfg.amp == "auto" else cfg.amp
     if cfg.amp == "bf16" and not torch.cuda.is_bf16_supported():
         raise ValueError("이 GPU 는 bf16 을 지원하지 않습니다: --amp fp16 을 쓰세요.")
