@@ -28,6 +28,7 @@ base 모델(``rtx3090`` 프리셋)을, 아니면 내장 데모 코퍼스로 ``de
 (25000, 37000, 5, True)
 """
 import argparse
+import collections
 import contextlib
 import csv
 import ctypes
@@ -42,7 +43,6 @@ import random
 import re
 import sys
 import time
-from collections import Counter
 
 import numpy as np
 import torch
@@ -166,15 +166,8 @@ def preset_config(name):
 
 
 # ══════ 2. 데이터: 데모 코퍼스 또는 평행 코퍼스, 토큰 수로 묶은 배치 ══════
-@dataclasses.dataclass
-class Corpus:
-    """학습에 필요한 것: BPE, 분할별 (원문 id, 번역 id) 목록, 검증·테스트의 (원문, 참조) 문장."""
-    bpe: object
-    train: list
-    valid: list
-    test: list
-    valid_text: list
-    test_text: list
+# 학습에 필요한 것: BPE, 분할별 (원문 id, 번역 id) 목록, 검증·테스트의 (원문, 참조) 문장.
+Corpus = collections.namedtuple("Corpus", "bpe train valid test valid_text test_text")
 
 
 def load_corpus(cfg, bpe_path=None, log=print):
@@ -278,7 +271,8 @@ class Trainer:
         self.device, self.amp = setup_device(cfg, self.world_size)
         resume = find_resume_state(cfg)
         self.run_dir = make_run_dir(cfg, resume, self.is_main)
-        seed_everything(cfg.seed)
+        for seed in (random.seed, np.random.seed, torch.manual_seed):   # python, numpy, torch 난수를 같은 시드로
+            seed(cfg.seed)
         self.corpus = load_corpus(cfg, os.path.join(self.run_dir, "bpe.txt"), self.log)
         if self.is_main:
             self.corpus.bpe.save(os.path.join(self.run_dir, "bpe.txt"))
@@ -436,7 +430,8 @@ class Trainer:
         best = self.status.get("best_valid_loss")
         self.status.update(valid_loss=valid_loss, token_accuracy=acc, bleu=score,
                            best_valid_loss=valid_loss if best is None else min(best, valid_loss))
-        self.log(f"  검증: 손실 {valid_loss:.4f} (퍼플렉서티 {perplexity(valid_loss):.2f}) | 토큰 정확도 {acc:.2%} | "
+        ppl = math.exp(valid_loss) if valid_loss < 700.0 else math.inf   # 퍼플렉서티 = exp(토큰당 교차 엔트로피)
+        self.log(f"  검증: 손실 {valid_loss:.4f} (퍼플렉서티 {ppl:.2f}) | 토큰 정확도 {acc:.2%} | "
                  f"그리디 BLEU {score:.2f} ({len(hyps)} 문장) | 평가 {time.time() - start:.0f} 초")
         return {"valid_loss": f"{valid_loss:.6f}", "token_accuracy": f"{acc:.6f}", "bleu": f"{score:.4f}"}
 
@@ -459,9 +454,9 @@ class Trainer:
         if not self.is_main:
             return None
         state, last = self.state_dict(), os.path.join(self.run_dir, "checkpoint_last.pt")
-        save_checkpoint(last, state)
+        atomic_save(last, state)
         if periodic:
-            save_checkpoint(os.path.join(self.run_dir, f"checkpoint_step{self.step}.pt"), state)
+            atomic_save(os.path.join(self.run_dir, f"checkpoint_step{self.step}.pt"), state)
             for old in step_checkpoints(self.run_dir)[:-max(self.cfg.keep_checkpoints, self.cfg.average_last)]:
                 os.remove(old)
         return last
@@ -472,12 +467,14 @@ class Trainer:
         return self.save(periodic=False)
 
     def state_dict(self):
-        """재개에 필요한 모든 것 (weights_only 로 읽히는 타입만)."""
+        """재개에 필요한 모든 것 (weights_only 로 읽히는 타입만). 학습 중에 쓰는 난수는 드롭아웃(torch 전역
+        난수)뿐이라 그 상태만 담으면 재개해도 같은 마스크가 나온다: 배치 순서는 (시드, 에폭) 으로 정해진다."""
+        rng = {"torch": torch.get_rng_state(), **({"cuda": torch.cuda.get_rng_state_all()}
+                                                  if torch.cuda.is_available() else {})}
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(),
-                "step": self.step, "epoch": self.epoch, "batch_pos": self.batch_pos,
-                "rng": rng_state(), "config": dataclasses.asdict(self.cfg), "elapsed": self.elapsed(),
-                "status": dict(self.status), "nonfinite_total": self.nonfinite_total,
+                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "step": self.step,
+                "epoch": self.epoch, "batch_pos": self.batch_pos, "rng": rng, "config": dataclasses.asdict(self.cfg),
+                "elapsed": self.elapsed(), "status": dict(self.status), "nonfinite_total": self.nonfinite_total,
                 "overflow_total": self.overflow_total}
 
     def restore(self, state):
@@ -488,7 +485,9 @@ class Trainer:
         self.elapsed_before, self.nonfinite_total = state["elapsed"], state["nonfinite_total"]
         self.overflow_total = state.get("overflow_total", 0)
         self.status.update(state["status"])
-        set_rng_state(state["rng"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.log(f"재개: {state['path']} (스텝 {self.step}, 에폭 {self.epoch})")
 
 
@@ -526,10 +525,7 @@ def write_status(run_dir, cfg, status):
             f"- **검증**: 손실 {fmt('valid_loss')} (최소 {fmt('best_valid_loss')}), "
             f"토큰 정확도 {fmt('token_accuracy', '.2%')}, BLEU {fmt('bleu', '.2f')}\n"
             f"- **체크포인트**: `{run_dir}`\n")
-    tmp = os.path.join(run_dir, "status.md.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, os.path.join(run_dir, "status.md"))
+    atomic_save(os.path.join(run_dir, "status.md"), text)
 
 
 def format_duration(seconds):
@@ -713,17 +709,6 @@ def token_accuracy(logits, targets, pad_id):
     return hits.sum().item() / max(real.sum().item(), 1)
 
 
-def perplexity(loss):
-    """퍼플렉서티 = exp(토큰당 평균 교차 엔트로피), 너무 크면 inf. 라벨 스무딩 손실로 계산하면 실제보다
-    높게 나온다 (§5.4 "This hurts perplexity").
-
-    >>> round(perplexity(math.log(7.0)), 6), perplexity(0.0), perplexity(torch.tensor(0.0)), perplexity(1e6)
-    (7.0, 1.0, 1.0, inf)
-    """
-    loss = float(loss)
-    return math.exp(loss) if loss < 700.0 else float("inf")
-
-
 @torch.no_grad()
 def translate_ids(model, sources, device, beam_size=1, alpha=0.6, batch_size=64, warn=None):
     """토큰 id 목록들을 번역한다 (beam_size=1 이면 그리디). 위치 표보다 긴 원문은 앞부분만 ([EOS] 한
@@ -746,11 +731,11 @@ def translate_ids(model, sources, device, beam_size=1, alpha=0.6, batch_size=64,
     return out
 
 
-def translate_texts(model, bpe, texts, device, beam_size=4, alpha=0.6):
-    """원문 문장들 → 번역문 문장들. 너무 긴 원문은 잘라 번역하고 stderr 에 경고 한 줄."""
-    hyps = translate_ids(model, [bpe.encode(t) for t in texts], device, beam_size, alpha,
-                         warn=lambda line: print(line, file=sys.stderr))
-    return [bpe.decode(h) for h in hyps]
+def translate_texts(run, texts):
+    """원문 문장들 → 번역문 문장들 (load_run 의 런으로, CPU 빔 서치). 너무 긴 원문은 잘라 번역하고 stderr 에 경고."""
+    hyps = translate_ids(run.model, [run.bpe.encode(t) for t in texts], torch.device("cpu"), run.cfg.beam_size,
+                         run.cfg.length_penalty, warn=lambda line: print(line, file=sys.stderr))
+    return [run.bpe.decode(h) for h in hyps]
 
 
 def final_evaluation(trainer, log=print):
@@ -780,10 +765,14 @@ def final_evaluation(trainer, log=print):
 
 
 # ══════ 6. 체크포인트: 원자적 저장, weights_only 로 읽기, 재개, 평균, 런 읽기 (load_run) ══════
-def save_checkpoint(path, state):
-    """임시 파일에 쓴 뒤 이름을 바꾼다: 도중에 죽어도 반쯤 쓰인 체크포인트는 남지 않는다."""
+def atomic_save(path, obj):
+    """임시 파일에 쓴 뒤 이름을 바꾼다: 도중에 죽어도 반쯤 쓰인 파일(체크포인트, status.md, 번역)은 남지 않는다.
+    문자열은 UTF-8 텍스트로, 그 밖(체크포인트 dict)은 torch.save 로 쓴다."""
     tmp = f"{path}.tmp-{os.getpid()}"
-    torch.save(state, tmp)
+    if isinstance(obj, str):
+        pathlib.Path(tmp).write_text(obj, encoding="utf-8")
+    else:
+        torch.save(obj, tmp)
     os.replace(tmp, path)
 
 
@@ -844,29 +833,6 @@ def find_resume_state(cfg):
     return dict(state, path=path)
 
 
-def seed_everything(seed):
-    """python, numpy, torch 난수를 모두 같은 시드로."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def rng_state():
-    """재개 시 똑같은 드롭아웃 마스크가 나오도록 torch 난수 상태를 모은다. 학습 중에 쓰는 난수는 드롭아웃
-    (torch 전역 난수)뿐이다: 배치 순서는 (시드, 에폭) 으로, 데모 문장은 시드로 정해진다."""
-    state = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state):
-    """rng_state() 가 모은 상태를 되돌린다."""
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def average_run(run_dir, last_n, log=print):
     """"averaging the last 5 checkpoints" (§6.1): 런의 마지막 last_n 개 스텝 체크포인트의 파라미터를
     (float64 로 더해) 평균해 checkpoint_averaged.pt 로 쓴다 (나머지 항목은 checkpoint_last.pt 의 것).
@@ -879,37 +845,26 @@ def average_run(run_dir, last_n, log=print):
                if value.is_floating_point() else value.clone() for name, value in states[0].items()}
     names = [os.path.basename(p) for p in paths]
     out = os.path.join(run_dir, "checkpoint_averaged.pt")
-    save_checkpoint(out, dict(load_checkpoint(os.path.join(run_dir, "checkpoint_last.pt")),
+    atomic_save(out, dict(load_checkpoint(os.path.join(run_dir, "checkpoint_last.pt")),
                               model=average, averaged_from=names))
     log(f"마지막 체크포인트 {len(paths)}개를 평균했습니다 ({', '.join(names)}).")
     return out
 
 
-@dataclasses.dataclass
-class Run:
-    """학습된 런 하나 (load_run). --translate, --translate-file, --average-checkpoints, plots.py 가 쓴다."""
-    run_dir: str            # 런 디렉터리
-    cfg: Config
-    bpe: object             # data.BPE
-    model: torch.nn.Module  # eval() 상태, CPU, 평균 체크포인트가 있으면 그 가중치, 없으면 checkpoint_last.pt
-    checkpoint: str         # 읽은 가중치 파일 경로
-
-
-def run_checkpoint(target=None, root="outputs/training"):
-    """런 디렉터리나 체크포인트 파일 → 읽을 가중치 파일 경로. target 이 None 이면 root 의 가장 최근 런.
-    런 디렉터리면 checkpoint_averaged.pt 가 있을 때 그것, 없으면 checkpoint_last.pt."""
-    target = target or find_latest_run(root)
-    if target is None:
-        raise FileNotFoundError(f"'{root}' 에 체크포인트가 없습니다: 먼저 `python train.py` 로 학습하세요.")
-    if not os.path.isdir(target):
-        return target
-    averaged = os.path.join(target, "checkpoint_averaged.pt")
-    return averaged if os.path.exists(averaged) else os.path.join(target, "checkpoint_last.pt")
+# 학습된 런 하나: 런 디렉터리, Config, data.BPE, 모델 (eval(), CPU), 읽은 가중치 파일 경로.
+Run = collections.namedtuple("Run", "run_dir cfg bpe model checkpoint")
 
 
 def load_run(target=None, root="outputs/training"):
-    """런 디렉터리나 체크포인트 파일 → Run (가중치 파일은 run_checkpoint 가 고른다)."""
-    path = run_checkpoint(target, root)
+    """런 디렉터리나 체크포인트 파일 → Run. --translate, --translate-file, --average-checkpoints, plots.py 가
+    쓴다. target 이 None 이면 root 의 가장 최근 런; 런 디렉터리면 checkpoint_averaged.pt 가 있을 때 그것,
+    없으면 checkpoint_last.pt."""
+    path = target or find_latest_run(root)
+    if path is None:
+        raise FileNotFoundError(f"'{root}' 에 체크포인트가 없습니다: 먼저 `python train.py` 로 학습하세요.")
+    if os.path.isdir(path):
+        averaged = os.path.join(path, "checkpoint_averaged.pt")
+        path = averaged if os.path.exists(averaged) else os.path.join(path, "checkpoint_last.pt")
     state = load_checkpoint(path)
     cfg = Config(**{k: v for k, v in state["config"].items() if k in {f.name for f in dataclasses.fields(Config)}})
     bpe = data.BPE.load(os.path.join(os.path.dirname(path), "bpe.txt"))
@@ -974,7 +929,7 @@ def bleu_stats(hypotheses, references, lowercase=False, max_order=4):
         if lowercase:                                      # sacreBLEU -lc: 토큰화 전에 소문자로
             hyp, ref = hyp.lower(), ref.lower()
         hyp, ref = (_bleu_tokenize_13a(s.rstrip()).split() for s in (hyp, ref))
-        counts = [Counter(tuple(toks[i:i + n]) for n in range(1, max_order + 1) for i in range(len(toks) - n + 1))
+        counts = [collections.Counter(tuple(toks[i:i + n]) for n in range(1, max_order + 1) for i in range(len(toks) - n + 1))
                   for toks in (hyp, ref)]
         stats[0], stats[1] = stats[0] + len(hyp), stats[1] + len(ref)
         for gram, count in counts[0].items():
@@ -1120,15 +1075,6 @@ def read_text_lines(path):
     return lines[:-1] if lines and lines[-1] == "" else lines
 
 
-def run_translate(args, log=print):
-    """--translate: 최근(또는 지정한) 런의 체크포인트로 빔 서치 번역."""
-    run = load_run(args.checkpoint)
-    out = translate_texts(run.model, run.bpe, [args.translate], torch.device("cpu"), run.cfg.beam_size,
-                          run.cfg.length_penalty)
-    log(out[0])
-    return out[0]
-
-
 def run_translate_file(args, log=print, batch_size=64):
     """--translate-file IN: 줄마다 빔 서치 번역, 입력과 같은 줄 수. 진행과 시간은 stderr 로."""
     run, lines = load_run(args.checkpoint), read_text_lines(args.translate_file)
@@ -1137,18 +1083,14 @@ def run_translate_file(args, log=print, batch_size=64):
     out, start = [""] * len(lines), time.time()
     for k in range(0, len(todo), batch_size):
         chunk = todo[k:k + batch_size]
-        texts = translate_texts(run.model, run.bpe, [lines[i] for i in chunk], torch.device("cpu"),
-                                run.cfg.beam_size, run.cfg.length_penalty)
-        for i, text in zip(chunk, texts):
+        for i, text in zip(chunk, translate_texts(run, [lines[i] for i in chunk])):
             out[i] = " ".join(text.split())                             # 줄바꿈이 섞여 줄 수가 바뀌지 않게
         done, spent = k + len(chunk), time.time() - start
         print(f"  번역 {done:,}/{len(todo):,} 줄 | 경과 {format_duration(spent)} | "
               f"남은 시간 {format_duration(spent / done * (len(todo) - done))}", file=sys.stderr, flush=True)
     text = "".join(line + "\n" for line in out)
-    if args.output:                                                      # 다 끝난 뒤 원자적으로
-        with open(f"{args.output}.tmp-{os.getpid()}", "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(f.name, args.output)
+    if args.output:
+        atomic_save(args.output, text)                                   # 다 끝난 뒤 원자적으로
     else:
         sys.stdout.write(text)
     print(f"{len(lines):,} 줄 번역 ({len(todo):,} 줄은 내용 있음), {time.time() - start:.1f} 초", file=sys.stderr)
@@ -1166,9 +1108,7 @@ def run_score(args, log=print):
 
 def run_average(args, log=print):
     """--average-checkpoints N: 런 디렉터리의 마지막 N 개를 평균해 checkpoint_averaged.pt 로 저장."""
-    path = run_checkpoint(args.checkpoint)             # --checkpoint: 런 디렉터리나 그 안의 체크포인트
-    load_checkpoint(path)                              # 없거나 손상된 파일이면 여기서 한 줄 오류
-    run_dir = os.path.dirname(path)
+    run_dir = load_run(args.checkpoint).run_dir        # 없거나 손상된 체크포인트면 여기서 한 줄 오류
     out = average_run(run_dir, args.average_checkpoints, log)
     if out is None:
         count = len(step_checkpoints(run_dir)[-args.average_checkpoints:])
@@ -1181,8 +1121,10 @@ def main(argv=None):
     """명령줄 진입점. 잘못된 입력은 종료 코드 2, 발산은 1, Ctrl-C 는 130 과 한 줄 설명 (트레이스백 없음)."""
     args = build_parser().parse_args(argv)
     try:
-        if args.translate is not None:
-            return run_translate(args)
+        if args.translate is not None:                 # 최근(또는 --checkpoint) 런으로 빔 서치 번역
+            text = translate_texts(load_run(args.checkpoint), [args.translate])[0]
+            print(text)
+            return text
         if args.translate_file is not None:
             return run_translate_file(args)
         if args.score is not None:
