@@ -99,11 +99,10 @@ class Config:
     # --- 배치 (§5.1: 업데이트당 약 25k 토큰) ---
     max_tokens: int = _opt(4096, "배치 하나의 토큰 상한, 문장 수 × 긴 쪽 폭 (논문: 업데이트당 원문·번역 각 약 25000)")
     accum_steps: int = _opt(1, "그래디언트 누적 배치 수: 업데이트당 max_tokens × accum_steps")
-    # --- 장치와 정밀도 ---
+    # --- 장치, 정밀도, 평가와 기록 ---
     device: str = _opt("auto", "장치: auto | cpu | cuda")
     amp: str = _opt("auto", "혼합 정밀도: auto | fp16 | bf16 | off")
     threads: int = _opt(0, "CPU 스레드 수, 0 = torch 기본값")
-    # --- 평가와 기록 ---
     log_every: int = _opt(100, "진행 줄을 찍는 업데이트 간격")
     eval_every: int = _opt(1000, "검증(손실, 정확도, 그리디 BLEU) 간격")
     eval_bleu_sentences: int = _opt(200, "중간 평가에서 그리디 BLEU 를 잴 검증 문장 수")
@@ -130,8 +129,8 @@ def preset_config(name):
     """프리셋 이름 → Config. tiny: 테스트용 몇 초, demo: CPU 몇 분, multi30k: CPU 에서 진짜 문장
     (Multi30k 2.9만 쌍), rtx3090: 논문 base 를 24 GB GPU 하나에서 (AMP, 그래디언트 누적)."""
     presets = {
-        # 논문과 다른 점: tiny 는 "64 쌍을 외울 수 있는가" 를 몇 초 만에 보이는 테스트용이라
-        # 라벨 스무딩과 드롭아웃을 끈다 (ε=0.1 이면 교차 엔트로피가 약 0.1 아래로 내려갈 수 없다).
+        # 논문과 다른 점: tiny 는 "64 쌍을 외울 수 있는가" 를 몇 초 만에 보이는 테스트용이라 라벨 스무딩과
+        # 드롭아웃을 끈다 (ε=0.1 이면 교차 엔트로피가 약 0.1 아래로 내려갈 수 없다).
         "tiny": dict(train_pairs=64, valid_pairs=16, test_pairs=16, vocab_size=300, d_model=64, num_heads=2,
                      num_layers=1, d_ff=128, dropout=0.0, label_smoothing=0.0, lr_factor=0.5, warmup=30,
                      max_steps=300, max_tokens=1024, log_every=50, eval_every=100, eval_bleu_sentences=16,
@@ -141,21 +140,18 @@ def preset_config(name):
         "demo": dict(vocab_size=2000, d_model=128, num_heads=4, num_layers=2, d_ff=512, warmup=400, max_steps=1600,
                      lr_factor=1.0, max_tokens=2048, log_every=100, eval_every=400, save_every=200, amp="off"),
         # 논문과 다른 점: multi30k 는 노트북 CPU 두 코어에서 45분 안에 끝나도록 base 의 1/4 쯤 되는 모델
-        # (256/3층/4헤드/512)과 2,048 토큰 배치(업데이트를 자주), bf16 autocast(AVX512-BF16 CPU 에서
-        # 1.4-1.7배 빠름; 지원하지 않는 CPU 는 --amp off), 드롭아웃 0.2 (작은 코퍼스를 20 에폭 가까이 돈다),
-        # 학습률 배율 0.7 (최고 1.5e-3) 을 쓴다. 나머지(스케줄 모양, Adam, 라벨 스무딩 0.1, 빔 4, 마지막 5개
-        # 평균)는 논문 그대로. 이 값들은 README "실제 데이터로: Multi30k" 의 비교 실험으로 골랐다.
+        # (256/3층/4헤드/512), 2,048 토큰 배치(업데이트를 자주), bf16 autocast(AVX512-BF16 CPU 에서 1.4-1.7배
+        # 빠름; 아니면 --amp off), 드롭아웃 0.2 (작은 코퍼스를 20 에폭 가까이 돈다), 학습률 배율 0.7 (최고 1.5e-3).
+        # 나머지는 논문 그대로. 값은 README "실제 데이터로: Multi30k" 의 비교 실험으로 골랐다.
         "multi30k": dict(corpus="wmt14", data_dir="data/multi30k", vocab_size=8000, d_model=256, num_heads=4,
                          num_layers=3, d_ff=512, dropout=0.2, warmup=800, lr_factor=0.7, max_steps=4400,
                          max_tokens=2048, amp="bf16", log_every=100, eval_every=1200, eval_bleu_sentences=100,
                          save_every=150, keep_checkpoints=5, average_last=5),
-        # 논문과 다른 점: 논문은 GPU 8장에서 배치당 25k 토큰을 한 번에 처리했다. rtx3090 은 GPU 한 장에서
-        # 6,250 토큰 배치 4개의 그래디언트를 누적해 업데이트 크기 ≈25k 를 만든다. 예산은 "문장 수 ×
-        # 긴 쪽 폭(패딩 포함)" 으로 세므로 실제 토큰은 더 적다: WMT 표본 1만 쌍(BPE 8k·37k)에서 잰
-        # 업데이트당 실제 토큰은 원문 약 21.2-21.9k, 번역문 약 22.6-23.3k (논문의 85-93%). 같게 하려면
-        # max_tokens 를 약 7,000-7,500 으로 올려야 하는데, 24 GB 에서 메모리를 재 보지 못해 그대로 둔다.
-        # 체크포인트: 논문은 10분마다 써서 마지막 5개를 평균했다. base 모델은 12시간에 10만 스텝,
-        # 10분 ≈ 1,400 스텝이므로 1,400 스텝마다 쓴다 (평균 창 = 마지막 약 5,600 스텝).
+        # 논문과 다른 점: 논문은 GPU 8장에서 배치당 25k 토큰. rtx3090 은 GPU 한 장에서 6,250 토큰 배치 4개를
+        # 누적해 ≈25k 를 만든다. 예산은 "문장 수 × 긴 쪽 폭(패딩 포함)" 이라 실제 토큰은 더 적다: WMT 표본
+        # 1만 쌍에서 잰 업데이트당 원문 약 21.2-21.9k, 번역문 약 22.6-23.3k (논문의 85-93%; 같게 하려면
+        # max_tokens ≈ 7,000-7,500 인데 24 GB 에서 재 보지 못해 그대로 둔다). 논문은 10분마다 체크포인트를
+        # 써서 마지막 5개를 평균했다: 12시간에 10만 스텝이면 10분 ≈ 1,400 스텝 (평균 창 ≈ 마지막 5,600 스텝).
         "rtx3090": dict(corpus="wmt14", vocab_size=37000, d_model=512, num_heads=8, num_layers=6, d_ff=2048,
                         dropout=0.1, warmup=4000, max_steps=100000, max_tokens=6250, accum_steps=4, amp="auto",
                         log_every=100, eval_every=2800, save_every=1400, eval_bleu_sentences=500),
@@ -175,12 +171,10 @@ def load_corpus(cfg, bpe_path=None, log=print):
     평행 코퍼스(corpus="wmt14"): ``data.py prepare`` 의 캐시를 쓴다 (load_prepared_corpus)."""
     if cfg.corpus == "wmt14":
         return load_prepared_corpus(cfg, log)
-    splits = data.demo_splits(num_train=cfg.train_pairs, num_valid=cfg.valid_pairs,
-                              num_test=cfg.test_pairs, seed=cfg.seed)
-    if bpe_path and os.path.exists(bpe_path):
-        bpe = data.BPE.load(bpe_path)
-    else:
-        bpe = data.train_bpe([s for pair in splits["train"] for s in pair], cfg.vocab_size)
+    splits = data.demo_splits(num_train=cfg.train_pairs, num_valid=cfg.valid_pairs, num_test=cfg.test_pairs,
+                              seed=cfg.seed)
+    bpe = (data.BPE.load(bpe_path) if bpe_path and os.path.exists(bpe_path)
+           else data.train_bpe([s for pair in splits["train"] for s in pair], cfg.vocab_size))
     enc = {name: [(bpe.encode(en), bpe.encode(de)) for en, de in pairs] for name, pairs in splits.items()}
     log(f"데모 코퍼스: 학습 {len(enc['train']):,} 쌍, 검증 {len(enc['valid']):,}, "
         f"테스트 {len(enc['test']):,}, BPE 어휘 {len(bpe):,}")
@@ -195,38 +189,25 @@ def load_prepared_corpus(cfg, log):
         log(f"'{cfg.data_dir}' 에 어휘 {cfg.vocab_size}, {cfg.src}→{cfg.tgt} 캐시가 없어 먼저 준비합니다 "
             f"(= python data.py prepare {cfg.data_dir} --src {cfg.src} --tgt {cfg.tgt} --vocab {cfg.vocab_size}).")
         cache = data.prepare_corpus(cfg.data_dir, cfg.vocab_size, cfg.src, cfg.tgt, log=log)
-    bpe = data.BPE.load(os.path.join(cache, "bpe.txt"))
-    limit = cfg.max_len - 1                    # 위치 표에서 [EOS]/[BOS] 한 칸을 뺀 문장 길이 한계
+    bpe, limit = data.BPE.load(os.path.join(cache, "bpe.txt")), cfg.max_len - 1   # 위치 표에서 [EOS]/[BOS] 한 칸
     train = data.load_prepared(cache, "train", max_len=limit)           # 더 긴 쌍이 있으면 한 줄 오류
     splits = {name: data.load_prepared(cache, name) for name in ("valid", "test")}
     texts = {name: data.load_pairs(cfg.data_dir, name, cfg.src, cfg.tgt) for name in ("valid", "test")}
-    # 검증 분할은 거르지 않은 공식 집합이다: 위치 표보다 긴 쌍은 교사 강요 손실에서만 뺀다
-    # (시험 분할은 번역할 때 원문을 자른다, translate_ids).
+    # 검증 분할은 거르지 않은 공식 집합: 위치 표보다 긴 쌍은 교사 강요 손실에서만 뺀다 (시험 분할은 번역할
+    # 때 원문을 자른다, translate_ids).
     keep = [i for i, (s, t) in enumerate(splits["valid"]) if max(len(s), len(t)) <= limit]
     if len(keep) < len(splits["valid"]):
         log(f"검증 쌍 {len(splits['valid']) - len(keep)}개가 {limit} 토큰보다 길어 검증에서 뺍니다.")
-    valid, valid_text = [splits["valid"][i] for i in keep], [texts["valid"][i] for i in keep]
     log(f"준비된 캐시 {cache}: {cfg.src}→{cfg.tgt} 학습 {len(train):,} 쌍, BPE 어휘 {len(bpe):,}")
-    return Corpus(bpe, train, valid, splits["test"], valid_text, texts["test"])
-
-
-def check_corpus_dir(cfg):
-    """코퍼스 디렉터리와 파일이 있는지 (몇 분 걸리는 준비·학습 전에 한 줄 오류로)."""
-    if not os.path.isdir(cfg.data_dir):
-        name = os.path.basename(os.path.normpath(cfg.data_dir))
-        how = (f"`python data.py download {name} --dir {cfg.data_dir}` 로 내려받거나"
-               if name in ("multi30k", "wmt14") else "train/valid/test.<언어> 파일을 그곳에 두거나")
-        raise FileNotFoundError(f"코퍼스 디렉터리 '{cfg.data_dir}' 가 없습니다: {how} --data-dir 를 고치세요.")
-    data.check_corpus(cfg.data_dir, cfg.src, cfg.tgt)
+    return Corpus(bpe, train, [splits["valid"][i] for i in keep], splits["test"], [texts["valid"][i] for i in keep],
+                  texts["test"])
 
 
 def epoch_batches(pairs, cfg, epoch, rank=0, world_size=1):
     """한 에폭의 배치 목록(예제 번호 목록들): (특수 토큰 1개를 더한) 긴 쪽 길이 × 문장 수 ≤ max_tokens.
-    시드와 에폭만으로 정해지므로 재개해도 같고, 분산 학습이면 랭크마다 겹치지 않는 같은 수의 배치를
-    준다 (all-reduce 가 멈추지 않게)."""
-    src_len, tgt_len = sequence_lengths(pairs)
-    return data.token_batches(src_len, tgt_len, cfg.max_tokens, seed=cfg.seed, epoch=epoch,
-                              shuffle=True, rank=rank, world_size=world_size)
+    시드와 에폭만으로 정해져 재개해도 같고, 분산 학습이면 랭크마다 겹치지 않는 같은 수의 배치를 준다."""
+    return data.token_batches(*sequence_lengths(pairs), cfg.max_tokens, seed=cfg.seed, epoch=epoch, shuffle=True,
+                              rank=rank, world_size=world_size)
 
 
 def sequence_lengths(pairs):
@@ -237,26 +218,24 @@ def sequence_lengths(pairs):
 
 
 def make_batch(pairs, indices, device):
-    """예제 번호 → (src, tgt_in, tgt_out) 텐서 (장치로 옮김)."""
-    return tuple(t.to(device) for t in data.collate([pairs[i] for i in indices]))   # 원문+[EOS], [BOS]+번역, 번역+[EOS]
+    """예제 번호 → (src, tgt_in, tgt_out) 텐서 = (원문+[EOS], [BOS]+번역, 번역+[EOS]), 장치로 옮김."""
+    return tuple(t.to(device) for t in data.collate([pairs[i] for i in indices]))
 
 
 # ══════ 3. 모델과 옵티마이저 ══════
 def build_model(cfg, vocab_size):
     """설정대로 Transformer 를 만든다 (공동 어휘면 임베딩 공유 + 출력층 묶기, §3.4)."""
     return Transformer(vocab_size, vocab_size, d_model=cfg.d_model, num_heads=cfg.num_heads,
-                       num_layers=cfg.num_layers, d_ff=cfg.d_ff, dropout=cfg.dropout,
-                       pad_id=data.PAD_ID, share_embeddings=cfg.share_embeddings,
-                       tie_output=cfg.share_embeddings, norm_first=cfg.norm_first, max_len=cfg.max_len)
+                       num_layers=cfg.num_layers, d_ff=cfg.d_ff, dropout=cfg.dropout, pad_id=data.PAD_ID,
+                       share_embeddings=cfg.share_embeddings, tie_output=cfg.share_embeddings,
+                       norm_first=cfg.norm_first, max_len=cfg.max_len)
 
 
 def build_optimizer(cfg, model):
     """Adam(β1=0.9, β2=0.98, ε=1e-9) 과 논문의 학습률 스케줄 (§5.3):
     lrate = d_model^-0.5 · min(step^-0.5, step · warmup^-1.5)  (× lr_factor)."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=1.0, betas=(cfg.adam_beta1, cfg.adam_beta2),
-                                 eps=cfg.adam_eps)
-    return optimizer, as_lambda_lr(optimizer, lambda step: cfg.lr_factor * transformer_lr(step, cfg.d_model,
-                                                                                         cfg.warmup))
+    optimizer = torch.optim.Adam(model.parameters(), lr=1.0, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps)
+    return optimizer, as_lambda_lr(optimizer, lambda s: cfg.lr_factor * transformer_lr(s, cfg.d_model, cfg.warmup))
 
 
 # ══════ 4. 학습 루프 ══════
@@ -510,22 +489,20 @@ def append_metrics(path, row):
 
 
 def write_status(run_dir, cfg, status):
-    """사람이 읽는 "학습 상태" 한 쪽 (학습 중에도 갱신; 임시 파일에 쓴 뒤 이름을 바꾼다)."""
+    """사람이 읽는 "학습 상태" 한 쪽 (학습 중에도 원자적으로 갱신)."""
     def fmt(key, spec=".4f"):
         return "-" if status.get(key) is None else format(status[key], spec)
-    text = (f"## {cfg.corpus.upper()} 번역 모델 학습 ({cfg.preset})\n\n**학습 상태**: {status['state']} "
-            f"({datetime.datetime.now():%Y-%m-%d %H:%M:%S} 갱신)\n\n"
-            f"- **설정**: d_model {cfg.d_model}, 층 {cfg.num_layers}+{cfg.num_layers}, 헤드 {cfg.num_heads}, "
-            f"d_ff {cfg.d_ff}, 드롭아웃 {cfg.dropout}, 업데이트당 토큰(상한) {cfg.max_tokens * cfg.accum_steps:,} "
-            f"({cfg.max_tokens:,} × 누적 {cfg.accum_steps}), 워밍업 {cfg.warmup:,}, 배율 {cfg.lr_factor}, "
-            f"AMP {status['amp']}\n"
-            f"- **진행**: 스텝 {status['step']:,} / {cfg.max_steps:,}, 에폭 {status['epoch']}, "
-            f"경과 {format_duration(status['elapsed'])}, 학습률 {fmt('lr', '.2e')}\n"
-            f"- **학습 손실**: {fmt('train_loss')} (최소 {fmt('best_train_loss')})\n"
-            f"- **검증**: 손실 {fmt('valid_loss')} (최소 {fmt('best_valid_loss')}), "
-            f"토큰 정확도 {fmt('token_accuracy', '.2%')}, BLEU {fmt('bleu', '.2f')}\n"
-            f"- **체크포인트**: `{run_dir}`\n")
-    atomic_save(os.path.join(run_dir, "status.md"), text)
+    atomic_save(os.path.join(run_dir, "status.md"), (
+        f"## {cfg.corpus.upper()} 번역 모델 학습 ({cfg.preset})\n\n**학습 상태**: {status['state']} "
+        f"({datetime.datetime.now():%Y-%m-%d %H:%M:%S} 갱신)\n\n"
+        f"- **설정**: d_model {cfg.d_model}, 층 {cfg.num_layers}+{cfg.num_layers}, 헤드 {cfg.num_heads}, "
+        f"d_ff {cfg.d_ff}, 드롭아웃 {cfg.dropout}, 업데이트당 토큰(상한) {cfg.max_tokens * cfg.accum_steps:,} "
+        f"({cfg.max_tokens:,} × 누적 {cfg.accum_steps}), 워밍업 {cfg.warmup:,}, 배율 {cfg.lr_factor}, "
+        f"AMP {status['amp']}\n- **진행**: 스텝 {status['step']:,} / {cfg.max_steps:,}, 에폭 {status['epoch']}, "
+        f"경과 {format_duration(status['elapsed'])}, 학습률 {fmt('lr', '.2e')}\n"
+        f"- **학습 손실**: {fmt('train_loss')} (최소 {fmt('best_train_loss')})\n"
+        f"- **검증**: 손실 {fmt('valid_loss')} (최소 {fmt('best_valid_loss')}), "
+        f"토큰 정확도 {fmt('token_accuracy', '.2%')}, BLEU {fmt('bleu', '.2f')}\n- **체크포인트**: `{run_dir}`\n"))
 
 
 def format_duration(seconds):
@@ -552,9 +529,8 @@ def check_config(cfg):
         raise ValueError(f"--warmup 은 1 이상이어야 합니다 (받은 값 {cfg.warmup}): 논문 스케줄은 "
                          "step · warmup^-1.5 를 쓰므로 0 이면 정의되지 않습니다 (논문 4000).")
     if cfg.max_steps <= cfg.warmup:
-        raise ValueError(f"총 업데이트 수(max_steps={cfg.max_steps})가 워밍업(warmup={cfg.warmup})보다 "
-                         "커야 합니다: 학습률이 한 번도 최고점에 닿지 못합니다. --max-steps 를 늘리거나 "
-                         "--warmup 을 줄이세요.")
+        raise ValueError(f"총 업데이트 수(max_steps={cfg.max_steps})가 워밍업(warmup={cfg.warmup})보다 커야 합니다: "
+                         "학습률이 한 번도 최고점에 닿지 못합니다. --max-steps 를 늘리거나 --warmup 을 줄이세요.")
     if cfg.d_model % cfg.num_heads:
         raise ValueError(f"d_model={cfg.d_model} 이 num_heads={cfg.num_heads} 로 나누어떨어져야 합니다.")
     if cfg.corpus not in ("demo", "wmt14"):
@@ -567,16 +543,25 @@ def check_config(cfg):
     return cfg
 
 
+def check_corpus_dir(cfg):
+    """코퍼스 디렉터리와 파일이 있는지 (몇 분 걸리는 준비·학습 전에 한 줄 오류로)."""
+    if not os.path.isdir(cfg.data_dir):
+        name = os.path.basename(os.path.normpath(cfg.data_dir))
+        how = (f"`python data.py download {name} --dir {cfg.data_dir}` 로 내려받거나"
+               if name in ("multi30k", "wmt14") else "train/valid/test.<언어> 파일을 그곳에 두거나")
+        raise FileNotFoundError(f"코퍼스 디렉터리 '{cfg.data_dir}' 가 없습니다: {how} --data-dir 를 고치세요.")
+    data.check_corpus(cfg.data_dir, cfg.src, cfg.tgt)
+
+
 def estimate_memory_gb(cfg, vocab_size):
-    """한 배치(max_tokens)의 학습 메모리 어림 (GiB): 파라미터·그래디언트·Adam 상태(fp32 4벌) + 층마다
-    저장되는 활성값 (토큰당 대략 d_model × 34, 어텐션 확률 h × T 는 평균 길이 50 으로 가정) + 로짓.
+    """한 배치(max_tokens)의 학습 메모리 어림 (GiB): 파라미터·그래디언트·Adam 상태(fp32 4벌) + 층마다 저장되는
+    활성값 (토큰당 대략 d_model × 34, 어텐션 확률 h × T 는 평균 길이 50 으로 가정) + 로짓.
 
     >>> 2 < estimate_memory_gb(preset_config("rtx3090"), 37000) < 24     # RTX 3090 의 24 GB 안에 들어간다
     True
     """
-    d, n = cfg.d_model, cfg.num_layers
+    d, n, bytes_per = cfg.d_model, cfg.num_layers, 2 if cfg.amp in ("fp16", "bf16", "auto") else 4
     params = 2 * vocab_size * d + n * (4 * d * d + 2 * d * cfg.d_ff) + n * (8 * d * d + 2 * d * cfg.d_ff)
-    bytes_per = 2 if cfg.amp in ("fp16", "bf16", "auto") else 4
     per_token = 2 * n * (34 * d + 5 * cfg.num_heads * 50 + cfg.d_ff) * bytes_per
     logits = cfg.max_tokens * vocab_size * (bytes_per + 4)
     return (16 * params + cfg.max_tokens * per_token + logits) / 2 ** 30
@@ -586,14 +571,14 @@ def check_batch_fits(cfg, corpus, device):
     """가장 긴 문장 쌍이 한 배치에 들어가고, (GPU 면) 어림 메모리가 장치에 들어가는지."""
     longest = int(max(np.max(lengths) for lengths in sequence_lengths(corpus.train))) + 1
     if longest > cfg.max_tokens:
-        raise ValueError(f"가장 긴 문장({longest} 토큰)이 배치 상한 max_tokens={cfg.max_tokens} "
-                         "보다 깁니다: --max-tokens 를 늘리세요.")
+        raise ValueError(f"가장 긴 문장({longest} 토큰)이 배치 상한 max_tokens={cfg.max_tokens} 보다 깁니다: "
+                         "--max-tokens 를 늘리세요.")
     if device.type == "cuda":
         need = estimate_memory_gb(cfg, len(corpus.bpe))
         have = torch.cuda.get_device_properties(device).total_memory / 2 ** 30
         if need > have:
-            raise ValueError(f"배치 하나에 약 {need:.1f} GiB 가 필요한데 GPU 메모리는 {have:.1f} GiB "
-                             "입니다: --max-tokens 를 줄이고 --accum-steps 를 늘리세요.")
+            raise ValueError(f"배치 하나에 약 {need:.1f} GiB 가 필요한데 GPU 메모리는 {have:.1f} GiB 입니다: "
+                             "--max-tokens 를 줄이고 --accum-steps 를 늘리세요.")
 
 
 def setup_device(cfg, world_size):
@@ -620,8 +605,7 @@ def setup_device(cfg, world_size):
         torch.set_num_threads(cfg.threads)
     if device.type == "cpu":
         if cfg.amp == "fp16":
-            raise ValueError("fp16 혼합 정밀도는 CUDA GPU 에서만 됩니다: CPU 에서는 --amp bf16 이나 "
-                             "--amp off 를 쓰세요.")
+            raise ValueError("fp16 혼합 정밀도는 CUDA GPU 에서만 됩니다: CPU 에서는 --amp bf16 이나 --amp off 를 쓰세요.")
         keep_freed_memory()                            # 거절한 설정에는 프로세스 전체 설정을 바꾸지 않는다
         return device, "off" if cfg.amp == "auto" else cfg.amp
     if cfg.amp == "bf16" and not torch.cuda.is_bf16_supported():
@@ -632,10 +616,9 @@ def setup_device(cfg, world_size):
 def keep_freed_memory():
     """CPU 학습이 해제한 큰 버퍼를 OS 에 돌려주지 않고 다시 쓰게 glibc malloc 을 설정한다 (리눅스 glibc 만).
 
-    glibc 는 큰 할당(128 KB 이상부터)을 mmap 으로 받고, 해제하면 바로 OS 에 돌려준다. 학습은 스텝마다 같은
-    크기의 활성값·기울기 텐서를 다시 받으므로 그때마다 새 쪽(4 KB)을 0 으로 채우는 페이지 폴트가 난다
-    (Multi30k de→en 52분 런: 폴트 6.6억 번, 시스템 시간이 CPU 시간의 19%). mmap 을 끄고 힙 끝을 돌려주는
-    문턱을 2 GB 로 올리면 해제한 메모리를 프로세스가 다시 쓴다. 값은 같고 빠르기만 하다 (README 의 Multi30k 절).
+    glibc 는 128 KB 이상의 할당을 mmap 으로 받아 해제하자마자 OS 에 돌려주므로, 스텝마다 같은 크기의 텐서를
+    다시 받는 학습은 매번 새 쪽을 0 으로 채우는 페이지 폴트를 낸다 (Multi30k de→en 52분 런: 6.6억 번, 시스템
+    시간이 CPU 시간의 19%). mmap 을 끄고 힙을 돌려주는 문턱을 2 GB 로 올리면 값은 같고 빠르기만 하다 (README).
     반환: 설정했으면 True, 다른 운영체제·C 라이브러리면 아무것도 하지 않고 False.
     """
     if not sys.platform.startswith("linux"):
@@ -670,8 +653,8 @@ def all_reduce(value, device, world_size, op="sum"):
     if world_size == 1:
         return value
     tensor = torch.tensor(value, dtype=torch.float64, device=device)
-    ops = {"sum": torch.distributed.ReduceOp.SUM, "min": torch.distributed.ReduceOp.MIN}
-    torch.distributed.all_reduce(tensor, op=ops[op])
+    torch.distributed.all_reduce(tensor, op={"sum": torch.distributed.ReduceOp.SUM,
+                                             "min": torch.distributed.ReduceOp.MIN}[op])
     return tensor.item()
 
 
@@ -711,8 +694,8 @@ def token_accuracy(logits, targets, pad_id):
 
 @torch.no_grad()
 def translate_ids(model, sources, device, beam_size=1, alpha=0.6, batch_size=64, warn=None):
-    """토큰 id 목록들을 번역한다 (beam_size=1 이면 그리디). 위치 표보다 긴 원문은 앞부분만 ([EOS] 한
-    칸을 남기고) 번역하고, 그랬으면 warn 에 경고 한 줄."""
+    """토큰 id 목록들을 번역한다 (beam_size=1 이면 그리디). 위치 표보다 긴 원문은 앞부분만 ([EOS] 한 칸을
+    남기고) 번역하고, 그랬으면 warn 에 경고 한 줄."""
     was_training, limit, out = model.training, model.pos_enc.max_len - 1, []
     longest = max((len(s) for s in sources), default=0)
     if longest > limit:
@@ -732,7 +715,7 @@ def translate_ids(model, sources, device, beam_size=1, alpha=0.6, batch_size=64,
 
 
 def translate_texts(run, texts):
-    """원문 문장들 → 번역문 문장들 (load_run 의 런으로, CPU 빔 서치). 너무 긴 원문은 잘라 번역하고 stderr 에 경고."""
+    """원문 문장들 → 번역문 문장들 (load_run 의 런, CPU 빔 서치). 너무 긴 원문은 잘라 번역하고 stderr 에 경고."""
     hyps = translate_ids(run.model, [run.bpe.encode(t) for t in texts], torch.device("cpu"), run.cfg.beam_size,
                          run.cfg.length_penalty, warn=lambda line: print(line, file=sys.stderr))
     return [run.bpe.decode(h) for h in hyps]
@@ -744,8 +727,7 @@ def final_evaluation(trainer, log=print):
     averaged = average_run(trainer.run_dir, cfg.average_last, log)
     if averaged is not None:
         model.load_state_dict(load_checkpoint(averaged)["model"])
-    sources, refs = [s for s, _ in corpus.test_text], [r for _, r in corpus.test_text]
-    start = time.time()
+    sources, refs, start = [s for s, _ in corpus.test_text], [r for _, r in corpus.test_text], time.time()
     hyps = [corpus.bpe.decode(h) for h in translate_ids(model, [s for s, _ in corpus.test], trainer.device,
                                                         cfg.beam_size, cfg.length_penalty, warn=log)]
     log(f"테스트 {len(hyps):,} 문장을 빔 {cfg.beam_size} 로 번역했습니다 ({time.time() - start:.0f} 초).")
@@ -766,8 +748,8 @@ def final_evaluation(trainer, log=print):
 
 # ══════ 6. 체크포인트: 원자적 저장, weights_only 로 읽기, 재개, 평균, 런 읽기 (load_run) ══════
 def atomic_save(path, obj):
-    """임시 파일에 쓴 뒤 이름을 바꾼다: 도중에 죽어도 반쯤 쓰인 파일(체크포인트, status.md, 번역)은 남지 않는다.
-    문자열은 UTF-8 텍스트로, 그 밖(체크포인트 dict)은 torch.save 로 쓴다."""
+    """임시 파일에 쓴 뒤 이름을 바꾼다: 도중에 죽어도 반쯤 쓰인 파일은 남지 않는다. 문자열(status.md, 번역)은
+    UTF-8 텍스트로, 그 밖(체크포인트 dict)은 torch.save 로 쓴다."""
     tmp = f"{path}.tmp-{os.getpid()}"
     if isinstance(obj, str):
         pathlib.Path(tmp).write_text(obj, encoding="utf-8")
@@ -776,15 +758,15 @@ def atomic_save(path, obj):
     os.replace(tmp, path)
 
 
-def load_checkpoint(path, map_location="cpu"):
-    """``torch.load(..., weights_only=True)`` 로 읽는다. 없거나 손상된 파일은 한 줄 오류."""
+def load_checkpoint(path):
+    """``torch.load(..., weights_only=True)`` 로 CPU 에 읽는다. 없거나 손상된 파일은 한 줄 오류."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"체크포인트 '{path}' 가 없습니다.")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # 잘린 zip, 엉뚱한 파일 … 모두 같은 안내로
-        raise ValueError(f"체크포인트 '{path}' 를 읽을 수 없습니다 (손상되었거나 체크포인트가 "
-                         f"아닙니다: {type(exc).__name__}).") from exc
+        raise ValueError(f"체크포인트 '{path}' 를 읽을 수 없습니다 (손상되었거나 체크포인트가 아닙니다: "
+                         f"{type(exc).__name__}).") from exc
     if not isinstance(state, dict) or "model" not in state or "config" not in state:
         raise ValueError(f"'{path}' 는 이 프로젝트의 체크포인트가 아닙니다 (model/config 항목 없음).")
     return state
@@ -804,11 +786,9 @@ def find_latest_run(root="outputs/training", preset=None):
 
 def make_run_dir(cfg, resume_state, is_main):
     """--run-dir, 재개면 원래 디렉터리, 아니면 outputs/training/<preset>_<YYYYmmdd_HHMMSS>/."""
-    if resume_state is not None and not cfg.run_dir:
-        run_dir = os.path.dirname(resume_state["path"])
-    else:
-        stamp = datetime.datetime.now().strftime("%Y%m%d_%H%M%S")
-        run_dir = cfg.run_dir or os.path.join("outputs", "training", f"{cfg.preset}_{stamp}")
+    resumed = os.path.dirname(resume_state["path"]) if resume_state is not None else None
+    stamp = f"{cfg.preset}_{datetime.datetime.now():%Y%m%d_%H%M%S}"
+    run_dir = cfg.run_dir or resumed or os.path.join("outputs", "training", stamp)
     if is_main:
         os.makedirs(run_dir, exist_ok=True)
     return run_dir
@@ -834,8 +814,8 @@ def find_resume_state(cfg):
 
 
 def average_run(run_dir, last_n, log=print):
-    """"averaging the last 5 checkpoints" (§6.1): 런의 마지막 last_n 개 스텝 체크포인트의 파라미터를
-    (float64 로 더해) 평균해 checkpoint_averaged.pt 로 쓴다 (나머지 항목은 checkpoint_last.pt 의 것).
+    """"averaging the last 5 checkpoints" (§6.1): 런의 마지막 last_n 개 스텝 체크포인트의 파라미터를 (float64 로
+    더해) 평균해 checkpoint_averaged.pt 로 쓴다 (나머지 항목은 checkpoint_last.pt 의 것).
     반환: 그 경로, 평균할 체크포인트가 2개보다 적으면 None."""
     paths = step_checkpoints(run_dir)[-last_n:]
     if len(paths) < 2:
@@ -843,10 +823,9 @@ def average_run(run_dir, last_n, log=print):
     states = [load_checkpoint(p)["model"] for p in paths]
     average = {name: sum(s[name].double() for s in states).div(len(states)).to(value.dtype)
                if value.is_floating_point() else value.clone() for name, value in states[0].items()}
-    names = [os.path.basename(p) for p in paths]
-    out = os.path.join(run_dir, "checkpoint_averaged.pt")
-    atomic_save(out, dict(load_checkpoint(os.path.join(run_dir, "checkpoint_last.pt")),
-                              model=average, averaged_from=names))
+    names, out = [os.path.basename(p) for p in paths], os.path.join(run_dir, "checkpoint_averaged.pt")
+    last = load_checkpoint(os.path.join(run_dir, "checkpoint_last.pt"))
+    atomic_save(out, dict(last, model=average, averaged_from=names))
     log(f"마지막 체크포인트 {len(paths)}개를 평균했습니다 ({', '.join(names)}).")
     return out
 
@@ -857,8 +836,7 @@ Run = collections.namedtuple("Run", "run_dir cfg bpe model checkpoint")
 
 def load_run(target=None, root="outputs/training"):
     """런 디렉터리나 체크포인트 파일 → Run. --translate, --translate-file, --average-checkpoints, plots.py 가
-    쓴다. target 이 None 이면 root 의 가장 최근 런; 런 디렉터리면 checkpoint_averaged.pt 가 있을 때 그것,
-    없으면 checkpoint_last.pt."""
+    쓴다. target 이 None 이면 root 의 가장 최근 런; 런 디렉터리면 checkpoint_averaged.pt, 없으면 _last.pt."""
     path = target or find_latest_run(root)
     if path is None:
         raise FileNotFoundError(f"'{root}' 에 체크포인트가 없습니다: 먼저 `python train.py` 로 학습하세요.")
@@ -875,24 +853,23 @@ def load_run(target=None, root="outputs/training"):
 
 # ══════ 7. BLEU (Papineni et al., 2002) — 논문 Table 2 의 점수 (§6.1 "28.4 BLEU on EN-DE") ══════
 # BLEU = BP · exp( Σ_{n=1..4} ¼ · log p_n ),   BP = 1 (c > r) 또는 exp(1 − r/c) (c ≤ r)
-# p_n = (코퍼스 전체에서 참조와 겹친 n-gram 수, 참조 횟수까지만 셈) / (가설의 n-gram 수),
-# c = 가설 토큰 수 합, r = 참조 토큰 수 합. 문장마다가 아니라 코퍼스 전체 개수를 먼저 더한다.
-# 점수가 토큰화에 따라 달라지므로 WMT 표준인 sacreBLEU 의 기본값을 그대로 따른다:
-# 13a 토큰화, 대소문자 구분, n = 1..4, 'exp' 스무딩, effective order 끔 (corpus_bleu 기본).
-# 논문과 다른 점: 논문의 BLEU 는 토큰화한 텍스트 위에서 잰 값으로 알려져 있어 (sacreBLEU 이전),
-# 이 함수의 값과 소수점까지 바로 비교할 수는 없다. 보통 sacreBLEU 쪽이 조금 낮다.
+# p_n = (코퍼스 전체에서 참조와 겹친 n-gram 수, 참조 횟수까지만 셈) / (가설의 n-gram 수), c·r = 가설·참조 토큰
+# 수 합. 문장마다가 아니라 코퍼스 전체 개수를 먼저 더한다. 점수가 토큰화에 따라 달라지므로 WMT 표준인
+# sacreBLEU 의 기본값을 따른다: 13a 토큰화, 대소문자 구분, n = 1..4, 'exp' 스무딩, effective order 끔.
+# 논문과 다른 점: 논문의 BLEU 는 토큰화한 텍스트 위에서 잰 값으로 알려져 있어 (sacreBLEU 이전), 이 함수의
+# 값과 소수점까지 바로 비교할 수는 없다. 보통 sacreBLEU 쪽이 조금 낮다.
 #
-# 13a 토큰화 (mteval-v13a.pl): "<skipped>" 지우기, 줄 끝 "-\n" 잇기, 나머지 줄바꿈은 공백. 엔티티
-# &quot; &amp; &lt; &gt; 만 이 순서로 되돌린다 (&apos; 는 그대로, "&amp;lt;" 는 "<"). 앞뒤에 공백을 붙이고
-# 네 규칙을 차례로: a) . , - ' 를 뺀 ASCII 구두점 양옆에 공백  b) 숫자 아닌 글자 뒤의 . , 를 떼기
-# c) 숫자 아닌 글자 앞의 . , 를 떼기  d) 숫자 뒤의 - 를 떼기 ("3.5" "1,000" 은 한 토큰, "2-3" → "2 - 3").
+# 13a 토큰화 (mteval-v13a.pl): "<skipped>" 지우기, 줄 끝 "-\n" 잇기, 나머지 줄바꿈은 공백. 엔티티 &quot; &amp;
+# &lt; &gt; 만 이 순서로 되돌린다 (&apos; 는 그대로, "&amp;lt;" 는 "<"). 앞뒤에 공백을 붙이고 네 규칙을 차례로:
+# a) . , - ' 를 뺀 ASCII 구두점 양옆에 공백  b) 숫자 아닌 글자 뒤의 . , 를 떼기  c) 숫자 아닌 글자 앞의 . , 를
+# 떼기  d) 숫자 뒤의 - 를 떼기 ("3.5" "1,000" 은 한 토큰, "2-3" → "2 - 3").
 _BLEU_13A_RULES = [(re.compile(p), r) for p, r in (
     ("([" + re.escape(" !\"#$%&()*+/:;<=>?@[\\]^_`{|}~") + "])", r" \1 "),
     (r"([^0-9])([.,])", r"\1 \2 "), (r"([.,])([^0-9])", r" \1 \2"), (r"([0-9])(-)", r"\1 \2 "))]
 
 
 def _bleu_tokenize_13a(line):
-    """mteval-v13a 토큰화. 반환은 공백 하나로 이은 문자열.
+    """mteval-v13a 토큰화 (위의 규칙). 반환은 공백 하나로 이은 문자열.
 
     >>> _bleu_tokenize_13a("It costs $3.50, or 1,000 won.")
     'It costs $ 3.50 , or 1,000 won .'
@@ -901,9 +878,9 @@ def _bleu_tokenize_13a(line):
     >>> _bleu_tokenize_13a("a &amp;lt; b &apos;")
     'a < b & apos ;'
     """
-    line = line.replace("<skipped>", "").replace("-\n", "").replace("\n", " ")
-    for entity, char in (("&quot;", '"'), ("&amp;", "&"), ("&lt;", "<"), ("&gt;", ">")):
-        line = line.replace(entity, char)
+    for old, new in (("<skipped>", ""), ("-\n", ""), ("\n", " "), ("&quot;", '"'), ("&amp;", "&"), ("&lt;", "<"),
+                     ("&gt;", ">")):
+        line = line.replace(old, new)
     line = f" {line} "
     for pattern, replacement in _BLEU_13A_RULES:
         line = pattern.sub(replacement, line)
@@ -911,8 +888,8 @@ def _bleu_tokenize_13a(line):
 
 
 def bleu_stats(hypotheses, references, lowercase=False, max_order=4):
-    """코퍼스 합계 [가설 길이, 참조 길이, 맞은 1..4그램 수, 가설 1..4그램 수]. sacreBLEU 처럼 문장마다
-    오른쪽 공백을 지우고 토큰화하며, 맞은 개수는 참조에 나온 횟수까지만 센다 ("the the the" 는 1개).
+    """코퍼스 합계 [가설 길이, 참조 길이, 맞은 1..4그램 수, 가설 1..4그램 수]. sacreBLEU 처럼 문장마다 오른쪽
+    공백을 지우고 토큰화하며, 맞은 개수는 참조에 나온 횟수까지만 센다 ("the the the" 는 1개).
 
     >>> bleu_stats(["the the the"], ["the cat"])
     [3, 2, 1, 0, 0, 0, 3, 2, 1, 0]
@@ -929,8 +906,8 @@ def bleu_stats(hypotheses, references, lowercase=False, max_order=4):
         if lowercase:                                      # sacreBLEU -lc: 토큰화 전에 소문자로
             hyp, ref = hyp.lower(), ref.lower()
         hyp, ref = (_bleu_tokenize_13a(s.rstrip()).split() for s in (hyp, ref))
-        counts = [collections.Counter(tuple(toks[i:i + n]) for n in range(1, max_order + 1) for i in range(len(toks) - n + 1))
-                  for toks in (hyp, ref)]
+        counts = [collections.Counter(tuple(toks[i:i + n]) for n in range(1, max_order + 1)
+                                      for i in range(len(toks) - n + 1)) for toks in (hyp, ref)]
         stats[0], stats[1] = stats[0] + len(hyp), stats[1] + len(ref)
         for gram, count in counts[0].items():
             stats[1 + len(gram)] += min(count, counts[1][gram])
@@ -939,8 +916,8 @@ def bleu_stats(hypotheses, references, lowercase=False, max_order=4):
 
 
 def _bleu_from_stats(stats, max_order=4):
-    """코퍼스 합계 → (BLEU 0..100, 정밀도 p_1..p_4 (%), BP). sacreBLEU 의 'exp' 스무딩: 맞은 n-gram 이
-    하나도 없거나 가설 n-gram 이 없는 차수가 있으면 BLEU 0, 맞은 개수가 0 인 차수마다 k 를 1씩 키워
+    """코퍼스 합계 → (BLEU 0..100, 정밀도 p_1..p_4 (%), BP). sacreBLEU 의 'exp' 스무딩: 맞은 n-gram 이 하나도
+    없거나 가설 n-gram 이 없는 차수가 있으면 BLEU 0, 맞은 개수가 0 인 차수마다 k 를 1씩 키워
     p_n = 1 / (2^k · 가설 n-gram 수).
 
     >>> round(_bleu_from_stats([4, 4, 4, 3, 2, 1, 4, 3, 2, 1])[0], 6)
@@ -948,8 +925,7 @@ def _bleu_from_stats(stats, max_order=4):
     >>> round(_bleu_from_stats([4, 5, 3, 1, 0, 0, 4, 3, 2, 1])[0], 4)   # BP = e^(1−5/4), p = 75, 33.3, 25, 25
     27.5348
     """
-    sys_len, ref_len = stats[0], stats[1]
-    correct, total = stats[2:2 + max_order], stats[2 + max_order:2 + 2 * max_order]
+    (sys_len, ref_len), correct, total = stats[:2], stats[2:2 + max_order], stats[2 + max_order:2 + 2 * max_order]
     brevity = 1.0 if sys_len >= ref_len else (math.exp(1 - ref_len / sys_len) if sys_len else 0.0)
     precisions, halvings = [0.0] * max_order, 1.0
     for n in range(max_order if any(correct) else 0):
@@ -966,8 +942,8 @@ def _bleu_from_stats(stats, max_order=4):
 
 
 def bleu(hypotheses, references, lowercase=False):
-    """코퍼스 BLEU (0..100) = sacrebleu.corpus_bleu(hypotheses, [references]).score. 문장마다 참조 하나,
-    토큰화 전 원문. lowercase=True 는 sacreBLEU 의 ``lowercase=True`` (-lc).
+    """코퍼스 BLEU (0..100) = sacrebleu.corpus_bleu(hypotheses, [references]).score. 문장마다 참조 하나, 토큰화
+    전 원문. lowercase=True 는 sacreBLEU 의 ``lowercase=True`` (-lc).
 
     >>> round(bleu(["the cat is on the mat"], ["the cat sat on the mat"]), 4)
     37.9918
@@ -1003,8 +979,7 @@ def build_parser():
         help="IN 파일(- 면 표준 입력)의 줄마다 번역해 한 줄씩 쓴다 (빈 줄은 빈 줄; 기본 출력: 표준 출력)")
     add("--output", metavar="FILE",
         help="--translate-file 의 결과를 표준 출력 대신 FILE 에 쓴다 (다 끝난 뒤 원자적으로; 기본: 표준 출력)")
-    add("--score", nargs=2, metavar=("HYP", "REF"),
-        help="두 파일의 코퍼스 BLEU 를 sacreBLEU 기본값(13a, 대소문자 구분)으로 잰다")
+    add("--score", nargs=2, metavar=("HYP", "REF"), help="두 파일의 코퍼스 BLEU 를 sacreBLEU 기본값(13a, 대소문자 구분)으로 잰다")
     add("--lowercase", action="store_true", help="--score 에서 두 쪽을 소문자로 바꿔 잰다 (sacreBLEU -lc; 기본: 끔)")
     add("--average-checkpoints", type=int, metavar="N",
         help="런 디렉터리의 마지막 N 개 체크포인트를 평균해 checkpoint_averaged.pt 로 쓴다 (논문 5)")
@@ -1023,11 +998,9 @@ def build_parser():
 
 
 def config_from_args(args, log=print):
-    """프리셋 + 명령줄에서 준 필드만 덮어쓴다. 프리셋을 안 주면 데이터와 장치에 따라 고른다.
-
-    --data-dir 를 직접 주면 그 평행 코퍼스로 학습한다 (GPU 가 있으면 rtx3090, 없으면 multi30k 프리셋):
-    디렉터리나 파일이 없으면 한 줄 오류 (조용히 데모를 학습하지 않는다). 캐시가 없으면 학습 전에 준비한다.
-    """
+    """프리셋 + 명령줄에서 준 필드만 덮어쓴다. 프리셋을 안 주면 데이터와 장치에 따라 고른다: --data-dir 를
+    주면 그 평행 코퍼스로 (GPU 면 rtx3090, 아니면 multi30k 프리셋; 디렉터리나 파일이 없으면 조용히 데모를
+    학습하지 않고 한 줄 오류, 캐시가 없으면 학습 전에 준비), 안 주면 준비된 data/wmt14 또는 데모로."""
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
                  if f.name != "preset" and getattr(args, f.name, None) is not None}
     name = args.preset
@@ -1050,8 +1023,7 @@ def config_from_args(args, log=print):
 
 def run_training(cfg, log=print):
     """학습 → (끝까지 갔으면) 평균·테스트 BLEU → 그림을 그리는 명령 안내."""
-    t0 = time.time()
-    trainer = Trainer(cfg, log)
+    t0, trainer = time.time(), Trainer(cfg, log)
     report = final_evaluation(trainer, log) if trainer.train() and trainer.is_main else None
     if report is not None:
         log(f"총 시간 {format_duration(time.time() - t0)} | 런 디렉터리 {trainer.run_dir}")
@@ -1075,11 +1047,10 @@ def read_text_lines(path):
     return lines[:-1] if lines and lines[-1] == "" else lines
 
 
-def run_translate_file(args, log=print, batch_size=64):
-    """--translate-file IN: 줄마다 빔 서치 번역, 입력과 같은 줄 수. 진행과 시간은 stderr 로."""
+def run_translate_file(args, batch_size=64):
+    """--translate-file IN: 줄마다 빔 서치 번역, 입력과 같은 줄 수 (빈 줄은 빈 줄). 진행과 시간은 stderr 로."""
     run, lines = load_run(args.checkpoint), read_text_lines(args.translate_file)
-    todo = sorted((i for i, line in enumerate(lines) if line.strip()),   # 빈 줄은 번역하지 않고,
-                  key=lambda i: len(lines[i]))                          # 비슷한 길이끼리 묶어 패딩을 줄인다
+    todo = sorted((i for i, line in enumerate(lines) if line.strip()), key=lambda i: len(lines[i]))  # 비슷한 길이끼리
     out, start = [""] * len(lines), time.time()
     for k in range(0, len(todo), batch_size):
         chunk = todo[k:k + batch_size]
@@ -1097,23 +1068,23 @@ def run_translate_file(args, log=print, batch_size=64):
     return out
 
 
-def run_score(args, log=print):
+def run_score(args):
     """--score HYP REF: sacreBLEU 와 같은 코퍼스 BLEU 와 서명 줄. 줄 수가 다르면 두 파일을 밝혀 거절."""
     (hyp_path, ref_path), (hyps, refs) = args.score, [read_text_lines(p) for p in args.score]
     if len(hyps) != len(refs):
         raise ValueError(f"줄 수가 다릅니다: '{hyp_path}' {len(hyps):,}줄, '{ref_path}' {len(refs):,}줄.")
-    log(bleu_report(hyps, refs, lowercase=args.lowercase))
+    print(bleu_report(hyps, refs, lowercase=args.lowercase))
     return bleu(hyps, refs, lowercase=args.lowercase)
 
 
-def run_average(args, log=print):
+def run_average(args):
     """--average-checkpoints N: 런 디렉터리의 마지막 N 개를 평균해 checkpoint_averaged.pt 로 저장."""
     run_dir = load_run(args.checkpoint).run_dir        # 없거나 손상된 체크포인트면 여기서 한 줄 오류
-    out = average_run(run_dir, args.average_checkpoints, log)
+    out = average_run(run_dir, args.average_checkpoints)
     if out is None:
         count = len(step_checkpoints(run_dir)[-args.average_checkpoints:])
         raise ValueError(f"'{run_dir}' 에 평균할 체크포인트가 {count}개뿐입니다 (2개 이상 필요).")
-    log(f"저장했습니다: {out}")
+    print(f"저장했습니다: {out}")
     return out
 
 
