@@ -266,10 +266,8 @@ class Trainer:
         self.elapsed_before, self.start_time = 0.0, time.time()
         if resume is not None:
             self.restore(resume)
-        self.ddp_model = self.model
-        if self.world_size > 1:                     # torchrun: 역전파 때 기울기를 랭크끼리 all-reduce
-            self.ddp_model = torch.nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.ddp_model = self.model if self.world_size == 1 else torch.nn.parallel.DistributedDataParallel(
+            self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)  # torchrun
 
     def train(self):
         """max_steps 까지 학습한다: 끝까지 가면 True, --stop-after 로 멈추면 False.
@@ -311,9 +309,9 @@ class Trainer:
         return True
 
     def train_step(self, batches):
-        """한 업데이트. 반환: (토큰당 평균 손실, 목표 토큰 수, 결과). 결과는 "applied" (적용),
-        "nonfinite" (어느 랭크든 손실이 NaN/inf → 모든 랭크가 함께 건너뜀: 한 랭크의 NaN 은 all-reduce 로
-        이미 모든 랭크의 기울기에 퍼졌다), "overflow" (fp16 GradScaler 가 inf 기울기를 보고 건너뜀)."""
+        """한 업데이트. 반환: (토큰당 평균 손실, 목표 토큰 수, 결과). 결과는 "applied" (적용), "nonfinite" (어느
+        랭크든 손실이 NaN/inf → 모든 랭크가 함께 건너뜀: 한 랭크의 NaN 은 all-reduce 로 이미 모든 랭크의 기울기에
+        퍼졌다), "overflow" (fp16 GradScaler 가 inf 기울기를 보고 건너뜀)."""
         self.optimizer.zero_grad(set_to_none=True)
         loss_sum, tokens = self.accumulate_gradients(batches)
         loss = loss_sum.item() / max(tokens, 1)       # 업데이트마다 한 번만 GPU 를 기다린다
@@ -335,7 +333,6 @@ class Trainer:
 
     def accumulate_gradients(self, batches):
         """마이크로배치들의 기울기를 쌓는다. 반환: (이 랭크의 토큰 손실 합 텐서, 이 랭크의 목표 토큰 수).
-
         쌓인 기울기 = ∂(업데이트 전체의 토큰 손실 합)/∂θ ÷ (업데이트 전체의 목표 토큰 수, 모든 랭크 합):
         마이크로배치마다 토큰 수만큼 기여해 모두를 담은 한 배치의 기울기와 같다 (fairseq 와 같은 방식).
         토큰 수는 길이 배열로 미리 세므로 GPU 를 기다리지 않는다."""
@@ -359,8 +356,7 @@ class Trainer:
         out = []
         while len(out) < self.cfg.accum_steps:
             if self._epoch_batches is None:
-                self._epoch_batches = epoch_batches(self.corpus.train, self.cfg, self.epoch, self.rank,
-                                                    self.world_size)
+                self._epoch_batches = epoch_batches(self.corpus.train, self.cfg, self.epoch, self.rank, self.world_size)
             if self.batch_pos >= len(self._epoch_batches):
                 self.epoch, self.batch_pos, self._epoch_batches = self.epoch + 1, 0, None
                 continue
@@ -375,15 +371,13 @@ class Trainer:
         if result == "overflow":
             self.overflow_total += 1
             return
-        self.nonfinite_in_row += 1
-        self.nonfinite_total += 1
+        self.nonfinite_in_row, self.nonfinite_total = self.nonfinite_in_row + 1, self.nonfinite_total + 1
         self.log(f"경고: 스텝 {self.step + 1} 의 손실이 유한하지 않아 건너뜁니다 "
                  f"(연속 {self.nonfinite_in_row}회, 총 {self.nonfinite_total}회).")
         if self.nonfinite_in_row >= self.cfg.max_nonfinite:
             path = self.stop("중단 (손실 발산)")
-            raise TrainingDiverged(f"손실이 {self.nonfinite_in_row}번 연속 NaN/inf 여서 멈췄습니다 "
-                                   f"(체크포인트: {path}). 학습률(--lr-factor)을 낮추거나 --clip-norm 을 "
-                                   "켜거나 --amp bf16/off 로 다시 시도하세요.")
+            raise TrainingDiverged(f"손실이 {self.nonfinite_in_row}번 연속 NaN/inf 여서 멈췄습니다 (체크포인트: {path}). "
+                                   "학습률(--lr-factor)을 낮추거나 --clip-norm 을 켜거나 --amp bf16/off 로 다시 시도하세요.")
 
     def log_progress(self):
         """진행 줄 하나: 스텝, 평균 손실, 학습률, 토큰/s, 경과, 남은 시간. metrics.csv 의 칸을 돌려준다."""
@@ -393,8 +387,7 @@ class Trainer:
         eta = (time.time() - first_time) / max(self.step - first_step, 1) * (self.cfg.max_steps - self.step)
         self.log(f"스텝 {self.step:>6}/{self.cfg.max_steps} | 손실 {loss:.4f} | 학습률 {lr:.2e} | "
                  f"{speed:,.0f} 토큰/s | 경과 {format_duration(self.elapsed())} | 남은 시간 {format_duration(eta)}")
-        best = self.status.get("best_train_loss")
-        self.status.update(train_loss=loss, lr=lr, best_train_loss=loss if best is None else min(best, loss))
+        self.status.update(train_loss=loss, lr=lr, best_train_loss=min(self.status.get("best_train_loss", loss), loss))
         w.update(losses=[], tokens=0, start=time.time())
         return {"train_loss": f"{loss:.6f}", "lr": f"{lr:.6e}", "tokens_per_s": f"{speed:.1f}"}
 
@@ -406,9 +399,8 @@ class Trainer:
         valid_loss, acc = evaluate_loss(self.model, self.corpus.valid, self.cfg, self.device, self.amp)
         hyps = translate_ids(self.model, [s for s, _ in self.corpus.valid[:n]], self.device)
         score = bleu([self.corpus.bpe.decode(h) for h in hyps], [ref for _, ref in self.corpus.valid_text[:n]])
-        best = self.status.get("best_valid_loss")
         self.status.update(valid_loss=valid_loss, token_accuracy=acc, bleu=score,
-                           best_valid_loss=valid_loss if best is None else min(best, valid_loss))
+                           best_valid_loss=min(self.status.get("best_valid_loss", valid_loss), valid_loss))
         ppl = math.exp(valid_loss) if valid_loss < 700.0 else math.inf   # 퍼플렉서티 = exp(토큰당 교차 엔트로피)
         self.log(f"  검증: 손실 {valid_loss:.4f} (퍼플렉서티 {ppl:.2f}) | 토큰 정확도 {acc:.2%} | "
                  f"그리디 BLEU {score:.2f} ({len(hyps)} 문장) | 평가 {time.time() - start:.0f} 초")
