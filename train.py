@@ -1,13 +1,12 @@
 """train.py — Transformer 를 학습하고, 평가하고, 번역한다.
 
-"Sentence pairs were batched together by approximate sequence length. Each training
-batch contained a set of sentence pairs containing approximately 25000 source tokens
-and 25000 target tokens." (§5.1)
+"Sentence pairs were batched together by approximate sequence length. Each training batch contained a set of
+sentence pairs containing approximately 25000 source tokens and 25000 target tokens." (§5.1)
 
-``python train.py`` 는 WMT14 가 준비되어 있으면(``python data.py prepare wmt14``) 논문의
-base 모델(``rtx3090`` 프리셋)을, 아니면 내장 데모 코퍼스로 ``demo`` 프리셋을 학습하고 보지
-않은 테스트 문장의 번역과 BLEU 를 출력한다. ``--resume`` 은 끊긴 학습을 그대로 이어 가고
-(같은 손실이 나온다), ``--translate "the old man saw the small dog"`` 는 최근 런으로 번역한다.
+``python train.py`` 는 WMT14 가 준비되어 있으면(``python data.py prepare wmt14``) 논문의 base 모델(``rtx3090``
+프리셋)을, 아니면 내장 데모 코퍼스로 ``demo`` 프리셋을 학습하고 보지 않은 테스트 문장의 번역과 BLEU 를 출력한다.
+``--resume`` 은 끊긴 학습을 그대로 이어 가고(같은 손실이 나온다), ``--translate "the old man saw the small dog"``
+는 최근 런으로 번역한다 (``--translate-file``, ``--score``, ``--average-checkpoints`` 는 명령줄 절).
 
 학습 루프의 뼈대 (``Trainer.train``)::
 
@@ -15,9 +14,8 @@ base 모델(``rtx3090`` 프리셋)을, 아니면 내장 데모 코퍼스로 ``de
         loss = train_step(다음 업데이트의 배치들)    # 순전파 → 역전파 → Adam 한 걸음
         간격마다: 진행 줄, 검증, metrics.csv + status.md, 체크포인트
 
-읽는 순서: 1 설정 → 2 데이터 → 3 모델·옵티마이저 → 4 학습 루프 (4.1 기록, 4.2 준비) →
-5 평가와 번역 → 6 체크포인트와 런 읽기(load_run) → 7 BLEU → 8 명령줄.
-그림은 plots.py 가 그린다: 끝난 런은 ``python plots.py --run <런 디렉터리>``.
+읽는 순서: 1 설정 → 2 데이터 → 3 모델·옵티마이저 → 4 학습 루프 (4.1 기록, 4.2 준비) → 5 평가와 번역 →
+6 체크포인트와 런 읽기(load_run) → 7 BLEU → 8 명령줄. 그림은 plots.py 가 그린다: ``python plots.py --run <런>``.
 
 >>> cfg = preset_config("rtx3090")               # 논문의 base 모델 (표 3, §5.3, §5.4, §6.1)
 >>> cfg.d_model, cfg.num_layers, cfg.num_heads, cfg.d_ff, cfg.dropout, cfg.warmup, cfg.max_steps
@@ -63,7 +61,6 @@ def _opt(default, help):
 @dataclasses.dataclass
 class Config:
     """학습 설정 전부. 모든 필드는 명령줄 ``--필드-이름`` 으로 바꿀 수 있다.
-
     >>> Config().replace(d_model=64).d_model
     64
     """
@@ -171,13 +168,12 @@ def load_corpus(cfg, bpe_path=None, log=print):
     평행 코퍼스(corpus="wmt14"): ``data.py prepare`` 의 캐시를 쓴다 (load_prepared_corpus)."""
     if cfg.corpus == "wmt14":
         return load_prepared_corpus(cfg, log)
-    splits = data.demo_splits(num_train=cfg.train_pairs, num_valid=cfg.valid_pairs, num_test=cfg.test_pairs,
-                              seed=cfg.seed)
+    splits = data.demo_splits(cfg.train_pairs, cfg.valid_pairs, cfg.test_pairs, seed=cfg.seed)
     bpe = (data.BPE.load(bpe_path) if bpe_path and os.path.exists(bpe_path)
            else data.train_bpe([s for pair in splits["train"] for s in pair], cfg.vocab_size))
     enc = {name: [(bpe.encode(en), bpe.encode(de)) for en, de in pairs] for name, pairs in splits.items()}
-    log(f"데모 코퍼스: 학습 {len(enc['train']):,} 쌍, 검증 {len(enc['valid']):,}, "
-        f"테스트 {len(enc['test']):,}, BPE 어휘 {len(bpe):,}")
+    log(f"데모 코퍼스: 학습 {len(enc['train']):,} 쌍, 검증 {len(enc['valid']):,}, 테스트 {len(enc['test']):,}, "
+        f"BPE 어휘 {len(bpe):,}")
     return Corpus(bpe, enc["train"], enc["valid"], enc["test"], splits["valid"], splits["test"])
 
 
@@ -193,8 +189,7 @@ def load_prepared_corpus(cfg, log):
     train = data.load_prepared(cache, "train", max_len=limit)           # 더 긴 쌍이 있으면 한 줄 오류
     splits = {name: data.load_prepared(cache, name) for name in ("valid", "test")}
     texts = {name: data.load_pairs(cfg.data_dir, name, cfg.src, cfg.tgt) for name in ("valid", "test")}
-    # 검증 분할은 거르지 않은 공식 집합: 위치 표보다 긴 쌍은 교사 강요 손실에서만 뺀다 (시험 분할은 번역할
-    # 때 원문을 자른다, translate_ids).
+    # 검증 분할은 거르지 않은 공식 집합: 위치 표보다 긴 쌍은 교사 강요 손실에서만 뺀다 (시험은 translate_ids 가 자름)
     keep = [i for i, (s, t) in enumerate(splits["valid"]) if max(len(s), len(t)) <= limit]
     if len(keep) < len(splits["valid"]):
         log(f"검증 쌍 {len(splits['valid']) - len(keep)}개가 {limit} 토큰보다 길어 검증에서 뺍니다.")
@@ -225,10 +220,9 @@ def make_batch(pairs, indices, device):
 # ══════ 3. 모델과 옵티마이저 ══════
 def build_model(cfg, vocab_size):
     """설정대로 Transformer 를 만든다 (공동 어휘면 임베딩 공유 + 출력층 묶기, §3.4)."""
-    return Transformer(vocab_size, vocab_size, d_model=cfg.d_model, num_heads=cfg.num_heads,
-                       num_layers=cfg.num_layers, d_ff=cfg.d_ff, dropout=cfg.dropout, pad_id=data.PAD_ID,
-                       share_embeddings=cfg.share_embeddings, tie_output=cfg.share_embeddings,
-                       norm_first=cfg.norm_first, max_len=cfg.max_len)
+    return Transformer(vocab_size, vocab_size, d_model=cfg.d_model, num_heads=cfg.num_heads, num_layers=cfg.num_layers,
+                       d_ff=cfg.d_ff, dropout=cfg.dropout, pad_id=data.PAD_ID, share_embeddings=cfg.share_embeddings,
+                       tie_output=cfg.share_embeddings, norm_first=cfg.norm_first, max_len=cfg.max_len)
 
 
 def build_optimizer(cfg, model):
@@ -499,7 +493,6 @@ def write_status(run_dir, cfg, status):
 
 def format_duration(seconds):
     """초 → H:MM:SS.
-
     >>> format_duration(3725.4)
     '1:02:05'
     """
@@ -509,7 +502,6 @@ def format_duration(seconds):
 # ══════ 4.2 학습 준비: 설정 점검, 장치와 정밀도, 분산(torchrun) ══════
 def check_config(cfg):
     """학습이 될 수 없는 설정을 미리 거절한다 (옛 프로젝트는 워밍업도 끝내지 못했다).
-
     >>> check_config(preset_config("tiny").replace(max_steps=10, warmup=20))
     Traceback (most recent call last):
     ...
@@ -548,7 +540,6 @@ def check_corpus_dir(cfg):
 def estimate_memory_gb(cfg, vocab_size):
     """한 배치(max_tokens)의 학습 메모리 어림 (GiB): 파라미터·그래디언트·Adam 상태(fp32 4벌) + 층마다 저장되는
     활성값 (토큰당 대략 d_model × 34, 어텐션 확률 h × T 는 평균 길이 50 으로 가정) + 로짓.
-
     >>> 2 < estimate_memory_gb(preset_config("rtx3090"), 37000) < 24     # RTX 3090 의 24 GB 안에 들어간다
     True
     """
@@ -574,10 +565,8 @@ def check_batch_fits(cfg, corpus, device):
 
 
 def setup_device(cfg, world_size):
-    """(장치, AMP 모드). device auto = CUDA 가 있으면 cuda (torchrun 아래면 LOCAL_RANK 의 GPU).
-    AMP: fp16 은 CUDA 에서만 (GradScaler 로 손실 스케일링), bf16 은 CUDA(지원 시)와 CPU 모두,
-    auto = bf16 을 지원하는 GPU 면 bf16, 그 밖의 GPU 는 fp16, CPU 는 off.
-
+    """(장치, AMP 모드). device auto = CUDA 가 있으면 cuda (torchrun 아래면 LOCAL_RANK 의 GPU). AMP: fp16 은 CUDA
+    에서만 (GradScaler 로 손실 스케일링), bf16 은 CUDA(지원 시)와 CPU, auto = GPU 면 bf16(지원 시) 또는 fp16, CPU 는 off.
     >>> setup_device(Config(device="cpu", amp="auto"), 1), setup_device(Config(device="cpu", amp="bf16"), 1)[1]
     ((device(type='cpu'), 'off'), 'bf16')
     >>> setup_device(Config(device="cpu", amp="fp16"), 1)
@@ -607,12 +596,10 @@ def setup_device(cfg, world_size):
 
 def keep_freed_memory():
     """CPU 학습이 해제한 큰 버퍼를 OS 에 돌려주지 않고 다시 쓰게 glibc malloc 을 설정한다 (리눅스 glibc 만).
-
-    glibc 는 128 KB 이상의 할당을 mmap 으로 받아 해제하자마자 OS 에 돌려주므로, 스텝마다 같은 크기의 텐서를
-    다시 받는 학습은 매번 새 쪽을 0 으로 채우는 페이지 폴트를 낸다 (Multi30k de→en 52분 런: 6.6억 번, 시스템
-    시간이 CPU 시간의 19%). mmap 을 끄고 힙을 돌려주는 문턱을 2 GB 로 올리면 값은 같고 빠르기만 하다 (README).
-    반환: 설정했으면 True, 다른 운영체제·C 라이브러리면 아무것도 하지 않고 False.
-    """
+    glibc 는 128 KB 이상의 할당을 mmap 으로 받아 해제하자마자 OS 에 돌려주므로, 스텝마다 같은 크기의 텐서를 다시
+    받는 학습은 매번 새 쪽을 0 으로 채우는 페이지 폴트를 낸다 (Multi30k de→en 52분 런: 6.6억 번, 시스템 시간이 CPU
+    시간의 19%). mmap 을 끄고 힙을 돌려주는 문턱을 2 GB 로 올리면 값은 같고 빠르기만 하다 (README).
+    반환: 설정했으면 True, 다른 운영체제·C 라이브러리면 아무것도 하지 않고 False."""
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -671,7 +658,6 @@ def evaluate_loss(model, pairs, cfg, device, amp):
 
 def token_accuracy(logits, targets, pad_id):
     """argmax 예측이 정답과 같은 비율: logits (…, V), targets (…). 패딩 위치는 세지 않는다 (없으면 0.0).
-
     >>> logits = torch.tensor([[[0.0, 2.0, 0.0], [3.0, 0.0, 0.0], [0.0, 0.0, 1.0]]])   # 예측 1, 0, 2
     >>> token_accuracy(logits, torch.tensor([[1, 2, 0]]), pad_id=0)   # 실제 토큰 2개 중 1개
     0.5
@@ -850,7 +836,6 @@ def load_run(target=None, root="outputs/training"):
 # sacreBLEU 의 기본값을 따른다: 13a 토큰화, 대소문자 구분, n = 1..4, 'exp' 스무딩, effective order 끔.
 # 논문과 다른 점: 논문의 BLEU 는 토큰화한 텍스트 위에서 잰 값으로 알려져 있어 (sacreBLEU 이전), 이 함수의
 # 값과 소수점까지 바로 비교할 수는 없다. 보통 sacreBLEU 쪽이 조금 낮다.
-#
 # 13a 토큰화 (mteval-v13a.pl): "<skipped>" 지우기, 줄 끝 "-\n" 잇기, 나머지 줄바꿈은 공백. 엔티티 &quot; &amp;
 # &lt; &gt; 만 이 순서로 되돌린다 (&apos; 는 그대로, "&amp;lt;" 는 "<"). 앞뒤에 공백을 붙이고 네 규칙을 차례로:
 # a) . , - ' 를 뺀 ASCII 구두점 양옆에 공백  b) 숫자 아닌 글자 뒤의 . , 를 떼기  c) 숫자 아닌 글자 앞의 . , 를
@@ -862,7 +847,6 @@ _BLEU_13A_RULES = [(re.compile(p), r) for p, r in (
 
 def _bleu_tokenize_13a(line):
     """mteval-v13a 토큰화 (위의 규칙). 반환은 공백 하나로 이은 문자열.
-
     >>> _bleu_tokenize_13a("It costs $3.50, or 1,000 won.")
     'It costs $ 3.50 , or 1,000 won .'
     >>> _bleu_tokenize_13a("&quot;Don't&quot; -- pages 2-3, well-known")
@@ -882,7 +866,6 @@ def _bleu_tokenize_13a(line):
 def bleu_stats(hypotheses, references, lowercase=False, max_order=4):
     """코퍼스 합계 [가설 길이, 참조 길이, 맞은 1..4그램 수, 가설 1..4그램 수]. sacreBLEU 처럼 문장마다 오른쪽
     공백을 지우고 토큰화하며, 맞은 개수는 참조에 나온 횟수까지만 센다 ("the the the" 는 1개).
-
     >>> bleu_stats(["the the the"], ["the cat"])
     [3, 2, 1, 0, 0, 0, 3, 2, 1, 0]
     """
@@ -895,9 +878,7 @@ def bleu_stats(hypotheses, references, lowercase=False, max_order=4):
         raise ValueError("every hypothesis and reference must be a str (one detokenised sentence).")
     stats = [0] * (2 + 2 * max_order)
     for hyp, ref in zip(hypotheses, references):
-        if lowercase:                                      # sacreBLEU -lc: 토큰화 전에 소문자로
-            hyp, ref = hyp.lower(), ref.lower()
-        hyp, ref = (_bleu_tokenize_13a(s.rstrip()).split() for s in (hyp, ref))
+        hyp, ref = (_bleu_tokenize_13a((s.lower() if lowercase else s).rstrip()).split() for s in (hyp, ref))  # -lc
         counts = [collections.Counter(tuple(toks[i:i + n]) for n in range(1, max_order + 1)
                                       for i in range(len(toks) - n + 1)) for toks in (hyp, ref)]
         stats[0], stats[1] = stats[0] + len(hyp), stats[1] + len(ref)
@@ -911,7 +892,6 @@ def _bleu_from_stats(stats, max_order=4):
     """코퍼스 합계 → (BLEU 0..100, 정밀도 p_1..p_4 (%), BP). sacreBLEU 의 'exp' 스무딩: 맞은 n-gram 이 하나도
     없거나 가설 n-gram 이 없는 차수가 있으면 BLEU 0, 맞은 개수가 0 인 차수마다 k 를 1씩 키워
     p_n = 1 / (2^k · 가설 n-gram 수).
-
     >>> round(_bleu_from_stats([4, 4, 4, 3, 2, 1, 4, 3, 2, 1])[0], 6)
     100.0
     >>> round(_bleu_from_stats([4, 5, 3, 1, 0, 0, 4, 3, 2, 1])[0], 4)   # BP = e^(1−5/4), p = 75, 33.3, 25, 25
@@ -923,11 +903,8 @@ def _bleu_from_stats(stats, max_order=4):
     for n in range(max_order if any(correct) else 0):
         if total[n] == 0:
             break
-        if correct[n] == 0:
-            halvings *= 2
-            precisions[n] = 100.0 / (halvings * total[n])
-        else:
-            precisions[n] = 100.0 * correct[n] / total[n]
+        halvings *= 1 if correct[n] else 2
+        precisions[n] = 100.0 * correct[n] / total[n] if correct[n] else 100.0 / (halvings * total[n])
     if not any(correct) or not all(total):
         return 0.0, precisions, brevity
     return brevity * math.exp(sum(math.log(p) for p in precisions) / max_order), precisions, brevity
@@ -936,7 +913,6 @@ def _bleu_from_stats(stats, max_order=4):
 def bleu(hypotheses, references, lowercase=False):
     """코퍼스 BLEU (0..100) = sacrebleu.corpus_bleu(hypotheses, [references]).score. 문장마다 참조 하나, 토큰화
     전 원문. lowercase=True 는 sacreBLEU 의 ``lowercase=True`` (-lc).
-
     >>> round(bleu(["the cat is on the mat"], ["the cat sat on the mat"]), 4)
     37.9918
     """
@@ -945,7 +921,6 @@ def bleu(hypotheses, references, lowercase=False):
 
 def bleu_report(hypotheses, references, lowercase=False):
     """``sacrebleu`` 명령이 찍는 두 줄: 점수 줄과 서명 줄.
-
     >>> print(bleu_report(["the cat is on the mat"], ["the cat sat on the mat"]))
     BLEU = 37.99 83.3/60.0/25.0/16.7 (BP = 1.000 ratio = 1.000 hyp_len = 6 ref_len = 6)
     nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|impl:train.py (sacreBLEU 2.6.0 과 같은 값)
@@ -967,8 +942,7 @@ def build_parser():
         "= 논문 base, CPU 에서 multi30k; 안 주면 data/wmt14 에 준비된 캐시가 있을 때 rtx3090, 없으면 demo)")
     add("--translate", metavar="TEXT", help="최근(또는 --checkpoint) 체크포인트로 이 문장만 번역한다")
     add("--checkpoint", help="번역·평균에 쓸 런 디렉터리나 체크포인트 파일 (기본: 가장 최근 런)")
-    add("--translate-file", metavar="IN",
-        help="IN 파일(- 면 표준 입력)의 줄마다 번역해 한 줄씩 쓴다 (빈 줄은 빈 줄; 기본 출력: 표준 출력)")
+    add("--translate-file", metavar="IN", help="IN 파일(- 면 표준 입력)의 줄마다 번역해 한 줄씩 쓴다 (빈 줄은 빈 줄; 기본 출력: 표준 출력)")
     add("--output", metavar="FILE",
         help="--translate-file 의 결과를 표준 출력 대신 FILE 에 쓴다 (다 끝난 뒤 원자적으로; 기본: 표준 출력)")
     add("--score", nargs=2, metavar=("HYP", "REF"), help="두 파일의 코퍼스 BLEU 를 sacreBLEU 기본값(13a, 대소문자 구분)으로 잰다")
