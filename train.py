@@ -676,11 +676,10 @@ def translate_ids(model, sources, device, beam_size=1, alpha=0.6, batch_size=64,
     남기고) 번역하고, 그랬으면 warn 에 경고 한 줄."""
     was_training, limit, out = model.training, model.pos_enc.max_len - 1, []
     longest = max((len(s) for s in sources), default=0)
-    if longest > limit:
-        if warn is not None:
-            warn(f"경고: 원문 {sum(len(s) > limit for s in sources)}줄이 {limit} 토큰보다 길어 앞 {limit} 토큰만 "
-                 f"번역합니다 (가장 긴 줄 {longest} 토큰).")
-        sources = [s[:limit] for s in sources]
+    if longest > limit and warn is not None:
+        warn(f"경고: 원문 {sum(len(s) > limit for s in sources)}줄이 {limit} 토큰보다 길어 앞 {limit} 토큰만 번역합니다 "
+             f"(가장 긴 줄 {longest} 토큰).")
+    sources = [s[:limit] for s in sources]
     model.eval()
     for start in range(0, len(sources), batch_size):
         src = data.collate([(s, []) for s in sources[start:start + batch_size]])[0].to(device)  # (B, S) 원문 + [EOS]
