@@ -138,17 +138,19 @@ def preset_config(name):
                      lr_factor=1.0, max_tokens=2048, log_every=100, eval_every=400, save_every=200, amp="off"),
         # 논문과 다른 점: multi30k 는 노트북 CPU 두 코어에서 45분 안에 끝나도록 base 의 1/4 쯤 되는 모델
         # (256/3층/4헤드/512), 2,048 토큰 배치(업데이트를 자주), bf16 autocast(AVX512-BF16 CPU 에서 1.4-1.7배
-        # 빠름; 아니면 --amp off), 드롭아웃 0.2 (작은 코퍼스를 20 에폭 가까이 돈다), 학습률 배율 0.7 (최고 1.5e-3).
-        # 나머지는 논문 그대로. 값은 README "실제 데이터로: Multi30k" 의 비교 실험으로 골랐다.
+        # 빠름; 지원하지 않는 CPU 는 --amp off), 드롭아웃 0.2 (작은 코퍼스를 20 에폭 가까이 돈다), 학습률 배율 0.7
+        # (최고 1.5e-3). 나머지(스케줄 모양, Adam, 라벨 스무딩 0.1, 빔 4, 마지막 5개 평균)는 논문 그대로.
+        # 값은 README "실제 데이터로: Multi30k" 의 비교 실험으로 골랐다.
         "multi30k": dict(corpus="wmt14", data_dir="data/multi30k", vocab_size=8000, d_model=256, num_heads=4,
                          num_layers=3, d_ff=512, dropout=0.2, warmup=800, lr_factor=0.7, max_steps=4400,
                          max_tokens=2048, amp="bf16", log_every=100, eval_every=1200, eval_bleu_sentences=100,
                          save_every=150, keep_checkpoints=5, average_last=5),
-        # 논문과 다른 점: 논문은 GPU 8장에서 배치당 25k 토큰. rtx3090 은 GPU 한 장에서 6,250 토큰 배치 4개를
-        # 누적해 ≈25k 를 만든다. 예산은 "문장 수 × 긴 쪽 폭(패딩 포함)" 이라 실제 토큰은 더 적다: WMT 표본
-        # 1만 쌍에서 잰 업데이트당 원문 약 21.2-21.9k, 번역문 약 22.6-23.3k (논문의 85-93%; 같게 하려면
-        # max_tokens ≈ 7,000-7,500 인데 24 GB 에서 재 보지 못해 그대로 둔다). 논문은 10분마다 체크포인트를
-        # 써서 마지막 5개를 평균했다: 12시간에 10만 스텝이면 10분 ≈ 1,400 스텝 (평균 창 ≈ 마지막 5,600 스텝).
+        # 논문과 다른 점: 논문은 GPU 8장에서 배치당 25k 토큰을 한 번에 처리했다. rtx3090 은 GPU 한 장에서
+        # 6,250 토큰 배치 4개의 그래디언트를 누적해 업데이트 크기 ≈25k 를 만든다. 예산은 "문장 수 × 긴 쪽
+        # 폭(패딩 포함)" 이라 실제 토큰은 더 적다: WMT 표본 1만 쌍(BPE 8k·37k)에서 잰 업데이트당 원문 약
+        # 21.2-21.9k, 번역문 약 22.6-23.3k (논문의 85-93%; 같게 하려면 max_tokens ≈ 7,000-7,500 인데 24 GB 에서
+        # 메모리를 재 보지 못해 그대로 둔다). 논문은 10분마다 체크포인트를 써서 마지막 5개를 평균했다: base 는
+        # 12시간에 10만 스텝, 10분 ≈ 1,400 스텝이므로 1,400 스텝마다 쓴다 (평균 창 = 마지막 약 5,600 스텝).
         "rtx3090": dict(corpus="wmt14", vocab_size=37000, d_model=512, num_heads=8, num_layers=6, d_ff=2048,
                         dropout=0.1, warmup=4000, max_steps=100000, max_tokens=6250, accum_steps=4, amp="auto",
                         log_every=100, eval_every=2800, save_every=1400, eval_bleu_sentences=500),
@@ -395,8 +397,7 @@ class Trainer:
         score = bleu([self.corpus.bpe.decode(h) for h in hyps], [ref for _, ref in self.corpus.valid_text[:n]])
         self.status.update(valid_loss=valid_loss, token_accuracy=acc, bleu=score,
                            best_valid_loss=min(self.status.get("best_valid_loss", valid_loss), valid_loss))
-        ppl = math.exp(valid_loss) if valid_loss < 700.0 else math.inf   # 퍼플렉서티 = exp(토큰당 교차 엔트로피)
-        self.log(f"  검증: 손실 {valid_loss:.4f} (퍼플렉서티 {ppl:.2f}) | 토큰 정확도 {acc:.2%} | "
+        self.log(f"  검증: 손실 {valid_loss:.4f} (퍼플렉서티 {perplexity(valid_loss):.2f}) | 토큰 정확도 {acc:.2%} | "
                  f"그리디 BLEU {score:.2f} ({len(hyps)} 문장) | 평가 {time.time() - start:.0f} 초")
         return {"valid_loss": f"{valid_loss:.6f}", "token_accuracy": f"{acc:.6f}", "bleu": f"{score:.4f}"}
 
@@ -670,6 +671,16 @@ def token_accuracy(logits, targets, pad_id):
     return hits.sum().item() / max(real.sum().item(), 1)
 
 
+def perplexity(loss):
+    """퍼플렉서티 = exp(토큰당 평균 교차 엔트로피), 너무 크면 inf. 라벨 스무딩 손실로 계산하면 실제보다 높게
+    나온다 (§5.4 "This hurts perplexity").
+    >>> round(perplexity(math.log(7.0)), 6), perplexity(0.0), perplexity(torch.tensor(0.0)), perplexity(1e6)
+    (7.0, 1.0, 1.0, inf)
+    """
+    loss = float(loss)
+    return math.exp(loss) if loss < 700.0 else float("inf")
+
+
 @torch.no_grad()
 def translate_ids(model, sources, device, beam_size=1, alpha=0.6, batch_size=64, warn=None):
     """토큰 id 목록들을 번역한다 (beam_size=1 이면 그리디). 위치 표보다 긴 원문은 앞부분만 ([EOS] 한 칸을
@@ -832,7 +843,7 @@ def load_run(target=None, root="outputs/training"):
 # BLEU = BP · exp( Σ_{n=1..4} ¼ · log p_n ),   BP = 1 (c > r) 또는 exp(1 − r/c) (c ≤ r)
 # p_n = (코퍼스 전체에서 참조와 겹친 n-gram 수, 참조 횟수까지만 셈) / (가설의 n-gram 수), c·r = 가설·참조 토큰
 # 수 합. 문장마다가 아니라 코퍼스 전체 개수를 먼저 더한다. 점수가 토큰화에 따라 달라지므로 WMT 표준인
-# sacreBLEU 의 기본값을 따른다: 13a 토큰화, 대소문자 구분, n = 1..4, 'exp' 스무딩, effective order 끔.
+# sacreBLEU 의 기본값을 따른다: 13a 토큰화, 대소문자 구분, n = 1..4, 'exp' 스무딩, effective order 끔 (corpus_bleu 기본).
 # 논문과 다른 점: 논문의 BLEU 는 토큰화한 텍스트 위에서 잰 값으로 알려져 있어 (sacreBLEU 이전), 이 함수의
 # 값과 소수점까지 바로 비교할 수는 없다. 보통 sacreBLEU 쪽이 조금 낮다.
 # 13a 토큰화 (mteval-v13a.pl): "<skipped>" 지우기, 줄 끝 "-\n" 잇기, 나머지 줄바꿈은 공백. 엔티티 &quot; &amp;
@@ -1015,7 +1026,8 @@ def read_text_lines(path):
 def run_translate_file(args, batch_size=64):
     """--translate-file IN: 줄마다 빔 서치 번역, 입력과 같은 줄 수 (빈 줄은 빈 줄). 진행과 시간은 stderr 로."""
     run, lines = load_run(args.checkpoint), read_text_lines(args.translate_file)
-    todo = sorted((i for i, line in enumerate(lines) if line.strip()), key=lambda i: len(lines[i]))  # 비슷한 길이끼리
+    # 빈 줄은 번역하지 않고, 비슷한 길이끼리 묶어 패딩을 줄인다
+    todo = sorted((i for i, line in enumerate(lines) if line.strip()), key=lambda i: len(lines[i]))
     out, start = [""] * len(lines), time.time()
     for k in range(0, len(todo), batch_size):
         chunk = todo[k:k + batch_size]
