@@ -77,13 +77,13 @@ def normalize(text):
 # =============================================================================
 # "We iteratively count all symbol pairs and replace each occurrence of the most frequent pair ('A', 'B')
 # with a new symbol 'AB'." (논문의 [3], Sennrich et al. 2016, §3.2) — 아래 learn_merges_naive 가 이 문장 그대로다.
-# - 정규화한 문장을 공백으로 나눈 "단어"가 단위다. 병합은 단어 경계를 넘지 않는다.
-# - 단어의 마지막 글자는 끝형이다 ("dog" → d o g</w>): 디코딩은 토큰을 이어 붙이고 </w> 자리에 공백을 넣을 뿐.
+# - 정규화한 문장을 공백으로 나눈 "단어"가 단위다 (병합은 단어 경계를 넘지 않는다). 단어의 마지막 글자는 끝형이다
+#   ("dog" → d o g</w>): 디코딩은 토큰을 이어 붙이고 </w> 자리에 공백을 넣을 뿐.
 # - 기본 어휘 = 특수 7 + 단독 </w> 1 + 니블 16 + 학습 글자(보통형, 끝형). 나머지는 병합 결과.
-# - 무손실 폴백: 못 본 글자(이모지, 한글 …)는 UTF-8 바이트마다 16진 두 자리, 즉 니블 토큰 <x0>..<xF>
-#   두 개로 쓴다 (256 바이트 토큰 대신 16개라 작은 어휘에도 병합 자리가 남는다). 단어 끝이면 단독 </w> 를 붙인다.
-# 왜 GPT-2 식 바이트 수준 BPE 가 아닌가: 논문이 인용한 [3] 이 단어 빈도 BPE 이고, 단어 빈도표 위에서
-# 배우면 450만 쌍이라도 "단어 종류 수"만큼만 일한다. 어떤 문자열도 표현하는 장점은 니블 폴백으로 얻는다.
+# - 무손실 폴백: 못 본 글자(이모지, 한글 …)는 UTF-8 바이트마다 니블 토큰 <x0>..<xF> 두 개 (256 바이트 토큰 대신
+#   16개라 작은 어휘에도 병합 자리가 남는다). 단어 끝이면 단독 </w> 를 붙인다.
+# GPT-2 식 바이트 수준 BPE 가 아닌 까닭: [3] 이 단어 빈도 BPE 이고, 단어 빈도표 위에서 배우면 450만 쌍이라도
+# "단어 종류 수"만큼만 일한다. 어떤 문자열도 표현하는 장점은 니블 폴백으로 얻는다.
 # 논문과 다른 점: 논문은 (아마 Moses 로) 토큰화한 텍스트에 BPE 를 썼다. 우리는 정규화한 원문을 공백으로만
 # 나눈다 ("Haus." 는 한 단어; 병합이 구두점을 떼어 낸다). 니블 폴백과 특수 토큰 이름 병합 금지도 원래 없다.
 END_OF_WORD = "</w>"
@@ -162,15 +162,14 @@ def count_words(lines, log=None, every=1_000_000):
 
 
 # ---- 같은 병합을 빠르게: 증분 학습 (전체 WMT14 에 맞춰) ----
-# 쌍 빈도와 "쌍 → 그 쌍을 가진 단어" 색인을 한 번 만들고, 병합마다 그 쌍이 든 단어만 고치며 주변 쌍의
-# 빈도만 증감한다. 가장 잦은 쌍은 힙에서 꺼내되, 빈도가 바뀐 항목은 꺼낼 때 확인해 다시 넣는다.
+# 쌍 빈도와 "쌍 → 그 쌍을 가진 단어" 색인을 한 번 만들고, 병합마다 그 쌍이 든 단어만 고치며 주변 쌍의 빈도만
+# 증감한다. 가장 잦은 쌍은 힙 (-빈도, 쌍) 에서 꺼낸다: 병합은 기존 쌍의 빈도를 줄이기만 하고 늘어나는 쌍은 모두 새
+# 기호를 포함하므로 힙의 값은 실제 빈도의 상한이다. 꺼낸 값이 실제와 같으면 그것이 최대, 다르면 실제 값으로 다시 넣는다.
 def _learn_merges(words, freqs, names, max_merges, min_frequency, log=None, every=1000):
-    """증분 BPE 학습: ``learn_merges_naive`` 와 같은 병합 목록. ``words`` 를 제자리에서 고친다.
+    """증분 BPE 학습: ``learn_merges_naive`` 와 같은 병합 목록 (테스트가 확인). ``words`` 를 제자리에서 고친다.
 
-    - ``stats[(a, b)]``: 쌍의 현재 빈도, ``where[(a, b)]``: 그 쌍을 (한때) 가졌던 단어 번호 (낡은 항목은 쓸 때 거른다).
-    - ``heap``: (-빈도, 쌍). 병합은 기존 쌍의 빈도를 줄이기만 하고 늘어나는 쌍은 모두 새 기호를 포함하므로
-      힙의 값은 실제 빈도의 상한이다: 꺼낸 값이 실제와 같으면 그것이 최대, 다르면 실제 값으로 다시 넣는다.
-    - ``names``: id → 토큰 문자열. 결과가 특수 토큰 이름("[MASK]")이 되는 병합은 건너뛴다.
+    ``stats[쌍]``: 현재 빈도, ``where[쌍]``: 그 쌍을 (한때) 가졌던 단어 번호 (낡은 항목은 쓸 때 거른다),
+    ``names``: id → 토큰 문자열 (결과가 특수 토큰 이름 "[MASK]" 등이 되는 병합은 건너뛴다).
     """
     stats, where = collections.defaultdict(int), collections.defaultdict(list)
     for wid, (word, freq) in enumerate(zip(words, freqs)):
@@ -530,10 +529,10 @@ def train_bpe_from_counts(word_counts, vocab_size, min_frequency=2, min_char_cou
 # "We trained on the standard WMT 2014 English-German dataset consisting of about 4.5 million
 # sentence pairs." (§5.1)
 # 코퍼스 = 디렉터리 하나. 두 가지 배치를 읽는다 (단순 배치가 있으면 그것이 먼저):
-# - 단순 배치 (Multi30k, 직접 만든 코퍼스 무엇이든): data_dir/{train,valid,test}.{원문,번역문 언어}
-#   — 평범한 UTF-8, 한 줄에 한 문장, 두 언어 파일의 줄 수가 같아야 한다. 언어 쌍은 --src/--tgt (기본 en→de).
-# - WMT14 공식 배치(아카이브를 푼 그대로, en·de 쌍만): training/europarl-v7.de-en.*, commoncrawl.de-en.*
-#   (최상위), training/news-commentary-v9.de-en.*, dev/newstest2013.*, test-full/newstest2014-deen-*.sgm
+# - 단순 배치 (Multi30k, 직접 만든 코퍼스 무엇이든): data_dir/{train,valid,test}.{원문,번역문 언어} — UTF-8, 한 줄에
+#   한 문장, 두 언어 파일의 줄 수가 같다. 언어 쌍은 --src/--tgt (기본 en→de).
+# - WMT14 공식 배치(아카이브를 푼 그대로, en·de 만): training/europarl-v7.de-en.*, commoncrawl.de-en.* (최상위),
+#   training/news-commentary-v9.de-en.*, dev/newstest2013.*, test-full/newstest2014-deen-*.sgm
 WMT14_TRAIN = ("training/europarl-v7.de-en", "commoncrawl.de-en", "training/news-commentary-v9.de-en")
 WMT14_VALID = "dev/newstest2013"
 WMT14_TEST_SGM = ("test-full/newstest2014-deen-src.en.sgm", "test-full/newstest2014-deen-ref.de.sgm")
@@ -562,13 +561,7 @@ def corpus_files(data_dir, split, src="en", tgt="de"):
                     f"코퍼스 파일 '{path}' 가 없습니다: 코퍼스 디렉터리에는 {{train,valid,test}}.{src} 와 "
                     f"{{train,valid,test}}.{tgt} (한 줄에 한 문장) 가 있어야 합니다 (--src/--tgt 로 언어 확인).")
         return [("text", *simple)]
-    files = _wmt14_official_files(data_dir, split)
-    return [(kind, b, a) for kind, a, b in files] if src == "de" else files   # 공식 배치는 (영어, 독일어) 순
-
-
-def _wmt14_official_files(data_dir, split):
-    """WMT14 공식 배치의 (종류, 영어, 독일어) 목록. 없는 파일은 내려받기 명령과 함께 알린다."""
-    join = os.path.join
+    join = os.path.join                                   # WMT14 공식 배치: (종류, 영어, 독일어)
     if split != "test":
         stems = WMT14_TRAIN if split == "train" else (WMT14_VALID,)
         files = [("text", join(data_dir, f"{stem}.en"), join(data_dir, f"{stem}.de")) for stem in stems]
@@ -580,7 +573,7 @@ def _wmt14_official_files(data_dir, split):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"WMT14 '{split}' 파일 '{path}' 가 없습니다: `python data.py download wmt14 "
                                     f"--dir {data_dir}` 로 내려받거나 {split}.en / {split}.de 를 두세요.")
-    return files
+    return [(kind, b, a) for kind, a, b in files] if src == "de" else files
 
 
 def check_corpus(data_dir, src="en", tgt="de"):
@@ -597,21 +590,19 @@ def check_corpus(data_dir, src="en", tgt="de"):
 
 
 def _same_line_count(a, b):
-    """두 평행 파일의 줄 수. 다르면 두 파일과 두 개수를 알린다."""
-    n_a, n_b = _count_lines(a), _count_lines(b)
-    if n_a != n_b:
-        raise ValueError(f"평행 코퍼스의 줄 수가 다릅니다: '{a}' {n_a:,}줄, '{b}' {n_b:,}줄 — "
+    """두 평행 파일의 줄 수 ('\\n' 으로만 나눈다; 마지막 줄에 '\\n' 이 없어도 한 줄; 1 MiB 씩 읽어 빠르다).
+    다르면 두 파일과 두 개수를 알린다."""
+    counts = []
+    for path in (a, b):
+        count, last = 0, b"\n"
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                count, last = count + block.count(b"\n"), block[-1:]
+        counts.append(count + (last != b"\n"))
+    if counts[0] != counts[1]:
+        raise ValueError(f"평행 코퍼스의 줄 수가 다릅니다: '{a}' {counts[0]:,}줄, '{b}' {counts[1]:,}줄 — "
                          "두 파일을 다시 내려받거나 짝을 맞추세요.")
-    return n_a
-
-
-def _count_lines(path):
-    """'\\n' 으로만 나눈 줄 수 (마지막 줄에 '\\n' 이 없어도 한 줄). 1 MiB 씩 읽어 빠르다."""
-    count, last = 0, b"\n"
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            count, last = count + block.count(b"\n"), block[-1:]
-    return count + (last != b"\n")
+    return counts[0]
 
 
 def _read_lines(path):
@@ -657,33 +648,30 @@ def read_sgm(path):
             yield doc, seg_id.group(1) if seg_id else str(number), seg.group(1)
 
 
-def _pairs_of(kind, src_path, tgt_path):
-    """두 평행 파일을 짝지어 내보낸다. 텍스트: 줄 수가 다르면 읽기 전에 알린다. SGM: 문서·구절 id 가
-    어긋나면 처음 어긋난 곳을 알린다."""
-    if kind == "text":
-        _same_line_count(src_path, tgt_path)
-        yield from ((a, b) for (_, a), (_, b) in zip(_read_lines(src_path), _read_lines(tgt_path)))
-        return
-    src, ref = list(read_sgm(src_path)), list(read_sgm(tgt_path))
-    if len(src) != len(ref):
-        raise ValueError(f"SGM 구절 수가 다릅니다: '{src_path}' {len(src):,}개, '{tgt_path}' {len(ref):,}개.")
-    for k, ((d1, s1, a), (d2, s2, b)) in enumerate(zip(src, ref)):
-        if (d1, s1) != (d2, s2):
-            raise ValueError(f"SGM {k + 1}번째 구절의 id 가 어긋납니다: '{src_path}' ({d1}, {s1}), "
-                             f"'{tgt_path}' ({d2}, {s2}).")
-        yield a, b
-
-
 def iter_corpus(data_dir, split, src="en", tgt="de", max_words=250, max_ratio=9.0, normalize_text=True):
     """분할을 (원문, 번역문) 쌍으로 하나씩 내보낸다 (스트리밍: 메모리에 쌓지 않는다).
 
-    한쪽이라도 (정규화 뒤) 비어 있는 쌍은 건너뛴다. 학습 분할에만 길이 필터를 쓴다: 단어 수가 ``max_words``
-    를 넘거나 긴 쪽/짧은 쪽 단어 수 비가 ``max_ratio`` (Moses clean-corpus 와 같은 9) 를 넘는 쌍(정렬 오류일
-    가능성)을 뺀다; ``None`` 은 끄기. 검증·시험 분할은 공식 점수와 같아야 하므로 거르지 않는다.
-    단어 수는 BPE 토큰 수가 아니다 (드문 글자는 니블 토큰 2개 이상): 토큰 수 필터는 prepare 가 인코딩한 뒤 쓴다.
+    텍스트 파일은 줄 수가 다르면 읽기 전에, SGM 은 문서·구절 id 가 처음 어긋난 곳에서 알린다. 한쪽이라도 (정규화
+    뒤) 빈 쌍은 건너뛴다. 학습 분할에만 길이 필터: 단어 수가 ``max_words`` 를 넘거나 긴 쪽/짧은 쪽 단어 수 비가
+    ``max_ratio`` (Moses clean-corpus 와 같은 9) 를 넘는 쌍(정렬 오류일 가능성)을 뺀다; ``None`` 은 끄기.
+    검증·시험 분할은 공식 점수와 같아야 하므로 거르지 않는다. 단어 수는 BPE 토큰 수가 아니다 (드문 글자는 니블
+    토큰 2개 이상): 토큰 수 필터는 prepare 가 인코딩한 뒤 쓴다.
     """
     for kind, src_path, tgt_path in corpus_files(data_dir, split, src, tgt):
-        for a, b in _pairs_of(kind, src_path, tgt_path):
+        if kind == "text":
+            _same_line_count(src_path, tgt_path)
+            pairs = ((a, b) for (_, a), (_, b) in zip(_read_lines(src_path), _read_lines(tgt_path)))
+        else:
+            src_segs, ref_segs = list(read_sgm(src_path)), list(read_sgm(tgt_path))
+            if len(src_segs) != len(ref_segs):
+                raise ValueError(f"SGM 구절 수가 다릅니다: '{src_path}' {len(src_segs):,}개, "
+                                 f"'{tgt_path}' {len(ref_segs):,}개.")
+            for k, ((d1, s1, _), (d2, s2, _)) in enumerate(zip(src_segs, ref_segs)):
+                if (d1, s1) != (d2, s2):
+                    raise ValueError(f"SGM {k + 1}번째 구절의 id 가 어긋납니다: '{src_path}' ({d1}, {s1}), "
+                                     f"'{tgt_path}' ({d2}, {s2}).")
+            pairs = ((a, b) for (_, _, a), (_, _, b) in zip(src_segs, ref_segs))
+        for a, b in pairs:
             a, b = (normalize(a), normalize(b)) if normalize_text else (a, b)
             if not a.strip() or not b.strip():
                 continue
@@ -1152,24 +1140,13 @@ def load_prepared(cache_dir, split, max_len=None):
 # =============================================================================
 # "We trained on the standard WMT 2014 English-German dataset consisting of about 4.5 million
 # sentence pairs." (§5.1)
-# 논문과 다른 점: WMT14 가 없는 CPU 에서도 몇 분 만에 "정말 번역하는" 모델을 보이려고, 작은 문법이 영어→독일어
-# 쌍을 만든다: 성·격·수에 따른 관사와 형용사 어미(약/혼합/강변화), 주어-동사 일치, 현재/과거, 부정(nicht/kein),
-# 어순 바꾸기 — 부사를 앞세우면 동사가 둘째 자리(V2), weil/dass 부문장에서는 끝자리 (어텐션 그림에 볼 것이 생긴다).
-# 영어 한 문장의 번역은 하나다: 격은 문장 성분이 정한다 (주어 1격, 직접 목적어 4격, 간접 목적어와 with 3격,
-# of 2격, without/for 4격, help/thank/follow 의 목적어 3격). 영어는 소문자(I 만 대문자), 독일어는 명사만 대문자,
-# 마침표 없음, 쉼표는 weil/dass 앞과 앞세운 weil(because) 절 뒤에만.
-# 구조: 표본 추출(_demo_sample_*)이 문장을 사전(dict)으로 뽑고, _demo_render 가 두 언어로 쓴다.
-
-# 낱말 표는 코드가 아니라 데이터라서 demo_lexicon.json 에 있다 (이 파일 옆). 줄마다의 형식:
-# - nouns: 부류(person·animal·food·thing; 사람·동물 = animate, 음식도 물건이다)별 "영어단수 영어복수 성 독일어단수
-#   단수2격 복수". 약변화 남성 명사(der Junge → den Jungen)와 영어 단·복수가 같은 명사(sheep)는 규칙만 늘려 뺐다.
-# - relational: "the mother of 사람" 처럼 of 뒤에 사람이 올 수 있는 명사.
-# - adjectives: "영어 독일어어간 어울리는부류" (P 사람, A 동물, F 음식, T 물건): "the hungry book" 을 막는다.
-# - verbs: 영어 키|틀|주어 부류|목적어 부류|독일어 전치사|목적어 격|영어 "원형 3인칭 과거"|독일어 "ich er 복수 과거단수
-#   과거복수" (- 는 없음). 틀: intr 자동사 (목적어 부류가 있으면 with/without 부가어), obj 목적어, ditr 3격+4격,
-#   cop be + 형용사, that 뒤에 dass 절. 키의 둘째 단어는 영어 전치사다 ("look for" → suchen + 4격).
-# - adverbs: 앞세우는 부사 (영어, 독일어, 어울리는 시제); pronouns: 인칭 대명사 주어 (she 와 they 는 둘 다 sie 지만
-#   어미가 다르다); numbers: 수사.
+# 논문과 다른 점: WMT14 가 없는 CPU 에서도 몇 분 만에 "정말 번역하는" 모델을 보이려고 작은 문법이 영어→독일어 쌍을
+# 만든다: 성·격·수에 따른 관사와 형용사 어미(약/혼합/강변화), 주어-동사 일치, 현재/과거, 부정(nicht/kein), 어순 바꾸기
+# — 부사를 앞세우면 동사가 둘째 자리(V2), weil/dass 부문장에서는 끝자리 (어텐션 그림에 볼 것이 생긴다).
+# 영어 한 문장의 번역은 하나다: 격은 문장 성분이 정한다 (주어 1격, 직접 목적어 4격, 간접 목적어와 with 3격, of 2격,
+# without/for 4격, help/thank/follow 의 목적어 3격). 영어는 소문자(I 만 대문자), 독일어는 명사만 대문자, 마침표 없음,
+# 쉼표는 weil/dass 앞과 앞세운 weil(because) 절 뒤에만. 표본 추출(_demo_sample_*)이 문장을 사전(dict)으로 뽑고,
+# _demo_render 가 두 언어로 쓴다. 낱말 표는 데이터라서 옆의 demo_lexicon.json 에 있다 (줄 형식은 그 파일의 "형식").
 _DEMO_LEXICON_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo_lexicon.json")
 _DEMO_LEXICON = dict(nouns={}, relational=[], adjectives=[], verbs=[], adverbs=[], pronouns={}, numbers={})
 if os.path.isfile(_DEMO_LEXICON_PATH):                 # data.py 만 옮겨 왔으면 빈 표: BPE 등은 되고 데모만 멈춘다
