@@ -706,12 +706,11 @@ def load_wmt14(data_dir, split, max_words=250, max_ratio=9.0, normalize_text=Tru
 # =============================================================================
 # 4. 내려받기: WMT14 (statmt.org 공식 아카이브), Multi30k (공식 .gz 여섯 개)
 # =============================================================================
-# 한 가지 ``download`` 가 둘을 받는다: ① ``이름.part`` 로 받고 (끊기면 HTTP Range 로 이어받기, 재시도)
-# ② 크기를 서버가 알린 값과, SHA-256 이 알려져 있으면 그것과 맞춘 뒤에야 최종 이름으로 바꾼다.
-# 그다음 ``_extract`` 가 gzip 을 끝까지 읽어 무결성(CRC)을 확인하면서 필요한 파일만 임시 이름으로 풀고,
-# 모두 성공해야 최종 이름으로 바꾼다. 반쯤 쓰인 파일은 최종 이름으로 남지 않고, 손상본은 풀지 않고 지운다.
-# 체크섬: statmt.org 는 SHA-256 을 공개하지 않아 WMT14 는 지어내지 않고 크기 + gzip CRC 로 확인한다
-# (값을 알게 되면 ``Archive.sha256`` 에 넣는다). Multi30k 는 고정한 커밋의 파일이라 값이 정해져 있다.
+# 하나뿐인 ``download`` 가 둘 다 받는다: ``이름.part`` 에 받고 (끊기면 HTTP Range 로 이어받기, 재시도), 크기를 서버가
+# 알린 값과, SHA-256 이 주어지면 그것과 맞춘 뒤에야 최종 이름으로 바꾼다. 그다음 ``_extract`` 가 gzip 을 끝까지
+# 읽어 무결성(CRC)을 확인하며 필요한 파일만 임시 이름으로 풀고, 모두 성공해야 최종 이름으로 바꾼다: 반쯤 쓰인
+# 파일은 최종 이름으로 남지 않고, 손상본은 풀지 않고 지운다. 체크섬: statmt.org 는 SHA-256 을 공개하지 않아
+# WMT14 는 지어내지 않고 크기 + gzip CRC 로 확인한다. Multi30k 는 고정한 커밋의 파일이라 값이 정해져 있다.
 STATMT_URL = "https://www.statmt.org"
 
 
@@ -751,31 +750,43 @@ MULTI30K_SHA256 = (                                      # (.gz 이름, SHA-256)
 _MULTI30K_SPLITS = {"train": "train", "val": "valid", "test_2016_flickr": "test"}
 
 
-def multi30k_archives(checksums=MULTI30K_SHA256):
-    """체크섬 표 ((.gz 이름, SHA-256) 쌍들 또는 dict) → ``Archive`` 들. 단순 배치 이름으로 푼다.
-
-    >>> [(a.url_path, a.members[0][1]) for a in multi30k_archives()][2:4]
-    [('val.en.gz', 'valid.en'), ('val.de.gz', 'valid.de')]
-    """
-    archives = []
-    for name, sha256 in dict(checksums).items():
-        stem, lang, _ = name.rsplit(".", 2)              # "test_2016_flickr.de.gz" → test_2016_flickr, de
-        if stem not in _MULTI30K_SPLITS:
-            raise ValueError(f"Multi30k 파일 이름 '{name}' 을 모릅니다: {sorted(_MULTI30K_SPLITS)} 중 하나로 "
-                             "시작해야 합니다.")
-        archives.append(Archive(name, name, ((name, f"{_MULTI30K_SPLITS[stem]}.{lang}"),), sha256))
-    return tuple(archives)
-
-
 def download(url, path, sha256=None, retries=5, timeout=60, backoff=2.0, progress=True):
     """``url`` → ``path``: ``path.part`` 에 받고 (있으면 ``Range: bytes=N-`` 로 이어받기; 서버가 206 대신 200 이면
     처음부터), 끊기면 ``retries`` 번 다시 이어받는다. 크기와 (주어지면) SHA-256 이 맞아야 ``path`` 로 바꾼다.
+    진행 표시(stderr): 터미널이면 '\\r' 로 한 줄을 0.5초마다 덮어쓰고, 아니면(로그 파일) 10초마다 한 줄.
     """
-    part = path + ".part"
+    part, tty = path + ".part", sys.stderr.isatty()
+
+    def show(have, total, t0, end=""):
+        size = f"/{total / 1e6:,.1f} MB ({100 * have / total:5.1f}%)" if total else " MB"
+        rate = have / 1e6 / max(time.time() - t0, 1e-9)
+        line = f"  {os.path.basename(path)}: {have / 1e6:,.1f}{size} {rate:.1f} MB/s"
+        print(f"\r{line}" if tty else line, end=end if tty else "\n", file=sys.stderr, flush=True)
+
     for attempt in range(retries + 1):
         have = os.path.getsize(part) if os.path.exists(part) else 0
         try:
-            have, total = _fetch(url, part, have, timeout, progress)
+            headers = {"User-Agent": "transformer-ko/1.0", **({"Range": f"bytes={have}-"} if have else {})}
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as resp:
+                if have and resp.status == 206:
+                    start, total = _content_range(resp.headers.get("Content-Range"))
+                    if start != have:
+                        raise OSError(f"서버가 {have} 가 아니라 {start} 바이트부터 보냈습니다")
+                else:                                    # Range 를 무시한 서버: 처음부터
+                    have, length = 0, resp.headers.get("Content-Length")
+                    total = int(length) if length and length.isdigit() else None
+                t0 = shown = time.time()
+                try:
+                    with open(part, "ab" if have else "wb") as out:
+                        for chunk in iter(lambda: resp.read(1 << 20), b""):
+                            out.write(chunk)
+                            have += len(chunk)
+                            if progress and time.time() - shown >= (0.5 if tty else 10.0):
+                                shown = time.time()
+                                show(have, total, t0)
+                finally:
+                    if progress:
+                        show(have, total, t0, end="\n")
             if total is None or have == total:
                 break
             error = f"{have:,} / {total:,} 바이트에서 끊김"
@@ -795,54 +806,14 @@ def download(url, path, sha256=None, retries=5, timeout=60, backoff=2.0, progres
         print(f"  {os.path.basename(path)}: {error} — 이어받기 다시 시도 ({attempt + 1}/{retries})", file=sys.stderr)
         time.sleep(backoff * (attempt + 1))
     if sha256:
-        digest = hashlib.sha256()
         with open(part, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        if digest.hexdigest() != sha256.lower():
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+        if digest != sha256.lower():
             os.remove(part)
             raise ValueError(f"'{os.path.basename(path)}' 의 SHA-256 이 기대값 {sha256.lower()} 이 아니라 "
-                             f"{digest.hexdigest()} 입니다: 손상되었거나 다른 파일이라 지웠고 풀지 않았습니다.")
+                             f"{digest} 입니다: 손상되었거나 다른 파일이라 지웠고 풀지 않았습니다.")
     os.replace(part, path)
     return path
-
-
-def _fetch(url, part, have, timeout, progress):
-    """HTTP 요청 한 번으로 받을 수 있는 만큼 ``part`` 에 덧붙인다. (받은 바이트 수, 전체 크기 또는 None).
-
-    진행 표시(stderr): 터미널이면 '\\r' 로 한 줄을 0.5초마다 덮어쓰고, 아니면(로그 파일) 10초마다 한 줄.
-    """
-    headers = {"User-Agent": "transformer-ko/1.0", **({"Range": f"bytes={have}-"} if have else {})}
-    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as resp:
-        if have and resp.status == 206:
-            start, total = _content_range(resp.headers.get("Content-Range"))
-            if start != have:
-                raise OSError(f"서버가 {have} 가 아니라 {start} 바이트부터 보냈습니다")
-        else:                                            # Range 를 무시한 서버: 처음부터
-            have, length = 0, resp.headers.get("Content-Length")
-            total = int(length) if length and length.isdigit() else None
-        tty = sys.stderr.isatty()
-        t0 = shown = time.time()
-
-        def show():
-            size = f"/{total / 1e6:,.1f} MB ({100 * have / total:5.1f}%)" if total else " MB"
-            rate = have / 1e6 / max(time.time() - t0, 1e-9)
-            line = f"  {os.path.basename(part)[:-5]}: {have / 1e6:,.1f}{size} {rate:.1f} MB/s"
-            print(f"\r{line}" if tty else line, end="" if tty else "\n", file=sys.stderr, flush=True)
-
-        try:
-            with open(part, "ab" if have else "wb") as out:
-                for chunk in iter(lambda: resp.read(1 << 20), b""):
-                    out.write(chunk)
-                    have += len(chunk)
-                    if progress and time.time() - shown >= (0.5 if tty else 10.0):
-                        shown = time.time()
-                        show()
-        finally:
-            if progress:
-                show()
-                print(end="\n" if tty else "", file=sys.stderr)
-    return have, total
 
 
 def _content_range(value):
@@ -853,9 +824,9 @@ def _content_range(value):
 
 
 def _extract(path, members, dest_dir):
-    """gzip 을 끝까지 읽어 무결성(CRC·길이)을 확인하면서 ``members`` (이름 → 목적지)만 임시 이름으로 풀고,
-    모두 성공해야 최종 이름으로 바꾼다. .tgz 는 그 안의 파일을 이름(basename)으로 찾아 우리가 정한 경로에만
-    쓰고 (경로 탈출 없음), .gz 는 파일 하나다. 손상이나 빠진 파일은 임시 파일을 지우고 ValueError.
+    """gzip 을 끝까지 읽어 무결성(CRC·길이)을 확인하며 ``members`` (이름 → 목적지)만 임시 이름으로 풀고, 모두
+    성공해야 최종 이름으로 바꾼다. .tgz 는 안의 파일을 이름(basename)으로 찾아 우리가 정한 경로에만 쓰고 (경로
+    탈출 없음), .gz 는 파일 하나다. 손상이나 빠진 파일은 임시 파일을 지우고 ValueError.
 
     >>> import tempfile, os
     >>> tmp = tempfile.TemporaryDirectory(); gz = os.path.join(tmp.name, "a.gz")
@@ -933,10 +904,16 @@ def download_wmt14(data_dir="data/wmt14", base_url=STATMT_URL, archives=WMT14_AR
 
 def download_multi30k(data_dir="data/multi30k", base_url=MULTI30K_URL, checksums=MULTI30K_SHA256, retries=5,
                       timeout=60, backoff=2.0, progress=True, log=print):
-    """Multi30k task 1 의 .gz 여섯 개를 받아 SHA-256 을 맞추고 단순 배치(train/valid/test.{en,de})로 푼다.
-    ``checksums`` 는 (.gz 이름, SHA-256) 표 (기본은 진짜 값; 시험은 자기 표를 준다)."""
-    return download_archives(data_dir, base_url, multi30k_archives(checksums), retries, timeout, backoff,
-                             progress, log)
+    """Multi30k task 1 의 .gz 여섯 개를 받아 SHA-256 을 맞추고 단순 배치(train/valid/test.{en,de})로 푼다
+    ("val.de.gz" → valid.de). ``checksums`` 는 (.gz 이름, SHA-256) 표 (기본은 진짜 값; 시험은 자기 표를 준다)."""
+    archives = []
+    for name, sha256 in dict(checksums).items():
+        stem, lang, _ = name.rsplit(".", 2)              # "test_2016_flickr.de.gz" → test_2016_flickr, de
+        if stem not in _MULTI30K_SPLITS:
+            raise ValueError(f"Multi30k 파일 이름 '{name}' 을 모릅니다: {sorted(_MULTI30K_SPLITS)} 중 하나로 "
+                             "시작해야 합니다.")
+        archives.append(Archive(name, name, ((name, f"{_MULTI30K_SPLITS[stem]}.{lang}"),), sha256))
+    return download_archives(data_dir, base_url, archives, retries, timeout, backoff, progress, log)
 
 
 # =============================================================================
