@@ -807,7 +807,10 @@ def download(url, path, sha256=None, retries=5, timeout=60, backoff=2.0, progres
         time.sleep(backoff * (attempt + 1))
     if sha256:
         with open(part, "rb") as f:
-            digest = hashlib.file_digest(f, "sha256").hexdigest()
+            digest = hashlib.sha256()
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        digest = digest.hexdigest()
         if digest != sha256.lower():
             os.remove(part)
             raise ValueError(f"'{os.path.basename(path)}' 의 SHA-256 이 기대값 {sha256.lower()} 이 아니라 "
