@@ -540,15 +540,7 @@ _SPLITS = ("train", "valid", "test")
 
 
 def corpus_files(data_dir, split, src="en", tgt="de"):
-    """분할의 (종류, 원문 파일, 번역문 파일) 목록. 종류는 "text"(한 줄에 한 문장) 또는 "sgm".
-
-    >>> import tempfile, os
-    >>> tmp = tempfile.TemporaryDirectory(); d = tmp.name
-    >>> for name in ("test.en", "test.de"): open(os.path.join(d, name), "w").close()
-    >>> [(kind, os.path.basename(a), os.path.basename(b)) for kind, a, b in corpus_files(d, "test", "de", "en")]
-    [('text', 'test.de', 'test.en')]
-    >>> tmp.cleanup()
-    """
+    """분할의 (종류, 원문 파일, 번역문 파일) 목록. 종류는 "text"(한 줄에 한 문장) 또는 "sgm"."""
     if split not in _SPLITS:
         raise ValueError(f"split={split!r} 는 알 수 없습니다: 'train', 'valid', 'test' 중 하나를 쓰세요.")
     simple = (os.path.join(data_dir, f"{split}.{src}"), os.path.join(data_dir, f"{split}.{tgt}"))
@@ -830,13 +822,6 @@ def _extract(path, members, dest_dir):
     """gzip 을 끝까지 읽어 무결성(CRC·길이)을 확인하며 ``members`` (이름 → 목적지)만 임시 이름으로 풀고, 모두
     성공해야 최종 이름으로 바꾼다. .tgz 는 안의 파일을 이름(basename)으로 찾아 우리가 정한 경로에만 쓰고 (경로
     탈출 없음), .gz 는 파일 하나다. 손상이나 빠진 파일은 임시 파일을 지우고 ValueError.
-
-    >>> import tempfile, os
-    >>> tmp = tempfile.TemporaryDirectory(); gz = os.path.join(tmp.name, "a.gz")
-    >>> with gzip.open(gz, "wb") as f: _ = f.write(b"Hallo\\n")
-    >>> _extract(gz, {"a.gz": "a.txt"}, tmp.name); sorted(os.listdir(tmp.name))
-    ['a.gz', 'a.txt']
-    >>> tmp.cleanup()
     """
     temps = {}
 
@@ -1035,11 +1020,6 @@ def find_prepared(data_dir, vocab_size=None, src=None, tgt=None):
     ``vocab_size`` 를 주면 meta.json 의 설정 어휘 크기가 그것인 캐시만 본다 (디렉터리 이름은 믿지 않는다):
     이어 학습할 때 더 최근의 다른 어휘 캐시를 집으면 체크포인트와 맞지 않는다. ``src``/``tgt`` 를 주면 그
     방향의 캐시만 본다 (언어를 적지 않은 옛 캐시는 en→de).
-
-    >>> import tempfile
-    >>> with tempfile.TemporaryDirectory() as d:
-    ...     find_prepared(d) is None
-    True
     """
     root, found = os.path.join(data_dir, "prepared"), []
     for name in os.listdir(root) if os.path.isdir(root) else []:
