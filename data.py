@@ -9,10 +9,8 @@ vocabulary of about 37000 tokens." (§5.1)
 명령줄: ``python data.py download {wmt14,multi30k} [--dir DIR]``,
 ``python data.py prepare {wmt14,multi30k,DIR} [--src en --tgt de] [--vocab N]``.
 
->>> SPECIAL_TOKENS[:3], PAD_ID, BOS_ID, EOS_ID, MASK_ID
-(('[PAD]', '[UNK]', '[BOS]'), 0, 2, 3, 6)
->>> normalize("  Hallo\\t\\tWelt \\x00! ")
-'Hallo Welt !'
+>>> SPECIAL_TOKENS[:3], PAD_ID, BOS_ID, EOS_ID, MASK_ID, normalize("  Hallo\\t\\tWelt \\x00! ")
+(('[PAD]', '[UNK]', '[BOS]'), 0, 2, 3, 6, 'Hallo Welt !')
 >>> bpe = train_bpe(["the cat sat", "the cat ate", "a cat"], vocab_size=60)
 >>> bpe.decode(bpe.encode("the cat 고양이")) == "the cat 고양이"
 True
