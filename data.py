@@ -456,8 +456,7 @@ def _parse_bpe(lines, path):
         fail(str(exc))
     for k, (_, _, text) in enumerate(rows):
         if bpe.tokens[bpe._first_merge + k] != text:
-            fail(f"병합 결과 '{text}' 가 계산한 토큰 '{bpe.tokens[bpe._first_merge + k]}' 와 다릅니다",
-                 merge_start + k + 1)
+            fail(f"병합 결과 '{text}' 가 계산한 토큰 '{bpe.tokens[bpe._first_merge + k]}' 와 다릅니다", merge_start + k + 1)
     return bpe
 
 
@@ -547,9 +546,8 @@ def corpus_files(data_dir, split, src="en", tgt="de"):
     if all(os.path.isfile(p) for p in simple) or not wmt14:
         for path in simple:
             if not os.path.isfile(path):
-                raise FileNotFoundError(
-                    f"코퍼스 파일 '{path}' 가 없습니다: 코퍼스 디렉터리에는 {{train,valid,test}}.{src} 와 "
-                    f"{{train,valid,test}}.{tgt} (한 줄에 한 문장) 가 있어야 합니다 (--src/--tgt 로 언어 확인).")
+                raise FileNotFoundError(f"코퍼스 파일 '{path}' 가 없습니다: 코퍼스 디렉터리에는 {{train,valid,test}}.{src} 와 "
+                                        f"{{train,valid,test}}.{tgt} (한 줄에 한 문장) 가 있어야 합니다 (--src/--tgt 로 언어 확인).")
         return [("text", *simple)]
     join = os.path.join                                   # WMT14 공식 배치: (종류, 영어, 독일어)
     if split != "test":
@@ -1475,12 +1473,9 @@ def collate(pairs, pad_id=PAD_ID, bos_id=BOS_ID, eos_id=EOS_ID):
     tgt_in = np.full((len(pairs), tgt_len), pad_id, dtype=np.int64)      # (B, T)
     tgt_out = np.full((len(pairs), tgt_len), pad_id, dtype=np.int64)     # (B, T)
     for row, (s, t) in enumerate(pairs):                                 # numpy 로 채우고 한 번에 텐서로
-        src[row, :len(s)] = s
-        src[row, len(s)] = eos_id
-        tgt_in[row, 0] = bos_id
-        tgt_in[row, 1:len(t) + 1] = t
-        tgt_out[row, :len(t)] = t
-        tgt_out[row, len(t)] = eos_id
+        src[row, :len(s) + 1] = [*s, eos_id]
+        tgt_in[row, :len(t) + 1] = [bos_id, *t]
+        tgt_out[row, :len(t) + 1] = [*t, eos_id]
     return torch.from_numpy(src), torch.from_numpy(tgt_in), torch.from_numpy(tgt_out)
 
 
@@ -1523,8 +1518,7 @@ def mlm_mask(tokens, vocab_size, seed=0, mask_prob=0.15, mask_ratio=0.8, random_
     True
     """
     tokens = torch.as_tensor(tokens, dtype=torch.long)
-    special = torch.tensor(sorted(range(len(SPECIAL_TOKENS)) if special_ids is None else special_ids),
-                           dtype=torch.long)
+    special = torch.tensor(sorted(range(len(SPECIAL_TOKENS)) if special_ids is None else special_ids), dtype=torch.long)
     if tokens.numel() and (tokens.min() < 0 or tokens.max() >= vocab_size):
         raise ValueError(f"토큰 id 는 0..{vocab_size - 1} 이어야 합니다.")
     normal = torch.tensor([i for i in range(vocab_size) if i not in set(special.tolist())], dtype=torch.long)
@@ -1559,16 +1553,14 @@ def main(argv=None):
     down = sub.add_parser("download", help="공식 파일을 받아 체크섬·무결성을 확인하고 푼다")
     down.add_argument("dataset", choices=["wmt14", "multi30k"])
     down.add_argument("--dir", default=None, help="저장할 디렉터리 (기본 data/<dataset>)")
-    down.add_argument("--base-url", default=None,
-                      help=f"거울 서버 주소 (기본 wmt14: {STATMT_URL}, multi30k: {MULTI30K_URL})")
+    down.add_argument("--base-url", default=None, help=f"거울 서버 주소 (기본 wmt14: {STATMT_URL}, multi30k: {MULTI30K_URL})")
     prep = sub.add_parser("prepare", help="공동 BPE 를 배우고 세 분할을 numpy 캐시로 인코딩")
     prep.add_argument("corpus", help="wmt14 (= data/wmt14), multi30k (= data/multi30k) 또는 코퍼스 디렉터리: "
                                      "train/valid/test.<src>, .<tgt> 파일들")
     prep.add_argument("--dir", default=None, help="wmt14·multi30k 를 다른 디렉터리에서 읽는다")
     prep.add_argument("--src", default="en", help="원문 언어 = 파일 확장자 (기본 en)")
     prep.add_argument("--tgt", default="de", help="번역문 언어 = 파일 확장자 (기본 de)")
-    prep.add_argument("--vocab", type=int, default=None,
-                      help="공동 어휘 크기 (기본: wmt14 는 37000 = §5.1, 그 밖의 코퍼스는 8000)")
+    prep.add_argument("--vocab", type=int, default=None, help="공동 어휘 크기 (기본: wmt14 는 37000 = §5.1, 그 밖의 코퍼스는 8000)")
     prep.add_argument("--min-frequency", type=int, default=2, help="병합할 쌍의 최소 빈도")
     prep.add_argument("--min-char-count", type=int, default=100, help="기본 어휘에 넣을 글자의 최소 빈도")
     prep.add_argument("--max-bpe-tokens", type=int, default=250,
@@ -1600,8 +1592,7 @@ def main(argv=None):
         print(f"오류: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("\n중단됨: 반쯤 만든 파일은 최종 이름으로 남지 않았습니다. 같은 명령으로 다시 시작하세요.",
-              file=sys.stderr)
+        print("\n중단됨: 반쯤 만든 파일은 최종 이름으로 남지 않았습니다. 같은 명령으로 다시 시작하세요.", file=sys.stderr)
         return 130
     return 0
 
