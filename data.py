@@ -915,12 +915,11 @@ def prepare_corpus(data_dir, vocab_size=8000, src="en", tgt="de", min_frequency=
                    max_words=250, max_ratio=9.0, max_bpe_tokens=250, max_train_pairs=None, log=print):
     """코퍼스를 준비하고 캐시 경로를 돌려준다: 학습 문장(두 언어)으로 공동 BPE 를 배우고 세 분할을 인코딩.
 
-    먼저 ``check_corpus`` 로 파일과 줄 수를 확인한다. "src"/"tgt" 는 방향이다: de→en 캐시는 따로 만든다.
-    학습 텍스트는 두 번 흘려 읽는다 (단어 세기, 인코딩). ``max_train_pairs`` 는 앞부분만 쓴다 (실험용).
-    ``max_bpe_tokens``: 인코딩한 뒤 한쪽이라도 BPE 토큰이 이보다 많은 *학습* 쌍을 뺀다 (뺀 수는 로그와
-    meta.json 의 ``dropped_long_pairs``). 단어 수 필터만으로는 모자란다: Common Crawl 의 4,000 글자 잡음
-    단어 하나가 3,155 토큰, 드문 한자 171 글자 단어가 1,027 토큰이 되어 모델의 위치표(1,024)를 넘었고 학습이
-    죽었다. 검증·시험 분할은 공식 점수를 위해 거르지 않고, 분할마다 가장 긴 길이를 ``max_lengths`` 에 적는다.
+    먼저 ``check_corpus`` 로 파일과 줄 수를 확인한다. src→tgt 는 방향이다 (de→en 캐시는 따로). 학습 텍스트는 두 번
+    흘려 읽는다 (단어 세기, 인코딩). ``max_train_pairs``: 앞부분만 (실험용). ``max_bpe_tokens``: 한쪽이라도 BPE
+    토큰이 이보다 많은 *학습* 쌍을 뺀다 (meta.json 의 ``dropped_long_pairs``): Common Crawl 의 4,000 글자 잡음 단어
+    하나가 3,155 토큰, 드문 한자 171 글자 단어가 1,027 토큰이 되어 위치표(1,024)를 넘었고 학습이 죽었다.
+    검증·시험 분할은 공식 점수를 위해 거르지 않고, 분할마다 가장 긴 길이를 ``max_lengths`` 에 적는다.
     """
     if max_bpe_tokens < 1:
         raise ValueError(f"max_bpe_tokens={max_bpe_tokens}: 문장당 최대 BPE 토큰 수는 1 이상이어야 합니다.")
@@ -1013,9 +1012,8 @@ def _encode_split(bpe, pairs, out_dir, split, log, max_tokens=None, every=500_00
 def find_prepared(data_dir, vocab_size=None, src=None, tgt=None):
     """``data_dir`` 의 완성된 캐시(meta.json 이 있는 것) 중 가장 최근 것의 경로, 없으면 None.
 
-    ``vocab_size`` 를 주면 meta.json 의 설정 어휘 크기가 그것인 캐시만 본다 (디렉터리 이름은 믿지 않는다):
-    이어 학습할 때 더 최근의 다른 어휘 캐시를 집으면 체크포인트와 맞지 않는다. ``src``/``tgt`` 를 주면 그
-    방향의 캐시만 본다 (언어를 적지 않은 옛 캐시는 en→de).
+    ``vocab_size``/``src``/``tgt`` 를 주면 meta.json 의 설정이 그것인 캐시만 본다 (디렉터리 이름은 믿지 않는다;
+    언어를 적지 않은 옛 캐시는 en→de): 이어 학습할 때 더 최근의 다른 캐시를 집으면 체크포인트와 맞지 않는다.
     """
     root, found = os.path.join(data_dir, "prepared"), []
     for name in os.listdir(root) if os.path.isdir(root) else []:
