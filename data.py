@@ -1403,7 +1403,7 @@ def demo_kind(english):
 # 배치의 예제 수 × (가장 긴 원문, 가장 긴 번역 중 큰 것, [EOS]/[BOS] 포함) ≤ max_tokens.
 # 같은 길이 안의 순서와 배치 순서는 (seed, epoch) 로 섞는다: 에폭마다 다르고, 재개해도 같다.
 def token_batches(src_lengths, tgt_lengths, max_tokens, seed=0, epoch=0, shuffle=True, rank=0,
-                  world_size=1, specials=1, by_length=True):
+                  world_size=1, specials=1, by_length=True, max_sentences=None):
     """예제 번호 배치들의 목록. 에폭마다 모든 예제가 정확히 한 번, 랭크끼리는 서로소.
 
     ``src_lengths``/``tgt_lengths`` 는 특수 토큰을 뺀 길이; ``specials`` (=1) 를 더해 collate 가 만드는
@@ -1431,17 +1431,36 @@ def token_batches(src_lengths, tgt_lengths, max_tokens, seed=0, epoch=0, shuffle
     order = rng.permutation(len(width)) if shuffle else np.arange(len(width))
     if by_length:
         order = order[np.argsort(width[order], kind="stable")]
-    w, batches, start = width[order].tolist(), [], 0
-    while start < len(w):                       # 순서대로, (가장 긴 폭) × 예제 수가 예산 안인 만큼 담는다
-        end, longest = start, 0
-        while end < len(w) and (end - start + 1) * max(longest, w[end]) <= max_tokens:
-            longest, end = max(longest, w[end]), end + 1
-        batches.append(order[start:end].tolist())
-        start = end
+    batches = _greedy_batches(order, width, max_tokens, max_sentences, sorted_widths=by_length)
     if shuffle:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     _make_divisible(batches, world_size)
     return batches[rank::world_size]
+
+
+def _greedy_batches(order, width, max_tokens, max_sentences, sorted_widths):
+    """순서대로 예산이 허락하는 만큼 담는다. 폭이 정렬돼 있으면 배치 끝을 이분 탐색으로 찾는다."""
+    w = width[order]
+    cap = max_sentences or len(order)
+    batches, start, n = [], 0, len(order)
+    while start < n:
+        if sorted_widths:                       # 폭 비내림차순: count × w[start+count-1] 가 단조 증가
+            lo, hi = 1, min(cap, n - start, max_tokens // int(w[start]))
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if mid * int(w[start + mid - 1]) <= max_tokens:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            end = start + lo
+        else:
+            end, longest = start, 0
+            while end < n and end - start < cap and (end - start + 1) * max(longest, int(w[end])) <= max_tokens:
+                longest = max(longest, int(w[end]))
+                end += 1
+        batches.append(order[start:end].tolist())
+        start = end
+    return batches
 
 
 def _make_divisible(batches, world_size):
