@@ -1,20 +1,16 @@
 """plots.py — 리포트의 그림 31장을 이 프로젝트의 코드로 그 자리에서 다시 계산해 그린다.
 
-``python plots.py`` 는 그림을 전부 ``outputs/<이름>.png`` 로 쓰고, 그림마다 잰 숫자를 한 줄씩
-출력하며 ``outputs/figure_numbers.json`` 에 모은다 (README 가 인용하는 값).
-``--list`` 는 이름 목록, ``--only 이름`` 은 그 그림만 (여러 번 또는 쉼표로),
-``--out 디렉터리`` 는 저장 위치, ``--run outputs/training/<런>`` 은 그 학습 런의 그림 세 장
-(``loss_curves.png``, ``learning_rate.png``, ``training_dashboard.png``)만 다시 그린다.
+``python plots.py`` 는 그림을 전부 ``outputs/<이름>.png`` 로 쓰고, 잰 숫자를 그림마다 한 줄씩 출력하며
+``outputs/figure_numbers.json`` 에 모은다 (README 가 인용하는 값). ``--list`` 는 이름 목록, ``--only 이름`` 은
+그 그림만 (여러 번 또는 쉼표로), ``--out 디렉터리`` 는 저장 위치, ``--run outputs/training/<런>`` 은 그 런의 그림
+세 장(``loss_curves.png``, ``learning_rate.png``, ``training_dashboard.png``)만 다시 그린다.
 
-원칙: 그림의 모든 값은 실행할 때 embeddings.py … train.py 의 함수로 잰다. 꾸며 낸 곡선은 없다.
-학습된 모델이 필요한 그림은 가장 최근의 데모 학습 런(``python train.py``)을 쓰고, 없으면
-짧은 데모 학습을 직접 돌린다(``outputs/training/plots_demo``, 다음 실행부터는 재사용).
-
-그림 이름 X 의 함수는 ``fig_X`` 다. 입력을 인자로 받고(기본값 있음) matplotlib ``Figure`` 를 돌려주며,
-잰 숫자는 ``fig.numbers`` (dict) 에 붙는다. 이 파일과 FIGURES 는 파일을 읽는 순서를 따른다
-(임베딩 → 어텐션 → 층 → 초기화 → 스케줄 → 손실 → 데이터 → 학습 → 학습된 모델).
-화면 없이 Agg 백엔드, 글자는 영어(matplotlib 에 들어 있는 DejaVu Sans 로 어디서나 깨지지 않게),
-한국어 설명은 README 에.
+원칙: 모든 값은 실행할 때 embeddings.py … train.py 의 함수로 잰다. 꾸며 낸 곡선은 없다. 학습된 모델이 필요한
+그림은 가장 최근의 데모 런(``python train.py``)을, 없으면 짧은 데모 학습(``outputs/training/plots_demo``,
+다음부터 재사용)을 쓴다. 그림 X 의 함수는 ``fig_X``: 입력은 인자(기본값 있음), 반환은 matplotlib ``Figure``,
+잰 숫자는 ``fig.numbers`` (dict). 파일과 FIGURES 는 읽는 순서를 따른다 (임베딩 → 어텐션 → 층 → 초기화 →
+스케줄 → 손실 → 데이터 → 학습 → 학습된 모델). Agg 백엔드, 글자는 영어(matplotlib 의 DejaVu Sans 로 어디서나
+깨지지 않게), 한국어 설명은 README 에.
 
 >>> fig = fig_loss_curves({"step": [1.0, 2.0], "train_loss": [2.0, 1.0], "valid_loss": [None, 1.5]})
 >>> type(fig).__name__, [line.get_label() for line in fig.axes[0].lines]
@@ -52,9 +48,7 @@ import data  # noqa: E402
 import train  # noqa: E402
 
 
-# =============================================================================
-# 0. 공통 도우미
-# =============================================================================
+# ══════ 0. 공통 도우미 ══════
 def _finish(fig, numbers, title=None):
     """제목을 달고 여백을 맞춘 뒤, 잰 숫자 dict 를 ``fig.numbers`` 로 붙여 돌려준다."""
     if title:
@@ -66,32 +60,35 @@ def _finish(fig, numbers, title=None):
 
 
 def _tidy(axes, legend=True, fontsize=8):
-    """패널마다 옅은 격자와 (legend 면) 작은 범례."""
-    for ax in np.ravel(axes):
+    """패널마다 옅은 격자와 (legend 면) 작은 범례. legend 가 패널 번호 목록이면 그 패널에만."""
+    for i, ax in enumerate(np.ravel(axes)):
         ax.grid(alpha=0.3)
-        if legend:
+        if legend is True or (legend and i in legend):
             ax.legend(fontsize=fontsize)
 
 
 def _grad_norm(parameters):
     """기울기들의 전체 L2 노름 (기울기가 없는 파라미터는 건너뛴다)."""
-    total = sum(p.grad.detach().float().pow(2).sum().item() for p in parameters if p.grad is not None)
-    return math.sqrt(total)
+    return math.sqrt(sum(p.grad.detach().float().pow(2).sum().item() for p in parameters if p.grad is not None))
 
 
 def _heatmap(ax, matrix, title, xlabels=None, ylabels=None, cmap="viridis", vmin=None, vmax=None,
              xlabel="key position", ylabel="query position", fontsize=11, tick_fontsize=8):
     """행렬 하나를 칸 그림으로. 라벨이 있으면 눈금에 토큰을 적는다."""
-    image = ax.imshow(np.asarray(matrix), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto",
-                      interpolation="nearest")
+    image = ax.imshow(np.asarray(matrix), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
     ax.set_title(title, fontsize=fontsize)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
+    ax.set(xlabel=xlabel, ylabel=ylabel)
     if xlabels is not None:
         ax.set_xticks(range(len(xlabels)), xlabels, rotation=90, fontsize=tick_fontsize)
     if ylabels is not None:
         ax.set_yticks(range(len(ylabels)), ylabels, fontsize=tick_fontsize)
     return image
+
+
+def _log_ticks(ax, values):
+    """로그 축에 값 그대로의 눈금 (보조 눈금 없이)."""
+    ax.set_xticks(values, [str(v) for v in values])
+    ax.minorticks_off()
 
 
 def display_tokens(bpe, ids):
@@ -102,15 +99,9 @@ def display_tokens(bpe, ids):
     >>> display_tokens(bpe, bpe.encode("lower lowe") + [data.EOS_ID])    # 'e' 는 끝형을 못 배웠다
     ['lower', 'lo@@', 'w@@', 'e@@', '</w>', '[EOS]']
     """
-    out = []
-    for i, text in zip(ids, bpe.token_strings(ids)):
-        if int(i) < data.FIRST_CHAR_ID:
-            out.append(text)
-        elif text.endswith(data.END_OF_WORD):
-            out.append(text[:-len(data.END_OF_WORD)])
-        else:
-            out.append(text + "@@")
-    return out
+    end = data.END_OF_WORD
+    return [text if int(i) < data.FIRST_CHAR_ID else text[:-len(end)] if text.endswith(end) else text + "@@"
+            for i, text in zip(ids, bpe.token_strings(ids))]
 
 
 def _round(value, digits=4):
@@ -121,28 +112,13 @@ def _round(value, digits=4):
         return [_round(v, digits) for v in value]
     if isinstance(value, (float, np.floating)):
         return float(f"{float(value):.{digits}g}") if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
+    return int(value) if isinstance(value, np.integer) else value
 
 
-# =============================================================================
-# 1. 임베딩 (embeddings.py, 논문 §3.4, §3.5)
-# =============================================================================
+# ══════ 1. 임베딩 (embeddings.py, 논문 §3.4, §3.5) ══════
 # §3.4 "In the embedding layers, we multiply those weights by √d_model."
 # 초기화 직후의 임베딩 행렬을 잰다: 행 노름의 분포, 토큰 사이 코사인 유사도, √d_model 배의 효과.
 # 마지막 패널: d_model 을 바꿔 가며 성분의 RMS 를 위치 인코딩(RMS = 1/√2)과 비교한다.
-def _rms_by_d_model(vocab_size, dims):
-    """d_model 마다 새 임베딩의 성분 RMS (보통 토큰만): (×√d_model 전 목록, 후 목록)."""
-    first = len(embeddings.SPECIAL_TOKENS)
-    raw, scaled = [], []
-    for d in dims:
-        emb = embeddings.TokenEmbedding(vocab_size, d)
-        raw.append(emb.weight.detach()[first:].pow(2).mean().sqrt().item())
-        scaled.append(emb(torch.arange(first, vocab_size)).detach().pow(2).mean().sqrt().item())
-    return raw, scaled
-
-
 def fig_token_embedding_analysis(vocab_size=1000, d_model=256, seed=0):
     """토큰 임베딩: 행 노름 분포, 코사인 유사도, √d_model 스케일링의 효과."""
     torch.manual_seed(seed)
@@ -162,8 +138,11 @@ def fig_token_embedding_analysis(vocab_size=1000, d_model=256, seed=0):
         axes[1].axvline(s / math.sqrt(d_model), color="k", ls="--", lw=1)
     axes[1].set(xlabel="cosine similarity between two different tokens", ylabel="density",
                 title=f"Pairwise cosine (std {cos.std():.3f}; dashed: ±1/√d_model)")
-    dims = [64, 128, 256, 512, 1024]
-    raw, scaled = _rms_by_d_model(vocab_size, dims)
+    dims, raw, scaled = [64, 128, 256, 512, 1024], [], []
+    for d in dims:                          # d_model 마다 새 임베딩의 성분 RMS (보통 토큰), ×√d_model 전과 후
+        emb = embeddings.TokenEmbedding(vocab_size, d)
+        raw.append(emb.weight.detach()[first:].pow(2).mean().sqrt().item())
+        scaled.append(emb(torch.arange(first, vocab_size)).detach().pow(2).mean().sqrt().item())
     pe_rms = embeddings.sinusoidal_encoding(512, 64).pow(2).mean().sqrt().item()
     axes[2].plot(dims, raw, "o-", label="embedding E[id] (RMS per component)")
     axes[2].plot(dims, scaled, "s-", label="E[id]·√d_model (what the model adds)")
@@ -173,21 +152,18 @@ def fig_token_embedding_analysis(vocab_size=1000, d_model=256, seed=0):
     axes[2].set_xticks(dims, [str(d) for d in dims])
     for ax in (axes[0], axes[2]):
         ax.legend(fontsize=8)
-    numbers = {"mean_row_norm_normal": float(norms["normal"].mean()),
-               "mean_row_norm_xavier": float(norms["xavier"].mean()),
-               "cosine_std": float(cos.std()), "cosine_max_abs": float(np.abs(cos).max()),
-               "rms_unscaled_d256": raw[dims.index(256)], "rms_scaled_d256": scaled[dims.index(256)],
-               "pe_rms": pe_rms}
+    numbers = {f"mean_row_norm_{k}": float(n.mean()) for k, n in norms.items()}
+    numbers.update(cosine_std=float(cos.std()), cosine_max_abs=float(np.abs(cos).max()),
+                   rms_unscaled_d256=raw[dims.index(256)], rms_scaled_d256=scaled[dims.index(256)], pe_rms=pe_rms)
     return _finish(fig, numbers, "Token embeddings at initialization (embeddings.TokenEmbedding)")
 
 
 def fig_special_token_embeddings(vocab_size=200, d_model=64, seed=0, num_ordinary=7):
     """특수 토큰 7개의 벡터(직교 코사인 기저)를 보통 토큰과 나란히: 값, 코사인 유사도, 노름."""
     torch.manual_seed(seed)
-    emb = embeddings.TokenEmbedding(vocab_size, d_model, special_init=True)
     n_special = len(embeddings.SPECIAL_TOKENS)
     ids = list(range(n_special + num_ordinary))
-    w = emb.weight.detach()[ids]                                         # (14, d)
+    w = embeddings.TokenEmbedding(vocab_size, d_model, special_init=True).weight.detach()[ids]   # (14, d)
     names = list(embeddings.SPECIAL_TOKENS) + [f"tok {i}" for i in ids[n_special:]]
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8), gridspec_kw={"width_ratios": [2.2, 1.2, 1]})
     limit = w.abs().max().item()
@@ -242,9 +218,7 @@ def fig_positional_encoding_analysis(max_len=100, d_model=128, starts=(0, 20, 50
     return _finish(fig, numbers, "Sinusoidal positional encoding (embeddings.sinusoidal_encoding)")
 
 
-# =============================================================================
-# 2. 마스크 (attention.py, 논문 §3.2.3)
-# =============================================================================
+# ══════ 2. 마스크 (attention.py, 논문 §3.2.3) ══════
 # 패딩이 붙은 작은 배치로 세 마스크를 만든다. 칸 = (쿼리 i, 키 j), 밝은 칸 = 볼 수 있음(True).
 def fig_masking_visualization(lengths=(7, 5, 3), pad_id=0):
     """패딩 마스크, look-ahead 마스크, 둘을 합친 마스크를 문장마다."""
@@ -264,10 +238,9 @@ def fig_masking_visualization(lengths=(7, 5, 3), pad_id=0):
             _heatmap(axes[row, col], mask.int(), columns[col] if row == 0 else "", labels, labels,
                      cmap="Greys_r", vmin=0, vmax=1, xlabel="key",
                      ylabel=f"sentence {row + 1}: {n} tokens + {width - n} [PAD]\nquery")
-    numbers = {"allowed_fraction_padding": pad_full.float().mean().item(),
-               "allowed_fraction_look_ahead": causal.float().mean().item(),
-               "allowed_fraction_combined": both.float().mean().item(),
-               "mask_shapes": [list(pad.shape), list(causal.shape), list(both.shape)]}
+    numbers = {f"allowed_fraction_{k}": m.float().mean().item()
+               for k, m in (("padding", pad_full), ("look_ahead", causal), ("combined", both))}
+    numbers["mask_shapes"] = [list(pad.shape), list(causal.shape), list(both.shape)]
     return _finish(fig, numbers, "Masks of a padded batch (white = True = may attend)")
 
 
@@ -283,10 +256,8 @@ def fig_look_ahead_mask(size=8, d_k=16, seed=0):
     top = max(free.max().item(), causal.max().item())
     for ax, w, name in ((axes[1], free, "weights without mask"), (axes[2], causal, "weights with mask")):
         image = _heatmap(ax, w, name, cmap="magma", vmin=0, vmax=top)
-        for i in range(size):
-            for j in range(size):
-                ax.text(j, i, f"{w[i, j]:.2f}", ha="center", va="center", fontsize=6,
-                        color="w" if w[i, j] < 0.6 * top else "k")
+        for (i, j), value in np.ndenumerate(w.numpy()):
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6, color="w" if value < 0.6 * top else "k")
     fig.colorbar(image, ax=axes[2], fraction=0.04)
     future = torch.ones(size, size, dtype=torch.bool).triu(1)
     numbers = {"future_weight_without_mask": free[future].sum().item() / size,
@@ -295,9 +266,9 @@ def fig_look_ahead_mask(size=8, d_k=16, seed=0):
     return _finish(fig, numbers, "Causal (look-ahead) mask and its effect on softmax(QK^T/√d_k)")
 
 
-# =============================================================================
-# 3. 층 정규화, FFN, 잔차 연결 (layers.py, 논문 §3.1, §3.3)
-# =============================================================================
+
+
+# ══════ 3. 층 정규화, FFN, 잔차 연결 (layers.py, 논문 §3.1, §3.3) ══════
 # 실험 도구: EncoderLayer 를 깊이만큼 쌓은 스택에 무작위 입력 (B, T, d_model) 을 흘리고, 무작위로
 # 고정한 분류 머리(d_model → 32 클래스)의 교차 엔트로피로 역전파해, 층마다 출력의 표준편차와
 # 그 층 파라미터의 기울기 노름을 잰다. 드롭아웃은 0, 가중치는 model.init_weights 의 Xavier.
@@ -313,10 +284,10 @@ def _probe_stack(num_layers, d_model, norm="post", residual=True, seed=0, batch=
     tfm.init_weights(stack, "xavier")
     final = layers.LayerNorm(d_model) if norm == "pre" else nn.Identity()
     gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, length, d_model, generator=gen)               # (B, T, d_model)
+    h = torch.randn(batch, length, d_model, generator=gen)               # (B, T, d_model)
     head = torch.randn(d_model, classes, generator=gen) / math.sqrt(d_model)
     labels = torch.randint(0, classes, (batch, length), generator=gen)   # (B, T)
-    outputs, h = [], x
+    outputs = []
     for layer in stack:
         h = layer(h)                                                     # (B, T, d_model)
         outputs.append(h.detach())
@@ -341,11 +312,9 @@ def fig_layer_norm_effects(num_layers=12, d_model=64, seed=0):
         axes[2].hist(token_std, bins=np.logspace(-1, 3, 81), histtype="step", lw=1.5,
                      label=f"{label}: median {np.median(token_std):.2f}")
         numbers[norm] = {"activation_std_first": stds[0], "activation_std_last": stds[-1],
-                         "token_std_median_last": float(np.median(token_std)),
-                         "grad_norm_first": grads[0], "grad_norm_last": grads[-1],
-                         "grad_ratio_last_over_first": grads[-1] / grads[0]}
-    axes[0].set(yscale="log", xlabel="layer", ylabel="std of the layer output",
-                title="Activation scale per layer")
+                         "token_std_median_last": float(np.median(token_std)), "grad_norm_first": grads[0],
+                         "grad_norm_last": grads[-1], "grad_ratio_last_over_first": grads[-1] / grads[0]}
+    axes[0].set(yscale="log", xlabel="layer", ylabel="std of the layer output", title="Activation scale per layer")
     axes[1].set(yscale="log", xlabel="layer", ylabel="gradient norm of the layer's parameters",
                 title="Gradient norm per layer (at init)")
     axes[2].set(xscale="log", xlabel=f"std over d_model of one token's layer-{num_layers} output",
@@ -373,8 +342,7 @@ def fig_ffn_behavior(d_model=64, d_ff=256, seed=0, num_tokens=2048):
         ffn = tfm.init_weights(layers.PositionwiseFeedForward(d_model, d_ff, dropout=0.0, activation=act))
         with torch.no_grad():
             h = ffn.hidden(x)                                            # (N, d_ff)
-        axes[1].hist(h.flatten().numpy(), bins=120, range=(-2, 3), histtype="step", lw=1.4,
-                     density=True, label=act)
+        axes[1].hist(h.flatten().numpy(), bins=120, range=(-2, 3), histtype="step", lw=1.4, density=True, label=act)
         numbers[act] = {"zero_fraction": (h == 0).float().mean().item(),
                         "near_zero_fraction": (h.abs() < 0.01).float().mean().item(),
                         "parameters": sum(p.numel() for p in ffn.parameters())}
@@ -396,8 +364,8 @@ def fig_ffn_behavior(d_model=64, d_ff=256, seed=0, num_tokens=2048):
 # §3.1 "We employ a residual connection around each of the two sub-layers".
 # 깊이마다 잔차 연결이 있을 때와 없을 때(layers.SublayerConnection(residual=False)) 첫 층 파라미터의
 # 기울기 노름을 잰다 (시드 3개 평균): 비율 = 있음 / 없음. 정규화 방식(Post-LN 논문, Pre-LN, 없음)마다 따로.
-# 잔차가 없으면 생기는 또 하나의 일: 토큰 표현들이 서로 같아진다 (토큰 사이 코사인 유사도 → 1,
-# Dong et al. 2021 의 rank collapse). 마지막 층 출력에서 같은 문장 안 토큰 쌍의 평균 코사인을 잰다.
+# 잔차가 없으면 토큰 표현들이 서로 같아진다 (토큰 사이 코사인 → 1, Dong et al. 2021 의 rank collapse):
+# 마지막 층 출력에서 같은 문장 안 토큰 쌍의 평균 코사인을 잰다.
 # 확률적 깊이(논문에 없음): 층 l 은 drop_path·l/N 의 확률로 가지를 버린다(model.py 의 선형 규칙).
 # layers.DropPath 를 많은 샘플에 돌려 살아남은 비율과 출력 평균(기대값 보존)을 잰다.
 def _token_cosine(h):
@@ -415,27 +383,29 @@ def _residual_sweep(depths, d_model, seeds):
     with np.errstate(all="ignore"):
         for norm in _NORMS:
             for residual in (True, False):
-                g_row, c_row = [], []
-                for depth in depths:
-                    runs = [_probe_stack(depth, d_model, norm, residual, seed=s) for s in seeds]
-                    g_row.append(float(np.mean([r[1][0] for r in runs])))
-                    c_row.append(float(np.mean([_token_cosine(r[0][-1]) for r in runs])))
-                grad[norm, residual] = [g if math.isfinite(g) else np.nan for g in g_row]
-                cos[norm, residual] = [c if math.isfinite(c) else np.nan for c in c_row]
+                runs = [[_probe_stack(depth, d_model, norm, residual, seed=s) for s in seeds] for depth in depths]
+                g = np.array([np.mean([r[1][0] for r in by_seed]) for by_seed in runs])
+                c = np.array([np.mean([_token_cosine(r[0][-1]) for r in by_seed]) for by_seed in runs])
+                grad[norm, residual], cos[norm, residual] = (np.where(np.isfinite(a), a, np.nan).tolist()
+                                                             for a in (g, c))
     return grad, cos
 
 
-def _drop_path_survival(drop_path, num_layers, samples, seed):
-    """model.py 의 선형 규칙 p_l = drop_path·l/N 으로 layers.DropPath 를 돌린다.
-    반환: (p_l 목록, 살아남은 비율 목록, 출력 평균 목록)."""
+def _drop_path_panel(ax, drop_path, num_layers, samples, seed):
+    """model.py 의 선형 규칙 p_l = drop_path·l/N 으로 layers.DropPath 를 돌려 살아남은 비율과 출력 평균을
+    기대값 1 − p_l 과 나란히 그린다. 반환: 마지막 층의 잰 숫자."""
     rates = [drop_path * (i + 1) / num_layers for i in range(num_layers)]
     torch.manual_seed(seed)
-    kept, means = [], []
-    for rate in rates:
-        out = layers.DropPath(rate).train()(torch.ones(samples, 1, 1))
-        kept.append((out != 0).float().mean().item())
-        means.append(out.mean().item())
-    return rates, kept, means
+    outs = [layers.DropPath(rate).train()(torch.ones(samples, 1, 1)) for rate in rates]
+    kept, means = [(out != 0).float().mean().item() for out in outs], [out.mean().item() for out in outs]
+    layer_ids = np.arange(1, num_layers + 1)
+    ax.bar(layer_ids - 0.2, [1 - r for r in rates], 0.4, label="expected survival 1 − p_l")
+    ax.bar(layer_ids + 0.2, kept, 0.4, label=f"measured survival ({samples} samples)")
+    ax.plot(layer_ids, means, "k.-", label="mean output (kept × 1/survival)")
+    ax.set(ylim=(0, 1.3), xlabel="layer l", ylabel="fraction / mean",
+           title=f"Stochastic depth: layers.DropPath, p_l = {drop_path}·l/{num_layers}")
+    return {"drop_path_measured_survival_last": kept[-1], "drop_path_expected_survival_last": 1 - rates[-1],
+            "drop_path_mean_output_last": means[-1]}
 
 
 def fig_residual_effects(depths=(1, 2, 4, 8, 16, 32), d_model=32, seeds=(0, 1, 2), drop_path=0.3, drop_layers=12,
@@ -461,39 +431,23 @@ def fig_residual_effects(depths=(1, 2, 4, 8, 16, 32), d_model=32, seeds=(0, 1, 2
                title="Token representations collapse without residuals")
     for ax in (ax_grad, ax_ratio, ax_cos):
         ax.set(xscale="log", xlabel=f"number of encoder layers (d_model={d_model}, mean of {len(seeds)} seeds)")
-        ax.set_xticks(depths, [str(d) for d in depths])
-        ax.minorticks_off()
-    rates, kept, means = _drop_path_survival(drop_path, drop_layers, drop_samples, seeds[0])
-    layer_ids = np.arange(1, drop_layers + 1)
-    ax_drop.bar(layer_ids - 0.2, [1 - r for r in rates], 0.4, label="expected survival 1 − p_l")
-    ax_drop.bar(layer_ids + 0.2, kept, 0.4, label=f"measured survival ({drop_samples} samples)")
-    ax_drop.plot(layer_ids, means, "k.-", label="mean output (kept × 1/survival)")
-    ax_drop.set(ylim=(0, 1.3), xlabel="layer l", ylabel="fraction / mean",
-                title=f"Stochastic depth: layers.DropPath, p_l = {drop_path}·l/{drop_layers}")
+        _log_ticks(ax, depths)
+    drop_numbers = _drop_path_panel(ax_drop, drop_path, drop_layers, drop_samples, seeds[0])
     _tidy(axes, fontsize=7)
     numbers = {"depths": list(depths)}
     for norm in _NORMS:
         numbers[f"ratio_with_over_without_{norm}"] = ratios[norm]
         numbers[f"token_cosine_{norm}_with_residual"] = cos[norm, True]
         numbers[f"token_cosine_{norm}_without_residual"] = cos[norm, False]
-    numbers.update(drop_path_measured_survival_last=kept[-1], drop_path_expected_survival_last=1 - rates[-1],
-                   drop_path_mean_output_last=means[-1])
+    numbers.update(drop_numbers)
     return _finish(fig, numbers, "Residual connections: measured gradient ratio, representation collapse, "
                                  "stochastic depth")
 
 
-# =============================================================================
-# 4. 가중치 초기화 (model.init_weights)
-# =============================================================================
+# ══════ 4. 가중치 초기화 (model.init_weights) ══════
 # 논문은 초기화를 말하지 않는다. model.init_weights 의 세 방식을 같은 모델에 적용해 가중치 분포와
 # 층별 기울기 노름을 비교한다. 이론값: Xavier std = √(2/(fan_in+fan_out)), He = √(2/fan_in), normal = 0.02.
 _INIT_SCHEMES = ("xavier", "he", "normal")
-
-
-def _theory_std(scheme, fan_in, fan_out):
-    if scheme == "xavier":
-        return math.sqrt(2.0 / (fan_in + fan_out))
-    return math.sqrt(2.0 / fan_in) if scheme == "he" else 0.02
 
 
 def fig_initialization_distributions(d_model=128, d_ff=512, num_layers=2, vocab_size=1000, seed=0):
@@ -509,7 +463,7 @@ def fig_initialization_distributions(d_model=128, d_ff=512, num_layers=2, vocab_
         for ax, (key, _, names, fan_in, fan_out) in zip(axes, kinds):
             w = torch.cat([m.weight.detach().flatten() for n, m in net.named_modules()
                            if isinstance(m, nn.Linear) and n.split(".")[-1] in names])
-            theory = _theory_std(scheme, fan_in, fan_out)
+            theory = {"xavier": math.sqrt(2.0 / (fan_in + fan_out)), "he": math.sqrt(2.0 / fan_in)}.get(scheme, 0.02)
             ax.hist(w.numpy(), bins=100, range=(-0.45, 0.45), histtype="step", lw=1.5, density=True,
                     label=f"{scheme}: std {w.std():.4f} (theory {theory:.4f})")
             numbers[scheme][key] = w.std().item()
@@ -531,8 +485,7 @@ def fig_gradient_flow_initialization(d_model=64, num_heads=4, num_layers=6, d_ff
     numbers = {}
     for scheme in _INIT_SCHEMES:
         torch.manual_seed(seed)
-        net = tfm.Transformer(vocab_size, vocab_size, d_model, num_heads, num_layers, d_ff, dropout=0.0,
-                              init=scheme)
+        net = tfm.Transformer(vocab_size, vocab_size, d_model, num_heads, num_layers, d_ff, dropout=0.0, init=scheme)
         loss = losses.label_smoothed_cross_entropy(net(src, tgt[:, :-1]), tgt[:, 1:])
         loss.backward()
         grads = [_grad_norm(l.parameters()) for l in list(net.encoder.layers) + list(net.decoder.layers)]
@@ -542,18 +495,15 @@ def fig_gradient_flow_initialization(d_model=64, num_heads=4, num_layers=6, d_ff
     axes[0].set_xticks(range(len(names)), names)
     axes[0].set(yscale="log", xlabel="layer", ylabel="gradient norm of the layer's parameters",
                 title=f"Per-layer gradient norm at init ({num_layers}+{num_layers} layers, d_model={d_model})")
-    pos = np.arange(len(_INIT_SCHEMES))
-    axes[1].bar(pos, [numbers[s]["initial_loss"] for s in _INIT_SCHEMES], color=["C0", "C1", "C2"])
+    axes[1].bar(range(3), [numbers[s]["initial_loss"] for s in _INIT_SCHEMES], color=["C0", "C1", "C2"])
     axes[1].axhline(math.log(vocab_size), color="k", ls="--", label=f"ln V = {math.log(vocab_size):.2f}")
-    axes[1].set_xticks(pos, _INIT_SCHEMES)
+    axes[1].set_xticks(range(3), _INIT_SCHEMES)
     axes[1].set(xlabel="init scheme", ylabel="label-smoothed loss", title="Initial loss")
     _tidy(axes)
     return _finish(fig, numbers, "Gradient flow under each initialization (random batch, one backward pass)")
 
 
-# =============================================================================
-# 5. 학습률 스케줄 (schedules.py, 논문 §5.3)
-# =============================================================================
+# ══════ 5. 학습률 스케줄 (schedules.py, 논문 §5.3) ══════
 # 모든 곡선은 schedules.py 의 순수 함수 f(step) 를 step = 1..total 에 그대로 적용한 값이다.
 def _curve(fn, total_steps):
     """스텝 1..total 의 값 (numpy)."""
@@ -568,18 +518,14 @@ def _peak(values):
 
 def fig_lr_scheduler_curves(total_steps=20000, warmup_steps=2000, peak_lr=1e-3, d_model=512):
     """schedules.py 의 여섯 스케줄을 한 스텝 축에."""
+    w, total, top = warmup_steps, total_steps, peak_lr
     curves = {
-        f"paper: d_model^-0.5 min(s^-0.5, s w^-1.5) (d={d_model})":
-            lambda s: schedules.transformer_lr(s, d_model, warmup_steps),
-        "linear warmup + linear decay": lambda s: schedules.linear_lr(s, peak_lr, warmup_steps, total_steps),
-        "linear warmup + cosine decay": lambda s: schedules.cosine_lr(s, peak_lr, warmup_steps, total_steps),
-        "linear warmup + polynomial (power 2)":
-            lambda s: schedules.polynomial_lr(s, peak_lr, warmup_steps, total_steps, power=2.0),
-        "OneCycle (cos)":
-            lambda s: schedules.one_cycle_lr(s, peak_lr, total_steps, pct_start=warmup_steps / total_steps),
-        "cyclic (triangular) after warmup":
-            lambda s: schedules.cyclic_lr(s, peak_lr / 10, peak_lr, 2000, warmup_steps=warmup_steps),
-    }
+        f"paper: d_model^-0.5 min(s^-0.5, s w^-1.5) (d={d_model})": lambda s: schedules.transformer_lr(s, d_model, w),
+        "linear warmup + linear decay": lambda s: schedules.linear_lr(s, top, w, total),
+        "linear warmup + cosine decay": lambda s: schedules.cosine_lr(s, top, w, total),
+        "linear warmup + polynomial (power 2)": lambda s: schedules.polynomial_lr(s, top, w, total, power=2.0),
+        "OneCycle (cos)": lambda s: schedules.one_cycle_lr(s, top, total, pct_start=w / total),
+        "cyclic (triangular) after warmup": lambda s: schedules.cyclic_lr(s, top / 10, top, 2000, warmup_steps=w)}
     fig, axes = plt.subplots(1, 2, figsize=(15, 4.8))
     steps = np.arange(1, total_steps + 1)
     numbers = {}
@@ -595,8 +541,7 @@ def fig_lr_scheduler_curves(total_steps=20000, warmup_steps=2000, peak_lr=1e-3, 
                 ylabel="learning rate (log)", title="Log axes (warmup slope and decay exponent)")
     for ax in axes:
         ax.axvline(warmup_steps, color="gray", ls=":", lw=1)
-    _tidy(axes, legend=False)
-    axes[0].legend(fontsize=8)
+    _tidy(axes, legend=(0,))
     return _finish(fig, numbers, f"Learning-rate schedules from schedules.py (warmup {warmup_steps}, "
                                  f"{total_steps} steps, peak {peak_lr:g})")
 
@@ -618,12 +563,11 @@ def fig_transformer_schedule_analysis(d_models=(128, 256, 512, 1024), warmup_ste
         axes[0].annotate(f"{peak_value:.2e} @ {peak_step}", (peak_step, peak_value), fontsize=7,
                          textcoords="offset points", xytext=(6, 2))
         numbers["peak_by_d_model"][d] = {"step": peak_step, "lr": peak_value}
-    axes[0].set(xlabel="update step", ylabel="learning rate", title=f"warmup_steps={warmup_steps}")
     for w in warmups:
         values = _curve(lambda s: schedules.transformer_lr(s, 512, w), total_steps)
         axes[1].plot(steps, values, label=f"warmup={w}")
-        peak_step, peak_value = _peak(values)
-        numbers["peak_by_warmup"][w] = {"step": peak_step, "lr": peak_value}
+        numbers["peak_by_warmup"][w] = dict(zip(("step", "lr"), _peak(values)))
+    axes[0].set(xlabel="update step", ylabel="learning rate", title=f"warmup_steps={warmup_steps}")
     axes[1].set(xlabel="update step", ylabel="learning rate", title="d_model=512, several warmups")
     axes[2].plot(warmups, [numbers["peak_by_warmup"][w]["lr"] for w in warmups], "o", ms=9,
                  label="measured peak of the curve")
@@ -642,11 +586,9 @@ def fig_onecycle_lr(total_steps=10000, max_lr=1e-3, pct_start=0.3):
     steps = np.arange(1, total_steps + 1)
     numbers = {}
     for anneal, three in (("cos", False), ("linear", False), ("cos", True)):
-        label = f"{anneal}{', three-phase' if three else ''}"
-        lr = _curve(lambda s: schedules.one_cycle_lr(s, max_lr, total_steps, pct_start, anneal=anneal,
-                                                     three_phase=three), total_steps)
-        mom = _curve(lambda s: schedules.one_cycle_momentum(s, total_steps, pct_start, anneal=anneal,
-                                                            three_phase=three), total_steps)
+        label, kw = f"{anneal}{', three-phase' if three else ''}", dict(anneal=anneal, three_phase=three)
+        lr = _curve(lambda s: schedules.one_cycle_lr(s, max_lr, total_steps, pct_start, **kw), total_steps)
+        mom = _curve(lambda s: schedules.one_cycle_momentum(s, total_steps, pct_start, **kw), total_steps)
         axes[0].plot(steps, lr, label=label)
         axes[1].plot(steps, mom, label=label)
         peak_step, peak_value = _peak(lr)
@@ -663,12 +605,11 @@ def fig_onecycle_lr(total_steps=10000, max_lr=1e-3, pct_start=0.3):
 def fig_cyclic_lr_warmup(total_steps=6000, base_lr=1e-4, max_lr=1e-3, step_size_up=500, warmup_steps=1000):
     """워밍업 뒤 삼각형 주기 학습률: 대칭 주기와 비대칭(천천히 내려감) 주기."""
     fig, ax = plt.subplots(figsize=(12, 4.5))
-    steps = np.arange(1, total_steps + 1)
     numbers = {}
     for down, style in ((step_size_up, "-"), (3 * step_size_up, "--")):
         values = _curve(lambda s: schedules.cyclic_lr(s, base_lr, max_lr, step_size_up, down, warmup_steps),
                         total_steps)
-        ax.plot(steps, values, style, label=f"up {step_size_up}, down {down} steps")
+        ax.plot(np.arange(1, total_steps + 1), values, style, label=f"up {step_size_up}, down {down} steps")
         after = values[warmup_steps:]
         peaks = [warmup_steps + 1 + i for i in range(1, len(after) - 1)
                  if after[i] >= after[i - 1] and after[i] > after[i + 1]]
@@ -680,8 +621,6 @@ def fig_cyclic_lr_warmup(total_steps=6000, base_lr=1e-4, max_lr=1e-3, step_size_
     ax.set(xlabel="update step", ylabel="learning rate", title=f"base_lr {base_lr:g}, max_lr {max_lr:g} (dotted)")
     _tidy(ax)
     return _finish(fig, numbers, "Cyclic (triangular) learning rate with warmup")
-
-
 # =============================================================================
 # 6. 손실 (losses.py, 논문 §5.4)
 # =============================================================================
