@@ -621,18 +621,16 @@ def fig_cyclic_lr_warmup(total_steps=6000, base_lr=1e-4, max_lr=1e-3, step_size_
     ax.set(xlabel="update step", ylabel="learning rate", title=f"base_lr {base_lr:g}, max_lr {max_lr:g} (dotted)")
     _tidy(ax)
     return _finish(fig, numbers, "Cyclic (triangular) learning rate with warmup")
-# =============================================================================
-# 6. 손실 (losses.py, 논문 §5.4)
-# =============================================================================
+
+
+# ══════ 6. 손실 (losses.py, 논문 §5.4) ══════
 # §5.4 "we employed label smoothing of value ε_ls = 0.1. This hurts perplexity, as the model learns
 # to be more unsure, but improves accuracy and BLEU score."
 # 가운데 패널: 정답 확률이 p, 나머지 V−1 칸이 (1−p)/(V−1) 인 예측의 손실. ε > 0 이면 최소점이 p = 1 이
 # 아니라 q_y = 1 − ε + ε/V 에 있다. 오른쪽: 자유 로짓을 그 손실로 최적화했을 때 확신도가 어디로 가나.
 def _prediction_logits(p, vocab_size, target=0):
     """정답 확률 p, 나머지는 고르게 나눈 분포의 로그 (로짓으로 쓴다), (V,)."""
-    probs = torch.full((vocab_size,), (1.0 - p) / (vocab_size - 1))
-    probs[target] = p
-    return probs.log()
+    return torch.full((vocab_size,), (1.0 - p) / (vocab_size - 1)).index_fill(0, torch.tensor(target), p).log()
 
 
 def _optimize_free_logits(target, vocab_size, eps, steps, lr):
@@ -693,8 +691,7 @@ def fig_focal_loss_weights(gammas=(0.0, 0.5, 1.0, 2.0, 5.0)):
                   for i in range(len(p))]
         axes[0].plot(p.numpy(), losses.focal_weight(p, gamma).numpy(), label=f"γ={gamma:g}")
         axes[1].plot(p.numpy(), values, label=f"γ={gamma:g}")
-        w_easy = losses.focal_weight(torch.tensor(0.9), gamma).item()
-        w_hard = losses.focal_weight(torch.tensor(0.1), gamma).item()
+        w_easy, w_hard = (losses.focal_weight(torch.tensor(p_t), gamma).item() for p_t in (0.9, 0.1))
         numbers[f"gamma_{gamma:g}"] = {"weight_at_0.9": w_easy, "weight_at_0.1": w_hard,
                                        "hard_over_easy": w_hard / w_easy}
     axes[0].set(xlabel="p_t (probability of the gold token)", ylabel="(1 − p_t)^γ", title="Focal weight")
@@ -704,9 +701,9 @@ def fig_focal_loss_weights(gammas=(0.0, 0.5, 1.0, 2.0, 5.0)):
     return _finish(fig, numbers, "Focal loss (losses.focal_weight, losses.focal_loss)")
 
 
-# =============================================================================
-# 7. 데이터 (data.py): BPE 길이, 데이터셋 통계, MLM 마스킹 — 모두 내장 데모 코퍼스로
-# =============================================================================
+
+
+# ══════ 7. 데이터 (data.py): BPE 길이, 데이터셋 통계, MLM 마스킹 — 모두 내장 데모 코퍼스로 ══════
 def demo_pairs(num_pairs=4000, seed=0):
     """데모 코퍼스의 (영어, 독일어) 쌍 num_pairs 개 (data.demo_corpus, 시드로 결정)."""
     return data.demo_corpus(num_pairs, seed=seed)
@@ -719,9 +716,8 @@ def _encode_pairs(bpe, pairs):
 
 def _sentence_lengths(texts, bpe=None):
     """문장마다 길이: ``bpe`` 가 없으면 단어 수, 있으면 BPE 토큰 수 (numpy 정수 배열)."""
-    if bpe is None:
-        return np.array([len(data.normalize(t).split()) for t in texts], dtype=np.int64)
-    return np.array([len(bpe.encode(t)) for t in texts], dtype=np.int64)
+    return np.array([len(data.normalize(t).split()) if bpe is None else len(bpe.encode(t)) for t in texts],
+                    dtype=np.int64)
 
 
 def _tokens_per_word(bpe, texts):
@@ -732,10 +728,8 @@ def _tokens_per_word(bpe, texts):
 
 def _token_frequencies(sequences, vocab_size):
     """토큰 id 별 출현 횟수 (길이 vocab_size 의 numpy 배열). 지프 법칙 그림에 쓴다."""
-    counts = np.zeros(vocab_size, dtype=np.int64)
-    for seq in sequences:
-        counts += np.bincount(np.asarray(seq, dtype=np.int64), minlength=vocab_size)[:vocab_size]
-    return counts
+    ids = np.concatenate([np.zeros(0, dtype=np.int64)] + [np.asarray(s, dtype=np.int64) for s in sequences])
+    return np.bincount(ids, minlength=vocab_size)[:vocab_size]
 
 
 def _dataset_statistics(pairs, max_tokens, seed=0):
@@ -763,13 +757,11 @@ def fig_tokenizer_length_distribution(pairs=None, vocab_sizes=(150, 300, 1000, 3
     for vocab in vocab_sizes:
         bpe = data.train_bpe(lines, vocab)
         lengths = _sentence_lengths(lines, bpe)
-        en_tpw = _tokens_per_word(bpe, [en for en, _ in pairs])
-        de_tpw = _tokens_per_word(bpe, [de for _, de in pairs])
+        en_tpw, de_tpw = (_tokens_per_word(bpe, side) for side in zip(*pairs))
         label = f"vocab {vocab} (actual {len(bpe)})"
         top = int(np.percentile(lengths, 99.5)) + 2
         axes[0].hist(lengths, bins=np.arange(0, top + 1) - 0.5, histtype="step", lw=1.5, label=label)
-        axes[1].hist(np.concatenate([en_tpw, de_tpw]), bins=np.linspace(1, 4, 31), histtype="step", lw=1.5,
-                     label=label)
+        axes[1].hist(np.concatenate([en_tpw, de_tpw]), bins=np.linspace(1, 4, 31), histtype="step", lw=1.5, label=label)
         numbers[f"vocab_{vocab}"] = {"actual_vocab": len(bpe), "tokens_per_sentence_mean": float(lengths.mean()),
                                      "tokens_per_word_en": float(en_tpw.mean()),
                                      "tokens_per_word_de": float(de_tpw.mean())}
@@ -784,8 +776,7 @@ def fig_tokenizer_length_distribution(pairs=None, vocab_sizes=(150, 300, 1000, 3
         axes[2].plot(sizes, [n[f"tokens_per_word_{lang}"] for n in numbers.values()], marker, label=name)
     axes[2].set(xscale="log", xlabel="actual BPE vocabulary size", ylabel="mean tokens per word",
                 title="Longer merges with a larger vocabulary")
-    axes[2].set_xticks(sizes, [str(n) for n in sizes])
-    axes[2].minorticks_off()
+    _log_ticks(axes[2], sizes)
     _tidy(axes)
     numbers["words_per_sentence_mean"] = float(words.mean())
     return _finish(fig, numbers, "Our BPE on the demo corpus at several vocabulary sizes")
@@ -809,14 +800,12 @@ def fig_dataset_statistics(pairs=None, vocab_size=1000, max_tokens=4096, seed=0,
                 title=f"Sentence lengths ({len(pairs)} pairs, vocab {len(bpe)})")
     budgets = [b for b in budgets if b > max(src.max(), tgt.max()) + 1]
     by_budget = [_dataset_statistics(ids, b, seed=seed) for b in budgets]
-    sorted_ratio = [s["padding_sorted"] for s in by_budget]
-    random_ratio = [s["padding_random"] for s in by_budget]
+    sorted_ratio, random_ratio = ([s[f"padding_{k}"] for s in by_budget] for k in ("sorted", "random"))
     axes[1].plot(budgets, sorted_ratio, "o-", label="sorted by length (token_batches)")
     axes[1].plot(budgets, random_ratio, "s-", label="random order (by_length=False)")
     axes[1].set(xscale="log", ylim=(0, max(random_ratio + [0.1]) * 1.15), xlabel="max_tokens per batch",
                 ylabel="fraction of [PAD] tokens", title="Padding ratio after collate")
-    axes[1].set_xticks(budgets, [str(b) for b in budgets])
-    axes[1].minorticks_off()
+    _log_ticks(axes[1], budgets)
     counts = _token_frequencies([s for pair in ids for s in pair], len(bpe))
     counts = np.sort(counts[counts > 0])[::-1]
     ranks = np.arange(1, len(counts) + 1)
@@ -852,20 +841,12 @@ def _mlm_counts(tokens, vocab_size, seeds):
     return np.array(rows), per_sentence, per_position, selected_special
 
 
-def _mlm_tokens(bpe, pairs):
-    """영어 문장들 → [BOS] 문장 [EOS] 를 오른쪽 [PAD] 로 맞춘 (N, T) 텐서."""
-    seqs = [[data.BOS_ID] + bpe.encode(en) + [data.EOS_ID] for en, _ in pairs]
-    tokens = torch.full((len(seqs), max(len(s) for s in seqs)), data.PAD_ID, dtype=torch.long)
-    for row, s in enumerate(seqs):
-        tokens[row, :len(s)] = torch.tensor(s)
-    return tokens
-
-
 def fig_mlm_masking_distribution(pairs=None, vocab_size=1000, seeds=range(10), num_sentences=2000):
     """MLM 마스킹의 측정값: 고른 비율, [MASK]/무작위/그대로 비율, 문장별·위치별 비율."""
     pairs = (demo_pairs() if pairs is None else pairs)[:num_sentences]
     bpe = data.train_bpe([s for pair in pairs for s in pair], vocab_size)
-    tokens = _mlm_tokens(bpe, pairs)                                          # (N, T)
+    _, bos, rest = data.collate([([], bpe.encode(en)) for en, _ in pairs])     # collate 의 [BOS] 열 + 문장 [EOS]
+    tokens = torch.cat([bos[:, :1], rest], dim=1)                             # (N, T) [BOS] 문장 [EOS] [PAD]…
     rows, per_sentence, per_position, selected_special = _mlm_counts(tokens, len(bpe), seeds)
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
     names = ["selected\n(of ordinary tokens)", "[MASK]\n(of selected)", "random token\n(of selected)",
@@ -892,17 +873,17 @@ def fig_mlm_masking_distribution(pairs=None, vocab_size=1000, seeds=range(10), n
              for t in (tokens, data.mlm_mask(tokens[:1], len(bpe), seed=0)[0])]
     fig.text(0.01, 0.005, f"example  original: {shown[0]}\n              masked:  {shown[1]}", fontsize=8,
              family="monospace", va="bottom")
-    numbers = {"selected_fraction": float(rows[:, 0].mean()), "mask_fraction": float(rows[:, 1].mean()),
-               "random_fraction": float(rows[:, 2].mean()), "unchanged_fraction": float(rows[:, 3].mean()),
-               "special_tokens_selected": selected_special, "sentences": len(pairs), "seeds": len(rows)}
+    numbers = {f"{k}_fraction": float(rows[:, i].mean())
+               for i, k in enumerate(("selected", "mask", "random", "unchanged"))}
+    numbers.update(special_tokens_selected=selected_special, sentences=len(pairs), seeds=len(rows))
     fig = _finish(fig, numbers, "BERT-style MLM masking measured (data.mlm_mask on demo English sentences)")
     fig.subplots_adjust(bottom=0.27)
     return fig
 
 
-# =============================================================================
-# 8. 짧은 실제 학습 (train.Trainer): 학습 곡선과 워밍업 비교
-# =============================================================================
+
+
+# ══════ 8. 짧은 실제 학습 (train.Trainer): 학습 곡선과 워밍업 비교 ══════
 # 옛 리포트의 "학습 시뮬레이션"은 꾸며 낸 곡선이었다. 여기서는 train.Trainer 로 데모 코퍼스에서
 # 작은 모델을 실제로 몇십~몇백 업데이트 학습하며, 업데이트마다 손실(라벨 스무딩), 기울기 노름
 # (클리핑 전), 그 업데이트에 쓴 학습률을 잰다. 런 디렉터리는 임시 디렉터리라 끝나면 사라진다.
@@ -943,12 +924,8 @@ def short_run(cfg, steps):
 def _moving_average(values, window):
     """앞쪽 window 개의 평균 (NaN 은 건너뜀)."""
     values = np.asarray(values, dtype=float)
-    out = np.empty_like(values)
-    for i in range(len(values)):
-        chunk = values[max(0, i - window + 1):i + 1]
-        chunk = chunk[np.isfinite(chunk)]
-        out[i] = chunk.mean() if len(chunk) else np.nan
-    return out
+    chunks = [values[max(0, i - window + 1):i + 1] for i in range(len(values))]
+    return np.array([c[np.isfinite(c)].mean() if np.isfinite(c).any() else np.nan for c in chunks])
 
 
 def fig_training_simulation(cfg=None, steps=200):
@@ -966,9 +943,7 @@ def fig_training_simulation(cfg=None, steps=200):
     axes[2].plot(x, record["lr"], color="tab:green")
     axes[2].axvline(cfg.warmup, color="gray", ls=":", label=f"warmup = {cfg.warmup}")
     axes[2].set(xlabel="update step", ylabel="learning rate", title="Learning rate (paper schedule)")
-    _tidy(axes, legend=False)
-    for ax in axes[::2]:                                 # 가운데 패널에는 범례가 없다
-        ax.legend(fontsize=8)
+    _tidy(axes, legend=(0, 2))                           # 가운데 패널에는 범례가 없다
     peak_step, peak_lr = _peak(np.asarray(record["lr"]))
     numbers = {"steps": steps, "loss_first": float(loss[0]), "loss_last10_mean": float(np.nanmean(loss[-10:])),
                "grad_norm_median": float(np.nanmedian(record["grad_norm"])),
@@ -1005,16 +980,14 @@ def fig_warmup_comparison(cfg=None, warmups=(1, 10, 40, 120), steps=150, peak_lr
     axes[0].set(yscale="log", xlabel="update step", ylabel="learning rate (log)", title=f"Paper schedule ({setting})")
     axes[1].set(xlabel="update step", ylabel="label-smoothed loss (moving average 5)", title="Loss of real short runs")
     axes[2].set(xlabel="run", ylabel="mean loss over the last 10 updates", title=f"Loss after {steps} updates")
-    _tidy(axes, legend=False)
-    for ax in axes[:2]:
-        ax.legend(fontsize=8)
+    _tidy(axes, legend=(0, 1))
     return _finish(fig, numbers, f"Warmup length compared on real runs (train.Trainer, d_model={base.d_model}, "
                                  f"{base.num_layers}+{base.num_layers} layers, Post-LN)")
 
 
-# =============================================================================
-# 9. 학습 런의 그림: metrics.csv 의 열들 (``python plots.py --run 런디렉터리``)
-# =============================================================================
+
+
+# ══════ 9. 학습 런의 그림: metrics.csv 의 열들 (``python plots.py --run 런디렉터리``) ══════
 def read_run_metrics(run_dir):
     """런 디렉터리의 metrics.csv → 열 이름별 목록 (빈 칸은 None)."""
     path = os.path.join(run_dir, "metrics.csv")
@@ -1022,8 +995,7 @@ def read_run_metrics(run_dir):
         raise FileNotFoundError(f"'{path}' 가 없습니다: 학습 런 디렉터리를 주세요.")
     with open(path, encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    keys = rows[0].keys() if rows else ()
-    return {k: [float(r[k]) if r[k] not in ("", None) else None for r in rows] for k in keys}
+    return {k: [float(r[k]) if r[k] not in ("", None) else None for r in rows] for k in (rows[0] if rows else ())}
 
 
 def _points(metrics, key):
@@ -1043,6 +1015,21 @@ def _plot_columns(ax, metrics, labels, xlabel="update step", ylabel=None, title=
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
     return drawn
+
+
+def _metric_panels(metrics, panels, figsize, xlabel="update step", best=False):
+    """패널마다 (열 {이름: 범례}, y 축 이름, 제목) 을 나란히 그리고, 열마다 마지막 값(best 면 가장 좋은 값도)을 잰다.
+    반환: (fig, 잰 숫자, train_loss 가 있는 마지막 x (없으면 0))."""
+    fig, axes = plt.subplots(1, len(panels), figsize=figsize)
+    numbers = {}
+    for ax, (labels, ylabel, title) in zip(axes, panels):
+        for key, y in _plot_columns(ax, metrics, labels, xlabel, ylabel, title, marker_below=40).items():
+            numbers[f"{key}_final"] = y[-1]
+            if best:
+                numbers[f"{key}_best"] = min(y) if "loss" in key else max(y)
+        ax.legend(fontsize=8)
+    x, _ = _points(metrics, "train_loss")
+    return fig, numbers, x[-1] if x else 0
 
 
 _LOSS_LABELS = {"train_loss": "train (label-smoothed)", "valid_loss": "valid (cross-entropy)"}
@@ -1085,19 +1072,17 @@ def fig_training_dashboard(metrics):
 
 def save_run_figures(run_dir):
     """학습 런의 그림 세 장(loss_curves, learning_rate, training_dashboard)을 그 디렉터리에 쓴다."""
-    metrics = read_run_metrics(run_dir)
-    paths = []
+    metrics, paths = read_run_metrics(run_dir), []
     for make in (fig_loss_curves, fig_learning_rate, fig_training_dashboard):
-        paths.append(os.path.join(run_dir, make.__name__[len("fig_"):] + ".png"))
         fig = make(metrics)
+        paths.append(os.path.join(run_dir, make.__name__[len("fig_"):] + ".png"))
         fig.savefig(paths[-1], dpi=110)
         plt.close(fig)
     return paths
 
 
-# =============================================================================
-# 10. 학습된 모델의 그림 (model.record_attention / record_contributions)
-# =============================================================================
+
+# ══════ 10. 학습된 모델의 그림 (model.record_attention / record_contributions) ══════
 # 학습된 데모 모델: ``python train.py`` 가 남긴 가장 최근의 데모 런(train.find_latest_run)을 쓴다.
 # 없으면 plots.py 가 짧은 데모 학습(plots_demo_config)을 ``outputs/training/plots_demo`` 에 돌리고,
 # 다음 실행부터는 같은 설정으로 끝난 그 런을 다시 쓴다. 이름이 ``demo_`` 로 시작하지 않으므로
@@ -1130,12 +1115,11 @@ def plots_demo_config(run_dir=os.path.join("outputs", "training", "plots_demo"),
 def load_trained_run(run_dir, num_valid=200):
     """데모 런 디렉터리 → TrainedRun (모델은 train.load_run 으로: 평균 체크포인트가 있으면 그것)."""
     run = train.load_run(run_dir)
-    if run.cfg.corpus != "demo":
-        raise ValueError(f"'{run_dir}' 는 데모 코퍼스 런이 아닙니다 (corpus={run.cfg.corpus}): 데모 런을 주세요.")
     cfg = run.cfg
-    splits = data.demo_splits(num_train=cfg.train_pairs, num_valid=cfg.valid_pairs, num_test=cfg.test_pairs,
-                              seed=cfg.seed)
-    valid_text = list(splits["valid"][:num_valid])
+    if cfg.corpus != "demo":
+        raise ValueError(f"'{run_dir}' 는 데모 코퍼스 런이 아닙니다 (corpus={cfg.corpus}): 데모 런을 주세요.")
+    valid_text = list(data.demo_splits(num_train=cfg.train_pairs, num_valid=cfg.valid_pairs, num_test=cfg.test_pairs,
+                                       seed=cfg.seed)["valid"][:num_valid])
     return TrainedRun(run.model, run.bpe, _encode_pairs(run.bpe, valid_text), valid_text,
                       read_run_metrics(run_dir), run_dir)
 
@@ -1149,8 +1133,8 @@ def _finished(cfg):
         state = train.load_checkpoint(path)
     except ValueError:                                   # 손상된 체크포인트: 다시 학습한다
         return False
-    saved = {k: v for k, v in state["config"].items() if k not in ("run_dir", "resume")}
-    wanted = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("run_dir", "resume")}
+    saved, wanted = ({k: v for k, v in c.items() if k not in ("run_dir", "resume")}
+                     for c in (state["config"], dataclasses.asdict(cfg)))
     return state["step"] == cfg.max_steps and saved == wanted
 
 
@@ -1352,15 +1336,6 @@ def fig_transformer_attention_all(trained=None, index=None):
 
 
 # ---- 층의 기여도, 런의 지표, 혼동 행렬 ------------------------------------------------------
-def _contribution_stats(trained, num_sentences):
-    """검증 문장 num_sentences 개로 층·부분층 기여도를 잰다 (model.record_contributions)."""
-    src, tgt_in, _ = _batch(trained, range(min(num_sentences, len(trained.valid))))
-    trained.model.eval()
-    with torch.no_grad(), tfm.record_contributions(trained.model) as found:
-        trained.model(src, tgt_in)
-    return {name: values[0] for name, values in found.items()}
-
-
 def _grouped_bars(ax, series, names):
     """series {라벨: 값 목록} 을 names 마다 나란한 막대로 (값을 막대 위에 적는다)."""
     width = 0.8 / len(series)
@@ -1375,18 +1350,32 @@ def _grouped_bars(ax, series, names):
     ax.legend(fontsize=8, ncol=2, loc="upper center")
 
 
+def _contribution_bars(trained, num_sentences, stack, parts, figsize, note=""):
+    """검증 문장 num_sentences 개로 층·부분층 기여도(model.record_contributions)를 재어 층마다 나란한 막대로.
+    parts = {이름 끝 ("" = 층 전체, ".sub_attn" 등 부분층): 라벨}. 반환: (fig, {라벨: 층별 값})."""
+    count = min(num_sentences, len(trained.valid))
+    src, tgt_in, _ = _batch(trained, range(count))
+    trained.model.eval()
+    with torch.no_grad(), tfm.record_contributions(trained.model) as found:
+        trained.model(src, tgt_in)
+    n = len(getattr(trained.model, stack).layers)
+    series = {label: [found[f"{stack}.layers.{i}{part}"][0] for i in range(n)] for part, label in parts.items()}
+    fig, ax = plt.subplots(figsize=figsize)
+    _grouped_bars(ax, series, [f"layer {i + 1}" for i in range(n)])
+    ax.set(xlabel=f"{stack} layer", ylabel="relative size (Frobenius norms over the batch)",
+           title=f"{count} validation sentences{note}")
+    return fig, series
+
+
+_WHOLE_LAYER = "whole layer: ‖out − in‖ / ‖in‖"
+
+
 def fig_encoder_layer_contributions(trained=None, num_sentences=100):
     """인코더 층마다 ‖출력 − 입력‖/‖입력‖ 과 두 부분층 가지의 상대 크기 (model.record_contributions)."""
     trained = trained_demo() if trained is None else trained
-    c = _contribution_stats(trained, num_sentences)
-    n = len(trained.model.encoder.layers)
-    series = {"whole layer: ‖out − in‖ / ‖in‖": [c[f"encoder.layers.{i}"] for i in range(n)],
-              "self-attention branch / residual input": [c[f"encoder.layers.{i}.sub_attn"] for i in range(n)],
-              "FFN branch / residual input": [c[f"encoder.layers.{i}.sub_ffn"] for i in range(n)]}
-    fig, ax = plt.subplots(figsize=(9, 4.6))
-    _grouped_bars(ax, series, [f"layer {i + 1}" for i in range(n)])
-    ax.set(xlabel="encoder layer", ylabel="relative size (Frobenius norms over the batch)",
-           title=f"{min(num_sentences, len(trained.valid))} validation sentences")
+    parts = {"": _WHOLE_LAYER, ".sub_attn": "self-attention branch / residual input",
+             ".sub_ffn": "FFN branch / residual input"}
+    fig, series = _contribution_bars(trained, num_sentences, "encoder", parts, (9, 4.6))
     numbers = dict(zip(("layer_change", "self_attention_branch", "ffn_branch"), series.values()))
     return _finish(fig, numbers, _trained_title(trained, "How much each encoder layer changes the representation"))
 
@@ -1394,19 +1383,13 @@ def fig_encoder_layer_contributions(trained=None, num_sentences=100):
 def fig_decoder_layer_contributions(trained=None, num_sentences=100):
     """디코더 층마다 세 부분층(셀프, 교차, FFN) 가지의 상대 크기와 층 전체의 변화."""
     trained = trained_demo() if trained is None else trained
-    c = _contribution_stats(trained, num_sentences)
-    n = len(trained.model.decoder.layers)
-    parts = {"sub_self": "self-attention", "sub_cross": "cross-attention", "sub_ffn": "FFN"}
-    per_layer = {label: [c[f"decoder.layers.{i}.{key}"] for i in range(n)] for key, label in parts.items()}
-    series = {f"{label} branch / residual input": values for label, values in per_layer.items()}
-    series["whole layer: ‖out − in‖ / ‖in‖"] = [c[f"decoder.layers.{i}"] for i in range(n)]
-    fig, ax = plt.subplots(figsize=(10, 4.6))
-    _grouped_bars(ax, series, [f"layer {i + 1}" for i in range(n)])
-    ax.set(xlabel="decoder layer", ylabel="relative size (Frobenius norms over the batch)",
-           title=f"{min(num_sentences, len(trained.valid))} validation sentences, teacher forcing")
+    names = {".sub_self": "self-attention", ".sub_cross": "cross-attention", ".sub_ffn": "FFN"}
+    parts = {**{part: f"{label} branch / residual input" for part, label in names.items()}, "": _WHOLE_LAYER}
+    fig, series = _contribution_bars(trained, num_sentences, "decoder", parts, (10, 4.6), ", teacher forcing")
+    per_layer = {label: series[parts[part]] for part, label in names.items()}
     means = {label: float(np.mean(values)) for label, values in per_layer.items()}
     numbers = {f"{label}_per_layer": values for label, values in per_layer.items()}
-    numbers.update(layer_change=series["whole layer: ‖out − in‖ / ‖in‖"], mean_by_sublayer=means,
+    numbers.update(layer_change=series[_WHOLE_LAYER], mean_by_sublayer=means,
                    order=" > ".join(sorted(means, key=means.get, reverse=True)))
     return _finish(fig, numbers, _trained_title(trained, "Decoder sublayer contributions"))
 
@@ -1416,18 +1399,11 @@ def fig_metric_comparison(metrics=None, source=""):
     if metrics is None:
         trained = trained_demo()
         metrics, source = trained.metrics, os.path.basename(trained.run_dir)
-    fig, axes = plt.subplots(1, 3, figsize=(17, 4.5))
-    numbers = {}
-    for ax, labels, ylabel, title in (
-            (axes[0], _LOSS_LABELS, "loss per token", "Loss"),
-            (axes[1], {"token_accuracy": "valid token accuracy"}, "accuracy", "Token accuracy (teacher forcing)"),
-            (axes[2], {"bleu": "valid greedy BLEU"}, "BLEU (0-100, sacreBLEU definition)", "BLEU")):
-        for key, y in _plot_columns(ax, metrics, labels, ylabel=ylabel, title=title, marker_below=40).items():
-            numbers[f"{key}_final"] = y[-1]
-            numbers[f"{key}_best"] = min(y) if "loss" in key else max(y)
-        ax.legend(fontsize=8)
-    x, _ = _points(metrics, "train_loss")
-    numbers["steps"] = x[-1] if x else 0
+    fig, numbers, steps = _metric_panels(metrics, (
+        (_LOSS_LABELS, "loss per token", "Loss"),
+        ({"token_accuracy": "valid token accuracy"}, "accuracy", "Token accuracy (teacher forcing)"),
+        ({"bleu": "valid greedy BLEU"}, "BLEU (0-100, sacreBLEU definition)", "BLEU")), (17, 4.5), best=True)
+    numbers["steps"] = steps
     return _finish(fig, numbers, f"Metrics of a real demo training run ({source or 'metrics.csv'})")
 
 
@@ -1480,59 +1456,31 @@ def fig_multi30k_training(metrics, source=""):
     minutes = [None if s is None else s / 60 for s in metrics.get("elapsed_s", [])]
     timed = dict(metrics, step=minutes) if minutes and None not in minutes else metrics
     xlabel = "wall-clock minutes (training + evaluation)" if timed is not metrics else "update step"
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.3))
-    numbers = {}
-    for ax, keys, ylabel, title in (
-            (axes[0], ("bleu",), "BLEU (greedy, sacreBLEU definition)", "Validation BLEU (eval sentences, greedy)"),
-            (axes[1], ("train_loss", "valid_loss"), "loss per token", "Train (label-smoothed) and validation loss")):
-        labels = {key: key.replace("_", " ") for key in keys}
-        for key, y in _plot_columns(ax, timed, labels, xlabel, ylabel, title, marker_below=40).items():
-            numbers[f"{key}_final"] = y[-1]
-        ax.legend(fontsize=8)
-    x, _ = _points(timed, "train_loss")
-    numbers["minutes" if timed is not metrics else "steps"] = x[-1] if x else 0
+    fig, numbers, last = _metric_panels(timed, (
+        ({"bleu": "bleu"}, "BLEU (greedy, sacreBLEU definition)", "Validation BLEU (eval sentences, greedy)"),
+        ({"train_loss": "train loss", "valid_loss": "valid loss"}, "loss per token",
+         "Train (label-smoothed) and validation loss")), (13, 4.3), xlabel)
+    numbers["minutes" if timed is not metrics else "steps"] = last
     return _finish(fig, numbers, f"Real text: Multi30k on a CPU ({source or 'metrics.csv'})")
 
 
-# =============================================================================
-# 11. 명령줄: 그림 목록과 main()
-# =============================================================================
-# (이름, 함수, 입력) — 파일을 읽는 순서. 입력: None = 기본값 그대로, "pairs" = 데모 코퍼스 문장쌍,
+# ══════ 11. 명령줄: 그림 목록과 main() ══════
+# (이름, 함수 fig_<이름>, 입력) — 파일을 읽는 순서. 입력: None = 기본값 그대로, "pairs" = 데모 코퍼스 문장쌍,
 # "trained" = 학습된 데모 모델(TrainedRun), "metrics" = 그 런의 metrics.csv,
 # "multi30k" = 가장 최근 ``python train.py --preset multi30k`` 런의 metrics.csv (없으면 그 그림은 건너뛴다).
-FIGURES = (
-    ("token_embedding_analysis", fig_token_embedding_analysis, None),            # 1. embeddings.py
-    ("special_token_embeddings", fig_special_token_embeddings, None),
-    ("positional_encoding_analysis", fig_positional_encoding_analysis, None),
-    ("masking_visualization", fig_masking_visualization, None),                  # 2. attention.py
-    ("look_ahead_mask", fig_look_ahead_mask, None),
-    ("layer_norm_effects", fig_layer_norm_effects, None),                        # 3. layers.py
-    ("ffn_behavior", fig_ffn_behavior, None),
-    ("residual_effects", fig_residual_effects, None),
-    ("initialization_distributions", fig_initialization_distributions, None),    # 4. model.py 초기화
-    ("gradient_flow_initialization", fig_gradient_flow_initialization, None),
-    ("lr_scheduler_curves", fig_lr_scheduler_curves, None),                      # 5. schedules.py
-    ("transformer_schedule_analysis", fig_transformer_schedule_analysis, None),
-    ("onecycle_lr", fig_onecycle_lr, None),
-    ("cyclic_lr_warmup", fig_cyclic_lr_warmup, None),
-    ("label_smoothing_effect", fig_label_smoothing_effect, None),                # 6. losses.py
-    ("focal_loss_weights", fig_focal_loss_weights, None),
-    ("tokenizer_length_distribution", fig_tokenizer_length_distribution, "pairs"),   # 7. data.py
-    ("dataset_statistics", fig_dataset_statistics, "pairs"),
-    ("mlm_masking_distribution", fig_mlm_masking_distribution, "pairs"),
-    ("training_simulation", fig_training_simulation, None),                      # 8. train.py: 짧은 학습
-    ("warmup_comparison", fig_warmup_comparison, None),
-    ("attention_patterns", fig_attention_patterns, "trained"),                   # 9. 학습된 모델
-    ("encoder_attention_patterns", fig_encoder_attention_patterns, "trained"),
-    ("encoder_layer_contributions", fig_encoder_layer_contributions, "trained"),
-    ("decoder_attention_patterns", fig_decoder_attention_patterns, "trained"),
-    ("decoder_layer_contributions", fig_decoder_layer_contributions, "trained"),
-    ("generation_attention", fig_generation_attention, "trained"),
-    ("transformer_attention_all", fig_transformer_attention_all, "trained"),
-    ("metric_comparison", fig_metric_comparison, "metrics"),
-    ("confusion_matrix", fig_confusion_matrix, "trained"),
-    ("multi30k_training", fig_multi30k_training, "multi30k"),
-)
+FIGURES = tuple((name, globals()[f"fig_{name}"], kind) for kind, names in (
+    (None, "token_embedding_analysis special_token_embeddings positional_encoding_analysis"),   # 1. embeddings.py
+    (None, "masking_visualization look_ahead_mask"),                                           # 2. attention.py
+    (None, "layer_norm_effects ffn_behavior residual_effects"),                                # 3. layers.py
+    (None, "initialization_distributions gradient_flow_initialization"),                       # 4. model.py 초기화
+    (None, "lr_scheduler_curves transformer_schedule_analysis onecycle_lr cyclic_lr_warmup"),   # 5. schedules.py
+    (None, "label_smoothing_effect focal_loss_weights"),                                       # 6. losses.py
+    ("pairs", "tokenizer_length_distribution dataset_statistics mlm_masking_distribution"),    # 7. data.py
+    (None, "training_simulation warmup_comparison"),                                           # 8. 짧은 학습
+    ("trained", "attention_patterns encoder_attention_patterns encoder_layer_contributions"),  # 9. 학습된 모델
+    ("trained", "decoder_attention_patterns decoder_layer_contributions generation_attention"),
+    ("trained", "transformer_attention_all"), ("metrics", "metric_comparison"), ("trained", "confusion_matrix"),
+    ("multi30k", "multi30k_training")) for name in names.split())
 
 
 def select_figures(only=None):
