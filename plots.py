@@ -220,9 +220,8 @@ def fig_positional_encoding_analysis(max_len=100, d_model=128, starts=(0, 20, 50
 def fig_masking_visualization(lengths=(7, 5, 3), pad_id=0):
     """패딩 마스크, look-ahead 마스크, 둘을 합친 마스크를 문장마다."""
     width = max(lengths)
-    tokens = torch.full((len(lengths), width), pad_id, dtype=torch.long)   # (B, T)
-    for row, n in enumerate(lengths):
-        tokens[row, :n] = torch.arange(10, 10 + n)
+    tokens = torch.where(torch.arange(width) < torch.tensor(lengths)[:, None], torch.arange(10, 10 + width),
+                         pad_id)                                         # (B, T): 10, 11, … 뒤에 [PAD]
     pad = attention.padding_mask(tokens, pad_id)                         # (B, 1, 1, T)
     causal = attention.look_ahead_mask(width)                            # (1, 1, T, T)
     both = attention.combine_masks(pad, causal)                          # (B, 1, T, T)
@@ -261,8 +260,6 @@ def fig_look_ahead_mask(size=8, d_k=16, seed=0):
                "future_weight_with_mask": causal[future].sum().item() / size,
                "row_sums_with_mask": causal.sum(dim=1).mean().item()}
     return _finish(fig, numbers, "Causal (look-ahead) mask and its effect on softmax(QK^T/√d_k)")
-
-
 
 
 # ══════ 3. 층 정규화, FFN, 잔차 연결 (layers.py, 논문 §3.1, §3.3) ══════
@@ -688,8 +685,6 @@ def fig_focal_loss_weights(gammas=(0.0, 0.5, 1.0, 2.0, 5.0)):
     return _finish(fig, numbers, "Focal loss (losses.focal_weight, losses.focal_loss)", axes)
 
 
-
-
 # ══════ 7. 데이터 (data.py): BPE 길이, 데이터셋 통계, MLM 마스킹 — 모두 내장 데모 코퍼스로 ══════
 def demo_pairs(num_pairs=4000, seed=0):
     """데모 코퍼스의 (영어, 독일어) 쌍 num_pairs 개 (data.demo_corpus, 시드로 결정)."""
@@ -865,8 +860,6 @@ def fig_mlm_masking_distribution(pairs=None, vocab_size=1000, seeds=range(10), n
     return fig
 
 
-
-
 # ══════ 8. 짧은 실제 학습 (train.Trainer): 학습 곡선과 워밍업 비교 ══════
 # 옛 리포트의 "학습 시뮬레이션"은 꾸며 낸 곡선이었다. 여기서는 train.Trainer 로 데모 코퍼스에서
 # 작은 모델을 실제로 몇십~몇백 업데이트 학습하며, 업데이트마다 손실(라벨 스무딩), 기울기 노름
@@ -968,8 +961,6 @@ def fig_warmup_comparison(cfg=None, warmups=(1, 10, 40, 120), steps=150, peak_lr
                                  f"{base.num_layers}+{base.num_layers} layers, Post-LN)", axes, legend=(0, 1))
 
 
-
-
 # ══════ 9. 학습 런의 그림: metrics.csv 의 열들 (``python plots.py --run 런디렉터리``) ══════
 def read_run_metrics(run_dir):
     """런 디렉터리의 metrics.csv → 열 이름별 목록 (빈 칸은 None)."""
@@ -1062,7 +1053,6 @@ def save_run_figures(run_dir):
         fig.savefig(paths[-1], dpi=110)
         plt.close(fig)
     return paths
-
 
 
 # ══════ 10. 학습된 모델의 그림 (model.record_attention / record_contributions) ══════
