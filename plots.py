@@ -1136,21 +1136,13 @@ def trained_demo(root=os.path.join("outputs", "training"), cfg=None, log=print):
 def _pick_example(trained, max_len=14):
     """그림에 쓸 검증 문장 번호: 어순이 바뀌는(data.needs_reordering) 짧은 문장을 먼저 고른다."""
     short = [i for i, (s, t) in enumerate(trained.valid) if len(s) < max_len and len(t) < max_len + 2]
-    for i in short:
-        if data.needs_reordering(trained.valid_text[i][0]):
-            return i
-    return short[0] if short else 0
-
-
-def _batch(trained, indices):
-    """검증 문장들 → (src, tgt_in, tgt_out), 각 (B, T), 오른쪽 패딩."""
-    return data.collate([trained.valid[i] for i in indices])
+    return next((i for i in short if data.needs_reordering(trained.valid_text[i][0])), short[0] if short else 0)
 
 
 @torch.no_grad()
 def _attention_maps(trained, indices):
     """교사 강요(정답 번역을 디코더 입력으로)로 한 번 순전파하며 모든 어텐션 가중치를 모은다."""
-    src, tgt_in, _ = _batch(trained, indices)
+    src, tgt_in, _ = data.collate([trained.valid[i] for i in indices])   # 각 (B, T), 오른쪽 패딩
     trained.model.eval()
     with tfm.record_attention(trained.model) as maps:
         trained.model(src, tgt_in)
@@ -1176,15 +1168,16 @@ def _panel(weights, title, labels, query, key="source"):
     return weights, title, labels[key], labels[query], f"key ({key})", f"query ({query})"
 
 
-def _attention_grid(panels, figsize, fontsize=10):
-    """어텐션 그림의 공통 틀: panels[행][열] = _panel(...) 의 칸 그림 격자와, 함께 쓰는 색 막대 (0..1)."""
+def _attention_grid(panels, figsize, numbers, title, fontsize=10):
+    """어텐션 그림 다섯 장의 공통 틀: panels[행][열] = _panel(...) 의 칸 그림 격자, 함께 쓰는 색 막대 (0..1),
+    제목(title: _trained_title), 잰 숫자."""
     fig, axes = plt.subplots(len(panels), len(panels[0]), figsize=figsize, squeeze=False, layout="constrained")
     for r, row in enumerate(panels):
-        for c, (weights, title, xlabels, ylabels, xlabel, ylabel) in enumerate(row):
-            image = _heatmap(axes[r, c], weights, title, xlabels, ylabels, vmin=0, vmax=1, xlabel=xlabel,
+        for c, (weights, name, xlabels, ylabels, xlabel, ylabel) in enumerate(row):
+            image = _heatmap(axes[r, c], weights, name, xlabels, ylabels, vmin=0, vmax=1, xlabel=xlabel,
                              ylabel=ylabel, fontsize=fontsize)
     fig.colorbar(image, ax=axes, shrink=0.6, label="attention weight")
-    return fig
+    return _finish(fig, numbers, title)
 
 
 def _trained_title(trained, what):
@@ -1210,8 +1203,8 @@ def fig_attention_patterns(trained=None, index=None):
         numbers[label.replace(" ", "_") + "_entropy_per_head"] = entropies
         panels.append([_panel(w, f"{label}, head {h + 1} (H={e:.2f})", labels, query)
                        for h, (w, e) in enumerate(zip(maps[name], entropies))])
-    fig = _attention_grid(panels, (3.6 * len(panels[0]) + 1, 3.5 * len(rows)), fontsize=9)
-    return _finish(fig, numbers, _trained_title(trained, "Attention per head on a validation sentence"))
+    return _attention_grid(panels, (3.6 * len(panels[0]) + 1, 3.5 * len(rows)), numbers,
+                           _trained_title(trained, "Attention per head on a validation sentence"), fontsize=9)
 
 
 def _padded_pair(trained):
@@ -1240,8 +1233,8 @@ def fig_encoder_attention_patterns(trained=None, indices=None):
         for row, panel_row in enumerate(panels):
             panel_row.append((w[row], f"layer {layer + 1}, sentence {row + 1} ({int(pad[row].sum())} [PAD])",
                               labels[row], labels[row], "key position", "query position"))
-    fig = _attention_grid(panels, (4.6 * len(panels[0]) + 1, 4.2 * len(indices)))
-    return _finish(fig, numbers, _trained_title(trained, "Encoder self-attention per layer (head average)"))
+    return _attention_grid(panels, (4.6 * len(panels[0]) + 1, 4.2 * len(indices)), numbers,
+                           _trained_title(trained, "Encoder self-attention per layer (head average)"))
 
 
 def fig_decoder_attention_patterns(trained=None, index=None):
@@ -1261,15 +1254,15 @@ def fig_decoder_attention_patterns(trained=None, index=None):
         panels[0].append(_panel(self_w, f"layer {layer + 1} self-attention (masked)", labels, "target input",
                                 "target input"))
         panels[1].append(_panel(cross_w, f"layer {layer + 1} cross-attention", labels, "target input"))
-    fig = _attention_grid(panels, (4.8 * n + 1, 8.4))
-    return _finish(fig, numbers, _trained_title(trained, "Decoder attention per layer (head average, teacher forcing)"))
+    return _attention_grid(panels, (4.8 * n + 1, 8.4), numbers,
+                           _trained_title(trained, "Decoder attention per layer (head average, teacher forcing)"))
 
 
 def fig_generation_attention(trained=None, index=None):
     """실제 그리디 번역의 단계마다 교차 어텐션 (층마다, 헤드 평균): 어느 원문 토큰을 보며 무엇을 냈나."""
     trained = trained_demo() if trained is None else trained
     i = _pick_example(trained) if index is None else index
-    src, _, _ = _batch(trained, [i])
+    src, _, _ = data.collate([trained.valid[i]])                           # (1, S)
     trained.model.eval()
     with tfm.record_attention(trained.model) as maps:
         hyp = tfm.greedy_decode(trained.model, src, data.BOS_ID, data.EOS_ID)[0]
@@ -1281,13 +1274,14 @@ def fig_generation_attention(trained=None, index=None):
     out_labels = [f"{t + 1}: {tok}" for t, tok in enumerate(display_tokens(trained.bpe, produced))]
     panels = [[(steps[layer], f"decoder layer {layer + 1}", src_labels, out_labels, "source token (encoder output)",
                 "generation step: token produced") for layer in range(n)]]
-    fig = _attention_grid(panels, (5.2 * n + 1, 0.32 * len(produced) + 4.2), fontsize=11)
     translation = trained.bpe.decode(hyp)
     en, de = trained.valid_text[i]
-    fig.supxlabel(f"EN: {en}\nREF: {de}\nOUT: {translation}", fontsize=10, x=0.02, ha="left")
     numbers = {"source": en, "reference": de, "translation": translation, "exact_match": translation == de,
                "steps": len(produced), "argmax_source_last_layer": steps[-1].argmax(-1).tolist()}
-    return _finish(fig, numbers, _trained_title(trained, "Cross-attention at each step of a greedy translation"))
+    fig = _attention_grid(panels, (5.2 * n + 1, 0.32 * len(produced) + 4.2), numbers,
+                          _trained_title(trained, "Cross-attention at each step of a greedy translation"), fontsize=11)
+    fig.supxlabel(f"EN: {en}\nREF: {de}\nOUT: {translation}", fontsize=10, x=0.02, ha="left")
+    return fig
 
 
 def fig_transformer_attention_all(trained=None, index=None):
@@ -1304,8 +1298,8 @@ def fig_transformer_attention_all(trained=None, index=None):
             w = maps[f"{stack}.layers.{layer}.{kind}"].mean(0)               # (T_q, T_k) 헤드 평균
             panels[-1].append(_panel(w, f"layer {layer + 1}: {title}", labels, query, key))
             numbers[f"layer{layer + 1}_{stack}_{kind}_entropy"] = _entropy(w)
-    fig = _attention_grid(panels, (16, 4.8 * len(panels)))
-    return _finish(fig, numbers, _trained_title(trained, "All three attentions of the Transformer"))
+    return _attention_grid(panels, (16, 4.8 * len(panels)), numbers,
+                           _trained_title(trained, "All three attentions of the Transformer"))
 
 
 # ---- 층의 기여도, 런의 지표, 혼동 행렬 ------------------------------------------------------
@@ -1327,7 +1321,7 @@ def _contribution_bars(trained, num_sentences, stack, parts, figsize, note=""):
     """검증 문장 num_sentences 개로 층·부분층 기여도(model.record_contributions)를 재어 층마다 나란한 막대로.
     parts = {이름 끝 ("" = 층 전체, ".sub_attn" 등 부분층): 라벨}. 반환: (fig, {라벨: 층별 값})."""
     count = min(num_sentences, len(trained.valid))
-    src, tgt_in, _ = _batch(trained, range(count))
+    src, tgt_in, _ = data.collate(trained.valid[:count])                 # 각 (B, T)
     trained.model.eval()
     with torch.no_grad(), tfm.record_contributions(trained.model) as found:
         trained.model(src, tgt_in)
@@ -1386,7 +1380,7 @@ def _teacher_forced_tokens(trained, indices, batch_size=64):
     trained.model.eval()
     gold, pred = [], []
     for start in range(0, len(indices), batch_size):
-        src, tgt_in, tgt_out = _batch(trained, indices[start:start + batch_size])
+        src, tgt_in, tgt_out = data.collate([trained.valid[i] for i in indices[start:start + batch_size]])
         real = tgt_out != data.PAD_ID
         gold.append(tgt_out[real])
         pred.append(trained.model(src, tgt_in).argmax(-1)[real])
