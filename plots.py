@@ -614,11 +614,6 @@ def fig_cyclic_lr_warmup(total_steps=6000, base_lr=1e-4, max_lr=1e-3, step_size_
 # to be more unsure, but improves accuracy and BLEU score."
 # 가운데 패널: 정답 확률이 p, 나머지 V−1 칸이 (1−p)/(V−1) 인 예측의 손실. ε > 0 이면 최소점이 p = 1 이
 # 아니라 q_y = 1 − ε + ε/V 에 있다. 오른쪽: 자유 로짓을 그 손실로 최적화했을 때 확신도가 어디로 가나.
-def _prediction_logits(p, vocab_size, target=0):
-    """정답 확률 p, 나머지는 고르게 나눈 분포의 로그 (로짓으로 쓴다), (V,)."""
-    return torch.full((vocab_size,), (1.0 - p) / (vocab_size - 1)).index_fill(0, torch.tensor(target), p).log()
-
-
 def _optimize_free_logits(target, vocab_size, eps, steps, lr):
     """0 에서 시작한 로짓 (1, V) 를 라벨 스무딩 손실로 SGD. 반환: (스텝별 정답 확률, 마지막 로짓)."""
     logits = torch.zeros(1, vocab_size, requires_grad=True)
@@ -644,11 +639,12 @@ def fig_label_smoothing_effect(vocab_size=10, epsilons=(0.0, 0.1, 0.2), steps=30
     axes[0].set(yscale="log", xlabel="token id (gold = 3)", ylabel="target probability q (log)",
                 title=f"Smoothed target distribution (V={vocab_size})")
     axes[0].set_xticks(ids)
-    grid = np.linspace(0.3, 0.999, 300)
+    grid = np.linspace(0.3, 0.999, 300)                  # 로짓 = 정답 확률 p, 나머지는 고르게 나눈 분포의 로그
+    predictions = [torch.full((1, vocab_size), (1 - p) / (vocab_size - 1)).index_fill(1, target, p).log() for p in grid]
     numbers = {}
     for eps in epsilons:
-        values = [losses.label_smoothed_cross_entropy(_prediction_logits(p, vocab_size, 3)[None], target,
-                                                      epsilon=eps, ignore_index=-1).item() for p in grid]
+        values = [losses.label_smoothed_cross_entropy(z, target, epsilon=eps, ignore_index=-1).item()
+                  for z in predictions]
         best = float(grid[int(np.argmin(values))])
         line, = axes[1].plot(grid, values, label=f"ε={eps}: minimum at p={best:.3f}")
         axes[1].axvline(best, color=line.get_color(), ls=":", lw=1)
@@ -1207,17 +1203,13 @@ def fig_attention_patterns(trained=None, index=None):
                            _trained_title(trained, "Attention per head on a validation sentence"), fontsize=9)
 
 
-def _padded_pair(trained):
-    """긴 문장(14 토큰 이하 중 가장 긴 것)과, 그 60% 쯤 되어 패딩이 붙는 문장의 번호 (앞 100 문장에서)."""
-    lengths = [len(s) for s, _ in trained.valid[:100]]
-    long_i = max(range(len(lengths)), key=lambda j: (lengths[j] <= 14, lengths[j]))
-    return [long_i, min(range(len(lengths)), key=lambda j: abs(lengths[j] - 0.6 * lengths[long_i]))]
-
-
 def fig_encoder_attention_patterns(trained=None, indices=None):
     """인코더 셀프 어텐션(헤드 평균)을 층마다, 짧은 문장이 패딩된 배치에서: [PAD] 열은 0."""
     trained = trained_demo() if trained is None else trained
-    indices = _padded_pair(trained) if indices is None else indices
+    if indices is None:          # 앞 100 문장에서 긴 문장(14 토큰 이하 중 가장 긴 것)과, 그 60% 쯤 되어 패딩이 붙는 문장
+        lengths = [len(s) for s, _ in trained.valid[:100]]
+        long_i = max(range(len(lengths)), key=lambda j: (lengths[j] <= 14, lengths[j]))
+        indices = [long_i, min(range(len(lengths)), key=lambda j: abs(lengths[j] - 0.6 * lengths[long_i]))]
     src, _, maps = _attention_maps(trained, indices)
     pad = src == data.PAD_ID                                                 # (B, S)
     labels = [display_tokens(trained.bpe, row.tolist()) for row in src]
@@ -1471,19 +1463,6 @@ def select_figures(only=None):
     return [entry for entry in FIGURES if entry[0] in wanted]
 
 
-def _save_numbers(path, numbers):
-    """잰 숫자를 JSON 으로 (이미 있으면 그림별로 덮어써 합친다; 임시 파일에 쓴 뒤 이름 바꾸기)."""
-    merged = {}
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            merged = json.load(f)
-    merged.update(_round(numbers))
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(merged, f, ensure_ascii=False, indent=1)
-    os.replace(tmp, path)
-
-
 def _figure_inputs(kinds, training_root, log):
     """그림 입력의 종류마다 넘길 인자 {종류: kwargs}. Multi30k 런이 없으면 "multi30k" 는 빠진다."""
     trained = trained_demo(training_root, log=log) if kinds & {"trained", "metrics"} else None
@@ -1513,7 +1492,15 @@ def make_figures(entries, out_dir="outputs", training_root=os.path.join("outputs
         plt.close(fig)
         numbers[name] = fig.numbers
         log(f"{name} ({time.time() - start:.1f}s): {json.dumps(_round(fig.numbers), ensure_ascii=False)}")
-    _save_numbers(os.path.join(out_dir, "figure_numbers.json"), numbers)
+    path, merged = os.path.join(out_dir, "figure_numbers.json"), {}   # 있던 값에 그림별로 덮어써 합치고,
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            merged = json.load(f)
+    merged.update(_round(numbers))
+    tmp = f"{path}.tmp-{os.getpid()}"                                   # 임시 파일에 쓴 뒤 이름을 바꾼다
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(merged, f, ensure_ascii=False, indent=1)
+    os.replace(tmp, path)
     return numbers
 
 
