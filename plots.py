@@ -207,8 +207,7 @@ def fig_positional_encoding_analysis(max_len=100, d_model=128, starts=(0, 20, 50
         first = p == starts[0]
         axes[2].plot(range(span), dots, label=f"start p = {p}", lw=2.5 if first else 1.2, ls="-" if first else "--")
     spread = float(np.max(np.ptp(np.stack(curves), axis=0)))
-    axes[2].set(xlabel="distance k", ylabel="PE[p]·PE[p+k]",
-                title=f"Depends only on k (spread over p: {spread:.0e})")
+    axes[2].set(xlabel="distance k", ylabel="PE[p]·PE[p+k]", title=f"Depends only on k (spread over p: {spread:.0e})")
     axes[2].legend(fontsize=8)
     numbers = {"dot_at_k0": float(curves[0][0]), "dot_at_k1": float(curves[0][1]),
                "dot_at_k10": float(curves[0][min(10, span - 1)]), "max_spread_over_start": spread}
@@ -263,9 +262,8 @@ def fig_look_ahead_mask(size=8, d_k=16, seed=0):
 
 
 # ══════ 3. 층 정규화, FFN, 잔차 연결 (layers.py, 논문 §3.1, §3.3) ══════
-# 실험 도구: EncoderLayer 를 깊이만큼 쌓은 스택에 무작위 입력 (B, T, d_model) 을 흘리고, 무작위로
-# 고정한 분류 머리(d_model → 32 클래스)의 교차 엔트로피로 역전파해, 층마다 출력의 표준편차와
-# 그 층 파라미터의 기울기 노름을 잰다. 드롭아웃은 0, 가중치는 model.init_weights 의 Xavier.
+# 실험 도구: EncoderLayer 스택에 무작위 입력 (B, T, d_model) 을 흘리고 고정한 무작위 분류 머리(d_model → 32 클래스)의
+# 교차 엔트로피로 역전파해, 층마다 출력의 표준편차와 파라미터의 기울기 노름을 잰다. 드롭아웃 0, init_weights 의 Xavier.
 _NORMS = {"post": "Post-LN (paper)", "pre": "Pre-LN", "none": "no LayerNorm"}   # 정규화 방식 → 그림 라벨
 
 
@@ -353,11 +351,10 @@ def fig_ffn_behavior(d_model=64, d_ff=256, seed=0, num_tokens=2048):
     return _finish(fig, numbers, "Position-wise feed-forward network: ReLU (paper) vs GELU and gated variants", axes)
 
 
-# §3.1 "We employ a residual connection around each of the two sub-layers".
-# 깊이마다 잔차 연결이 있을 때와 없을 때(layers.SublayerConnection(residual=False)) 첫 층 파라미터의
-# 기울기 노름을 잰다 (시드 3개 평균): 비율 = 있음 / 없음. 정규화 방식(Post-LN 논문, Pre-LN, 없음)마다 따로.
-# 잔차가 없으면 토큰 표현들이 서로 같아진다 (토큰 사이 코사인 → 1, Dong et al. 2021 의 rank collapse):
-# 마지막 층 출력에서 같은 문장 안 토큰 쌍의 평균 코사인을 잰다.
+# §3.1 "We employ a residual connection around each of the two sub-layers". 깊이마다 잔차 연결이 있을 때와
+# 없을 때(layers.SublayerConnection(residual=False)) 첫 층 파라미터의 기울기 노름을 재어(시드 평균) 비율 = 있음 / 없음
+# 을 정규화 방식(Post-LN 논문, Pre-LN, 없음)마다 따로 구한다. 잔차가 없으면 토큰 표현들이 서로 같아진다
+# (마지막 층에서 같은 문장 토큰 쌍의 평균 코사인 → 1, Dong et al. 2021 의 rank collapse).
 # 확률적 깊이(논문에 없음): 층 l 은 drop_path·l/N 의 확률로 가지를 버린다(model.py 의 선형 규칙).
 # layers.DropPath 를 많은 샘플에 돌려 살아남은 비율과 출력 평균(기대값 보존)을 잰다.
 def _token_cosine(h):
@@ -857,9 +854,8 @@ def fig_mlm_masking_distribution(pairs=None, vocab_size=1000, seeds=range(10), n
 
 
 # ══════ 8. 짧은 실제 학습 (train.Trainer): 학습 곡선과 워밍업 비교 ══════
-# 옛 리포트의 "학습 시뮬레이션"은 꾸며 낸 곡선이었다. 여기서는 train.Trainer 로 데모 코퍼스에서
-# 작은 모델을 실제로 몇십~몇백 업데이트 학습하며, 업데이트마다 손실(라벨 스무딩), 기울기 노름
-# (클리핑 전), 그 업데이트에 쓴 학습률을 잰다. 런 디렉터리는 임시 디렉터리라 끝나면 사라진다.
+# 옛 리포트의 "학습 시뮬레이션"은 꾸며 낸 곡선이었다. 여기서는 train.Trainer 로 데모 코퍼스에서 작은 모델을 실제로
+# 몇십~몇백 업데이트 학습하며 업데이트마다 손실(라벨 스무딩), 기울기 노름(클리핑 전), 학습률을 잰다 (임시 런 디렉터리).
 def short_run_config(seed=0):
     """짧은 실제 학습의 기본 설정: tiny 프리셋을 조금 키운 것 (데모 코퍼스 2,000 쌍, CPU 에서 몇 초).
 
@@ -1052,10 +1048,9 @@ def save_run_figures(run_dir):
 
 
 # ══════ 10. 학습된 모델의 그림 (model.record_attention / record_contributions) ══════
-# 학습된 데모 모델: ``python train.py`` 가 남긴 가장 최근의 데모 런(train.find_latest_run)을 쓴다.
-# 없으면 plots.py 가 짧은 데모 학습(plots_demo_config)을 ``outputs/training/plots_demo`` 에 돌리고,
-# 다음 실행부터는 같은 설정으로 끝난 그 런을 다시 쓴다. 이름이 ``demo_`` 로 시작하지 않으므로
-# train.py 의 런으로 오인되지 않는다. 체크포인트 읽기(평균 체크포인트 우선)는 train.load_run 이 한다.
+# 학습된 데모 모델: ``python train.py`` 가 남긴 가장 최근의 데모 런(train.find_latest_run). 없으면 plots.py 가
+# 짧은 데모 학습(plots_demo_config)을 ``outputs/training/plots_demo`` 에 돌리고 다음부터 같은 설정이면 재사용한다
+# (이름이 ``demo_`` 로 시작하지 않아 train.py 의 런으로 오인되지 않는다). 체크포인트 읽기는 train.load_run.
 @dataclasses.dataclass
 class TrainedRun:
     """학습된 모델과 그림에 필요한 것: 검증 문장(id 와 텍스트), metrics.csv 의 열, 런 디렉터리."""
@@ -1165,8 +1160,7 @@ def _panel(weights, title, labels, query, key="source"):
 
 
 def _attention_grid(panels, figsize, numbers, title, fontsize=10):
-    """어텐션 그림 다섯 장의 공통 틀: panels[행][열] = _panel(...) 의 칸 그림 격자, 함께 쓰는 색 막대 (0..1),
-    제목(title: _trained_title), 잰 숫자."""
+    """어텐션 그림 다섯 장의 틀: panels[행][열] = _panel(...) 의 칸 그림 격자, 함께 쓰는 색 막대 (0..1), 제목."""
     fig, axes = plt.subplots(len(panels), len(panels[0]), figsize=figsize, squeeze=False, layout="constrained")
     for r, row in enumerate(panels):
         for c, (weights, name, xlabels, ylabels, xlabel, ylabel) in enumerate(row):
@@ -1458,8 +1452,7 @@ def select_figures(only=None):
     known = {name for name, _, _ in FIGURES}
     for name in wanted:
         if name not in known:
-            raise ValueError(f"알 수 없는 그림 '{name}' 입니다: `python plots.py --list` 로 {len(FIGURES)}개의 "
-                             "이름을 보세요.")
+            raise ValueError(f"알 수 없는 그림 '{name}' 입니다: `python plots.py --list` 로 {len(FIGURES)}개의 이름을 보세요.")
     return [entry for entry in FIGURES if entry[0] in wanted]
 
 
