@@ -1289,20 +1289,6 @@ def fig_transformer_attention_all(trained=None, index=None):
 
 
 # ---- 층의 기여도, 런의 지표, 혼동 행렬 ------------------------------------------------------
-def _grouped_bars(ax, series, names):
-    """series {라벨: 값 목록} 을 names 마다 나란한 막대로 (값을 막대 위에 적는다)."""
-    width = 0.8 / len(series)
-    for k, (label, values) in enumerate(series.items()):
-        pos = np.arange(len(names)) + (k - (len(series) - 1) / 2) * width
-        ax.bar(pos, values, width, label=label)
-        for p, v in zip(pos, values):
-            ax.text(p, v, f"{v:.2f}", ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(range(len(names)), names)
-    ax.set_ylim(0, 1.3 * max(max(v) for v in series.values()))          # 범례 자리를 위에 남긴다
-    ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=8, ncol=2, loc="upper center")
-
-
 def _contribution_bars(trained, num_sentences, stack, parts, figsize, note=""):
     """검증 문장 num_sentences 개로 층·부분층 기여도(model.record_contributions)를 재어 층마다 나란한 막대로.
     parts = {이름 끝 ("" = 층 전체, ".sub_attn" 등 부분층): 라벨}. 반환: (fig, {라벨: 층별 값})."""
@@ -1314,8 +1300,17 @@ def _contribution_bars(trained, num_sentences, stack, parts, figsize, note=""):
     n = len(getattr(trained.model, stack).layers)
     series = {label: [found[f"{stack}.layers.{i}{part}"][0] for i in range(n)] for part, label in parts.items()}
     fig, ax = plt.subplots(figsize=figsize)
-    _grouped_bars(ax, series, [f"layer {i + 1}" for i in range(n)])
-    ax.set(xlabel=f"{stack} layer", ylabel="relative size (Frobenius norms over the batch)",
+    width = 0.8 / len(series)
+    for k, (label, values) in enumerate(series.items()):                 # 층마다 나란한 막대, 값은 막대 위에
+        pos = np.arange(n) + (k - (len(series) - 1) / 2) * width
+        ax.bar(pos, values, width, label=label)
+        for p, v in zip(pos, values):
+            ax.text(p, v, f"{v:.2f}", ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(range(n), [f"layer {i + 1}" for i in range(n)])
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8, ncol=2, loc="upper center")
+    ax.set(ylim=(0, 1.3 * max(max(v) for v in series.values())),     # 범례 자리를 위에 남긴다
+           xlabel=f"{stack} layer", ylabel="relative size (Frobenius norms over the batch)",
            title=f"{count} validation sentences{note}")
     return fig, series
 
