@@ -1,20 +1,16 @@
 """plots.py — 리포트의 그림 31장을 이 프로젝트의 코드로 그 자리에서 다시 계산해 그린다.
 
-``python plots.py`` 는 그림을 전부 ``outputs/<이름>.png`` 로 쓰고, 그림마다 잰 숫자를 한 줄씩
-출력하며 ``outputs/figure_numbers.json`` 에 모은다 (README 가 인용하는 값).
-``--list`` 는 이름 목록, ``--only 이름`` 은 그 그림만 (여러 번 또는 쉼표로),
-``--out 디렉터리`` 는 저장 위치, ``--run outputs/training/<런>`` 은 그 학습 런의 그림 세 장
-(``loss_curves.png``, ``learning_rate.png``, ``training_dashboard.png``)만 다시 그린다.
+``python plots.py`` 는 그림을 전부 ``outputs/<이름>.png`` 로 쓰고, 잰 숫자를 그림마다 한 줄씩 출력하며
+``outputs/figure_numbers.json`` 에 모은다 (README 가 인용하는 값). ``--list`` 는 이름 목록, ``--only 이름`` 은
+그 그림만 (여러 번 또는 쉼표로), ``--out 디렉터리`` 는 저장 위치, ``--run outputs/training/<런>`` 은 그 런의 그림
+세 장(``loss_curves.png``, ``learning_rate.png``, ``training_dashboard.png``)만 다시 그린다.
 
-원칙: 그림의 모든 값은 실행할 때 embeddings.py … train.py 의 함수로 잰다. 꾸며 낸 곡선은 없다.
-학습된 모델이 필요한 그림은 가장 최근의 데모 학습 런(``python train.py``)을 쓰고, 없으면
-짧은 데모 학습을 직접 돌린다(``outputs/training/plots_demo``, 다음 실행부터는 재사용).
-
-그림 이름 X 의 함수는 ``fig_X`` 다. 입력을 인자로 받고(기본값 있음) matplotlib ``Figure`` 를 돌려주며,
-잰 숫자는 ``fig.numbers`` (dict) 에 붙는다. 이 파일과 FIGURES 는 파일을 읽는 순서를 따른다
-(임베딩 → 어텐션 → 층 → 초기화 → 스케줄 → 손실 → 데이터 → 학습 → 학습된 모델).
-화면 없이 Agg 백엔드, 글자는 영어(matplotlib 에 들어 있는 DejaVu Sans 로 어디서나 깨지지 않게),
-한국어 설명은 README 에.
+원칙: 모든 값은 실행할 때 embeddings.py … train.py 의 함수로 잰다. 꾸며 낸 곡선은 없다. 학습된 모델이 필요한
+그림은 가장 최근의 데모 런(``python train.py``)을, 없으면 짧은 데모 학습(``outputs/training/plots_demo``,
+다음부터 재사용)을 쓴다. 그림 X 의 함수는 ``fig_X``: 입력은 인자(기본값 있음), 반환은 matplotlib ``Figure``,
+잰 숫자는 ``fig.numbers`` (dict). 파일과 FIGURES 는 읽는 순서를 따른다 (임베딩 → 어텐션 → 층 → 초기화 →
+스케줄 → 손실 → 데이터 → 학습 → 학습된 모델). Agg 백엔드, 글자는 영어(matplotlib 의 DejaVu Sans 로 어디서나
+깨지지 않게), 한국어 설명은 README 에.
 
 >>> fig = fig_loss_curves({"step": [1.0, 2.0], "train_loss": [2.0, 1.0], "valid_loss": [None, 1.5]})
 >>> type(fig).__name__, [line.get_label() for line in fig.axes[0].lines]
@@ -52,11 +48,14 @@ import data  # noqa: E402
 import train  # noqa: E402
 
 
-# =============================================================================
-# 0. 공통 도우미
-# =============================================================================
-def _finish(fig, numbers, title=None):
-    """제목을 달고 여백을 맞춘 뒤, 잰 숫자 dict 를 ``fig.numbers`` 로 붙여 돌려준다."""
+# ══════ 0. 공통 도우미 ══════
+def _finish(fig, numbers, title=None, tidy=None, legend=True, fontsize=8):
+    """패널들(tidy)에 옅은 격자와 작은 범례(legend: True 면 모든 패널, 번호 목록이면 그 패널에만)를 달고,
+    제목을 달고 여백을 맞춘 뒤, 잰 숫자 dict 를 ``fig.numbers`` 로 붙여 돌려준다."""
+    for i, ax in enumerate(np.ravel(tidy if tidy is not None else [])):
+        ax.grid(alpha=0.3)
+        if legend is True or (legend and i in legend):
+            ax.legend(fontsize=fontsize)
     if title:
         fig.suptitle(title, fontsize=13)
     if fig.get_layout_engine() is None:                  # constrained 배치(색 막대 공유)면 그대로 둔다
@@ -65,33 +64,28 @@ def _finish(fig, numbers, title=None):
     return fig
 
 
-def _tidy(axes, legend=True, fontsize=8):
-    """패널마다 옅은 격자와 (legend 면) 작은 범례."""
-    for ax in np.ravel(axes):
-        ax.grid(alpha=0.3)
-        if legend:
-            ax.legend(fontsize=fontsize)
-
-
 def _grad_norm(parameters):
     """기울기들의 전체 L2 노름 (기울기가 없는 파라미터는 건너뛴다)."""
-    total = sum(p.grad.detach().float().pow(2).sum().item() for p in parameters if p.grad is not None)
-    return math.sqrt(total)
+    return math.sqrt(sum(p.grad.detach().float().pow(2).sum().item() for p in parameters if p.grad is not None))
 
 
 def _heatmap(ax, matrix, title, xlabels=None, ylabels=None, cmap="viridis", vmin=None, vmax=None,
              xlabel="key position", ylabel="query position", fontsize=11, tick_fontsize=8):
     """행렬 하나를 칸 그림으로. 라벨이 있으면 눈금에 토큰을 적는다."""
-    image = ax.imshow(np.asarray(matrix), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto",
-                      interpolation="nearest")
+    image = ax.imshow(np.asarray(matrix), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
     ax.set_title(title, fontsize=fontsize)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
+    ax.set(xlabel=xlabel, ylabel=ylabel)
     if xlabels is not None:
         ax.set_xticks(range(len(xlabels)), xlabels, rotation=90, fontsize=tick_fontsize)
     if ylabels is not None:
         ax.set_yticks(range(len(ylabels)), ylabels, fontsize=tick_fontsize)
     return image
+
+
+def _log_ticks(ax, values):
+    """로그 축에 값 그대로의 눈금 (보조 눈금 없이)."""
+    ax.set_xticks(values, [str(v) for v in values])
+    ax.minorticks_off()
 
 
 def display_tokens(bpe, ids):
@@ -102,15 +96,9 @@ def display_tokens(bpe, ids):
     >>> display_tokens(bpe, bpe.encode("lower lowe") + [data.EOS_ID])    # 'e' 는 끝형을 못 배웠다
     ['lower', 'lo@@', 'w@@', 'e@@', '</w>', '[EOS]']
     """
-    out = []
-    for i, text in zip(ids, bpe.token_strings(ids)):
-        if int(i) < data.FIRST_CHAR_ID:
-            out.append(text)
-        elif text.endswith(data.END_OF_WORD):
-            out.append(text[:-len(data.END_OF_WORD)])
-        else:
-            out.append(text + "@@")
-    return out
+    end = data.END_OF_WORD
+    return [text if int(i) < data.FIRST_CHAR_ID else text[:-len(end)] if text.endswith(end) else text + "@@"
+            for i, text in zip(ids, bpe.token_strings(ids))]
 
 
 def _round(value, digits=4):
@@ -121,28 +109,13 @@ def _round(value, digits=4):
         return [_round(v, digits) for v in value]
     if isinstance(value, (float, np.floating)):
         return float(f"{float(value):.{digits}g}") if math.isfinite(value) else None
-    if isinstance(value, np.integer):
-        return int(value)
-    return value
+    return int(value) if isinstance(value, np.integer) else value
 
 
-# =============================================================================
-# 1. 임베딩 (embeddings.py, 논문 §3.4, §3.5)
-# =============================================================================
+# ══════ 1. 임베딩 (embeddings.py, 논문 §3.4, §3.5) ══════
 # §3.4 "In the embedding layers, we multiply those weights by √d_model."
 # 초기화 직후의 임베딩 행렬을 잰다: 행 노름의 분포, 토큰 사이 코사인 유사도, √d_model 배의 효과.
 # 마지막 패널: d_model 을 바꿔 가며 성분의 RMS 를 위치 인코딩(RMS = 1/√2)과 비교한다.
-def _rms_by_d_model(vocab_size, dims):
-    """d_model 마다 새 임베딩의 성분 RMS (보통 토큰만): (×√d_model 전 목록, 후 목록)."""
-    first = len(embeddings.SPECIAL_TOKENS)
-    raw, scaled = [], []
-    for d in dims:
-        emb = embeddings.TokenEmbedding(vocab_size, d)
-        raw.append(emb.weight.detach()[first:].pow(2).mean().sqrt().item())
-        scaled.append(emb(torch.arange(first, vocab_size)).detach().pow(2).mean().sqrt().item())
-    return raw, scaled
-
-
 def fig_token_embedding_analysis(vocab_size=1000, d_model=256, seed=0):
     """토큰 임베딩: 행 노름 분포, 코사인 유사도, √d_model 스케일링의 효과."""
     torch.manual_seed(seed)
@@ -162,8 +135,11 @@ def fig_token_embedding_analysis(vocab_size=1000, d_model=256, seed=0):
         axes[1].axvline(s / math.sqrt(d_model), color="k", ls="--", lw=1)
     axes[1].set(xlabel="cosine similarity between two different tokens", ylabel="density",
                 title=f"Pairwise cosine (std {cos.std():.3f}; dashed: ±1/√d_model)")
-    dims = [64, 128, 256, 512, 1024]
-    raw, scaled = _rms_by_d_model(vocab_size, dims)
+    dims, raw, scaled = [64, 128, 256, 512, 1024], [], []
+    for d in dims:                          # d_model 마다 새 임베딩의 성분 RMS (보통 토큰), ×√d_model 전과 후
+        emb = embeddings.TokenEmbedding(vocab_size, d)
+        raw.append(emb.weight.detach()[first:].pow(2).mean().sqrt().item())
+        scaled.append(emb(torch.arange(first, vocab_size)).detach().pow(2).mean().sqrt().item())
     pe_rms = embeddings.sinusoidal_encoding(512, 64).pow(2).mean().sqrt().item()
     axes[2].plot(dims, raw, "o-", label="embedding E[id] (RMS per component)")
     axes[2].plot(dims, scaled, "s-", label="E[id]·√d_model (what the model adds)")
@@ -173,21 +149,18 @@ def fig_token_embedding_analysis(vocab_size=1000, d_model=256, seed=0):
     axes[2].set_xticks(dims, [str(d) for d in dims])
     for ax in (axes[0], axes[2]):
         ax.legend(fontsize=8)
-    numbers = {"mean_row_norm_normal": float(norms["normal"].mean()),
-               "mean_row_norm_xavier": float(norms["xavier"].mean()),
-               "cosine_std": float(cos.std()), "cosine_max_abs": float(np.abs(cos).max()),
-               "rms_unscaled_d256": raw[dims.index(256)], "rms_scaled_d256": scaled[dims.index(256)],
-               "pe_rms": pe_rms}
+    numbers = {f"mean_row_norm_{k}": float(n.mean()) for k, n in norms.items()}
+    numbers.update(cosine_std=float(cos.std()), cosine_max_abs=float(np.abs(cos).max()),
+                   rms_unscaled_d256=raw[dims.index(256)], rms_scaled_d256=scaled[dims.index(256)], pe_rms=pe_rms)
     return _finish(fig, numbers, "Token embeddings at initialization (embeddings.TokenEmbedding)")
 
 
 def fig_special_token_embeddings(vocab_size=200, d_model=64, seed=0, num_ordinary=7):
     """특수 토큰 7개의 벡터(직교 코사인 기저)를 보통 토큰과 나란히: 값, 코사인 유사도, 노름."""
     torch.manual_seed(seed)
-    emb = embeddings.TokenEmbedding(vocab_size, d_model, special_init=True)
     n_special = len(embeddings.SPECIAL_TOKENS)
     ids = list(range(n_special + num_ordinary))
-    w = emb.weight.detach()[ids]                                         # (14, d)
+    w = embeddings.TokenEmbedding(vocab_size, d_model, special_init=True).weight.detach()[ids]   # (14, d)
     names = list(embeddings.SPECIAL_TOKENS) + [f"tok {i}" for i in ids[n_special:]]
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8), gridspec_kw={"width_ratios": [2.2, 1.2, 1]})
     limit = w.abs().max().item()
@@ -234,24 +207,20 @@ def fig_positional_encoding_analysis(max_len=100, d_model=128, starts=(0, 20, 50
         first = p == starts[0]
         axes[2].plot(range(span), dots, label=f"start p = {p}", lw=2.5 if first else 1.2, ls="-" if first else "--")
     spread = float(np.max(np.ptp(np.stack(curves), axis=0)))
-    axes[2].set(xlabel="distance k", ylabel="PE[p]·PE[p+k]",
-                title=f"Depends only on k (spread over p: {spread:.0e})")
+    axes[2].set(xlabel="distance k", ylabel="PE[p]·PE[p+k]", title=f"Depends only on k (spread over p: {spread:.0e})")
     axes[2].legend(fontsize=8)
     numbers = {"dot_at_k0": float(curves[0][0]), "dot_at_k1": float(curves[0][1]),
                "dot_at_k10": float(curves[0][min(10, span - 1)]), "max_spread_over_start": spread}
     return _finish(fig, numbers, "Sinusoidal positional encoding (embeddings.sinusoidal_encoding)")
 
 
-# =============================================================================
-# 2. 마스크 (attention.py, 논문 §3.2.3)
-# =============================================================================
+# ══════ 2. 마스크 (attention.py, 논문 §3.2.3) ══════
 # 패딩이 붙은 작은 배치로 세 마스크를 만든다. 칸 = (쿼리 i, 키 j), 밝은 칸 = 볼 수 있음(True).
 def fig_masking_visualization(lengths=(7, 5, 3), pad_id=0):
     """패딩 마스크, look-ahead 마스크, 둘을 합친 마스크를 문장마다."""
     width = max(lengths)
-    tokens = torch.full((len(lengths), width), pad_id, dtype=torch.long)   # (B, T)
-    for row, n in enumerate(lengths):
-        tokens[row, :n] = torch.arange(10, 10 + n)
+    tokens = torch.where(torch.arange(width) < torch.tensor(lengths)[:, None], torch.arange(10, 10 + width),
+                         pad_id)                                         # (B, T): 10, 11, … 뒤에 [PAD]
     pad = attention.padding_mask(tokens, pad_id)                         # (B, 1, 1, T)
     causal = attention.look_ahead_mask(width)                            # (1, 1, T, T)
     both = attention.combine_masks(pad, causal)                          # (B, 1, T, T)
@@ -264,10 +233,9 @@ def fig_masking_visualization(lengths=(7, 5, 3), pad_id=0):
             _heatmap(axes[row, col], mask.int(), columns[col] if row == 0 else "", labels, labels,
                      cmap="Greys_r", vmin=0, vmax=1, xlabel="key",
                      ylabel=f"sentence {row + 1}: {n} tokens + {width - n} [PAD]\nquery")
-    numbers = {"allowed_fraction_padding": pad_full.float().mean().item(),
-               "allowed_fraction_look_ahead": causal.float().mean().item(),
-               "allowed_fraction_combined": both.float().mean().item(),
-               "mask_shapes": [list(pad.shape), list(causal.shape), list(both.shape)]}
+    numbers = {f"allowed_fraction_{k}": m.float().mean().item()
+               for k, m in (("padding", pad_full), ("look_ahead", causal), ("combined", both))}
+    numbers["mask_shapes"] = [list(pad.shape), list(causal.shape), list(both.shape)]
     return _finish(fig, numbers, "Masks of a padded batch (white = True = may attend)")
 
 
@@ -283,10 +251,8 @@ def fig_look_ahead_mask(size=8, d_k=16, seed=0):
     top = max(free.max().item(), causal.max().item())
     for ax, w, name in ((axes[1], free, "weights without mask"), (axes[2], causal, "weights with mask")):
         image = _heatmap(ax, w, name, cmap="magma", vmin=0, vmax=top)
-        for i in range(size):
-            for j in range(size):
-                ax.text(j, i, f"{w[i, j]:.2f}", ha="center", va="center", fontsize=6,
-                        color="w" if w[i, j] < 0.6 * top else "k")
+        for (i, j), value in np.ndenumerate(w.numpy()):
+            ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=6, color="w" if value < 0.6 * top else "k")
     fig.colorbar(image, ax=axes[2], fraction=0.04)
     future = torch.ones(size, size, dtype=torch.bool).triu(1)
     numbers = {"future_weight_without_mask": free[future].sum().item() / size,
@@ -295,12 +261,9 @@ def fig_look_ahead_mask(size=8, d_k=16, seed=0):
     return _finish(fig, numbers, "Causal (look-ahead) mask and its effect on softmax(QK^T/√d_k)")
 
 
-# =============================================================================
-# 3. 층 정규화, FFN, 잔차 연결 (layers.py, 논문 §3.1, §3.3)
-# =============================================================================
-# 실험 도구: EncoderLayer 를 깊이만큼 쌓은 스택에 무작위 입력 (B, T, d_model) 을 흘리고, 무작위로
-# 고정한 분류 머리(d_model → 32 클래스)의 교차 엔트로피로 역전파해, 층마다 출력의 표준편차와
-# 그 층 파라미터의 기울기 노름을 잰다. 드롭아웃은 0, 가중치는 model.init_weights 의 Xavier.
+# ══════ 3. 층 정규화, FFN, 잔차 연결 (layers.py, 논문 §3.1, §3.3) ══════
+# 실험 도구: EncoderLayer 스택에 무작위 입력 (B, T, d_model) 을 흘리고 고정한 무작위 분류 머리(d_model → 32 클래스)의
+# 교차 엔트로피로 역전파해, 층마다 출력의 표준편차와 파라미터의 기울기 노름을 잰다. 드롭아웃 0, init_weights 의 Xavier.
 _NORMS = {"post": "Post-LN (paper)", "pre": "Pre-LN", "none": "no LayerNorm"}   # 정규화 방식 → 그림 라벨
 
 
@@ -313,10 +276,10 @@ def _probe_stack(num_layers, d_model, norm="post", residual=True, seed=0, batch=
     tfm.init_weights(stack, "xavier")
     final = layers.LayerNorm(d_model) if norm == "pre" else nn.Identity()
     gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, length, d_model, generator=gen)               # (B, T, d_model)
+    h = torch.randn(batch, length, d_model, generator=gen)               # (B, T, d_model)
     head = torch.randn(d_model, classes, generator=gen) / math.sqrt(d_model)
     labels = torch.randint(0, classes, (batch, length), generator=gen)   # (B, T)
-    outputs, h = [], x
+    outputs = []
     for layer in stack:
         h = layer(h)                                                     # (B, T, d_model)
         outputs.append(h.detach())
@@ -341,18 +304,15 @@ def fig_layer_norm_effects(num_layers=12, d_model=64, seed=0):
         axes[2].hist(token_std, bins=np.logspace(-1, 3, 81), histtype="step", lw=1.5,
                      label=f"{label}: median {np.median(token_std):.2f}")
         numbers[norm] = {"activation_std_first": stds[0], "activation_std_last": stds[-1],
-                         "token_std_median_last": float(np.median(token_std)),
-                         "grad_norm_first": grads[0], "grad_norm_last": grads[-1],
-                         "grad_ratio_last_over_first": grads[-1] / grads[0]}
-    axes[0].set(yscale="log", xlabel="layer", ylabel="std of the layer output",
-                title="Activation scale per layer")
+                         "token_std_median_last": float(np.median(token_std)), "grad_norm_first": grads[0],
+                         "grad_norm_last": grads[-1], "grad_ratio_last_over_first": grads[-1] / grads[0]}
+    axes[0].set(yscale="log", xlabel="layer", ylabel="std of the layer output", title="Activation scale per layer")
     axes[1].set(yscale="log", xlabel="layer", ylabel="gradient norm of the layer's parameters",
                 title="Gradient norm per layer (at init)")
     axes[2].set(xscale="log", xlabel=f"std over d_model of one token's layer-{num_layers} output",
                 ylabel="tokens", title="Per-token scale of the last layer's output")
-    _tidy(axes)
     return _finish(fig, numbers, f"Layer normalization: {num_layers} encoder layers, d_model={d_model}, "
-                                 "random input, one backward pass")
+                                 "random input, one backward pass", axes)
 
 
 # §3.3 "FFN(x) = max(0, xW1 + b1)W2 + b2". 논문과 다른 점: GELU 와 게이트 변형(GLU, GEGLU, SwiGLU)도 잰다.
@@ -373,8 +333,7 @@ def fig_ffn_behavior(d_model=64, d_ff=256, seed=0, num_tokens=2048):
         ffn = tfm.init_weights(layers.PositionwiseFeedForward(d_model, d_ff, dropout=0.0, activation=act))
         with torch.no_grad():
             h = ffn.hidden(x)                                            # (N, d_ff)
-        axes[1].hist(h.flatten().numpy(), bins=120, range=(-2, 3), histtype="step", lw=1.4,
-                     density=True, label=act)
+        axes[1].hist(h.flatten().numpy(), bins=120, range=(-2, 3), histtype="step", lw=1.4, density=True, label=act)
         numbers[act] = {"zero_fraction": (h == 0).float().mean().item(),
                         "near_zero_fraction": (h.abs() < 0.01).float().mean().item(),
                         "parameters": sum(p.numel() for p in ffn.parameters())}
@@ -389,15 +348,13 @@ def fig_ffn_behavior(d_model=64, d_ff=256, seed=0, num_tokens=2048):
     axes[2].set_xticks(pos, list(numbers))
     axes[2].set(ylim=(0, 1), xlabel="FFN variant (activation=...)", ylabel="fraction of hidden units",
                 title="Sparsity of the hidden layer")
-    _tidy(axes)
-    return _finish(fig, numbers, "Position-wise feed-forward network: ReLU (paper) vs GELU and gated variants")
+    return _finish(fig, numbers, "Position-wise feed-forward network: ReLU (paper) vs GELU and gated variants", axes)
 
 
-# §3.1 "We employ a residual connection around each of the two sub-layers".
-# 깊이마다 잔차 연결이 있을 때와 없을 때(layers.SublayerConnection(residual=False)) 첫 층 파라미터의
-# 기울기 노름을 잰다 (시드 3개 평균): 비율 = 있음 / 없음. 정규화 방식(Post-LN 논문, Pre-LN, 없음)마다 따로.
-# 잔차가 없으면 생기는 또 하나의 일: 토큰 표현들이 서로 같아진다 (토큰 사이 코사인 유사도 → 1,
-# Dong et al. 2021 의 rank collapse). 마지막 층 출력에서 같은 문장 안 토큰 쌍의 평균 코사인을 잰다.
+# §3.1 "We employ a residual connection around each of the two sub-layers". 깊이마다 잔차 연결이 있을 때와
+# 없을 때(layers.SublayerConnection(residual=False)) 첫 층 파라미터의 기울기 노름을 재어(시드 평균) 비율 = 있음 / 없음
+# 을 정규화 방식(Post-LN 논문, Pre-LN, 없음)마다 따로 구한다. 잔차가 없으면 토큰 표현들이 서로 같아진다
+# (마지막 층에서 같은 문장 토큰 쌍의 평균 코사인 → 1, Dong et al. 2021 의 rank collapse).
 # 확률적 깊이(논문에 없음): 층 l 은 drop_path·l/N 의 확률로 가지를 버린다(model.py 의 선형 규칙).
 # layers.DropPath 를 많은 샘플에 돌려 살아남은 비율과 출력 평균(기대값 보존)을 잰다.
 def _token_cosine(h):
@@ -415,27 +372,29 @@ def _residual_sweep(depths, d_model, seeds):
     with np.errstate(all="ignore"):
         for norm in _NORMS:
             for residual in (True, False):
-                g_row, c_row = [], []
-                for depth in depths:
-                    runs = [_probe_stack(depth, d_model, norm, residual, seed=s) for s in seeds]
-                    g_row.append(float(np.mean([r[1][0] for r in runs])))
-                    c_row.append(float(np.mean([_token_cosine(r[0][-1]) for r in runs])))
-                grad[norm, residual] = [g if math.isfinite(g) else np.nan for g in g_row]
-                cos[norm, residual] = [c if math.isfinite(c) else np.nan for c in c_row]
+                runs = [[_probe_stack(depth, d_model, norm, residual, seed=s) for s in seeds] for depth in depths]
+                g = np.array([np.mean([r[1][0] for r in by_seed]) for by_seed in runs])
+                c = np.array([np.mean([_token_cosine(r[0][-1]) for r in by_seed]) for by_seed in runs])
+                grad[norm, residual], cos[norm, residual] = (np.where(np.isfinite(a), a, np.nan).tolist()
+                                                             for a in (g, c))
     return grad, cos
 
 
-def _drop_path_survival(drop_path, num_layers, samples, seed):
-    """model.py 의 선형 규칙 p_l = drop_path·l/N 으로 layers.DropPath 를 돌린다.
-    반환: (p_l 목록, 살아남은 비율 목록, 출력 평균 목록)."""
+def _drop_path_panel(ax, drop_path, num_layers, samples, seed):
+    """model.py 의 선형 규칙 p_l = drop_path·l/N 으로 layers.DropPath 를 돌려 살아남은 비율과 출력 평균을
+    기대값 1 − p_l 과 나란히 그린다. 반환: 마지막 층의 잰 숫자."""
     rates = [drop_path * (i + 1) / num_layers for i in range(num_layers)]
     torch.manual_seed(seed)
-    kept, means = [], []
-    for rate in rates:
-        out = layers.DropPath(rate).train()(torch.ones(samples, 1, 1))
-        kept.append((out != 0).float().mean().item())
-        means.append(out.mean().item())
-    return rates, kept, means
+    outs = [layers.DropPath(rate).train()(torch.ones(samples, 1, 1)) for rate in rates]
+    kept, means = [(out != 0).float().mean().item() for out in outs], [out.mean().item() for out in outs]
+    layer_ids = np.arange(1, num_layers + 1)
+    ax.bar(layer_ids - 0.2, [1 - r for r in rates], 0.4, label="expected survival 1 − p_l")
+    ax.bar(layer_ids + 0.2, kept, 0.4, label=f"measured survival ({samples} samples)")
+    ax.plot(layer_ids, means, "k.-", label="mean output (kept × 1/survival)")
+    ax.set(ylim=(0, 1.3), xlabel="layer l", ylabel="fraction / mean",
+           title=f"Stochastic depth: layers.DropPath, p_l = {drop_path}·l/{num_layers}")
+    return {"drop_path_measured_survival_last": kept[-1], "drop_path_expected_survival_last": 1 - rates[-1],
+            "drop_path_mean_output_last": means[-1]}
 
 
 def fig_residual_effects(depths=(1, 2, 4, 8, 16, 32), d_model=32, seeds=(0, 1, 2), drop_path=0.3, drop_layers=12,
@@ -461,39 +420,22 @@ def fig_residual_effects(depths=(1, 2, 4, 8, 16, 32), d_model=32, seeds=(0, 1, 2
                title="Token representations collapse without residuals")
     for ax in (ax_grad, ax_ratio, ax_cos):
         ax.set(xscale="log", xlabel=f"number of encoder layers (d_model={d_model}, mean of {len(seeds)} seeds)")
-        ax.set_xticks(depths, [str(d) for d in depths])
-        ax.minorticks_off()
-    rates, kept, means = _drop_path_survival(drop_path, drop_layers, drop_samples, seeds[0])
-    layer_ids = np.arange(1, drop_layers + 1)
-    ax_drop.bar(layer_ids - 0.2, [1 - r for r in rates], 0.4, label="expected survival 1 − p_l")
-    ax_drop.bar(layer_ids + 0.2, kept, 0.4, label=f"measured survival ({drop_samples} samples)")
-    ax_drop.plot(layer_ids, means, "k.-", label="mean output (kept × 1/survival)")
-    ax_drop.set(ylim=(0, 1.3), xlabel="layer l", ylabel="fraction / mean",
-                title=f"Stochastic depth: layers.DropPath, p_l = {drop_path}·l/{drop_layers}")
-    _tidy(axes, fontsize=7)
+        _log_ticks(ax, depths)
+    drop_numbers = _drop_path_panel(ax_drop, drop_path, drop_layers, drop_samples, seeds[0])
     numbers = {"depths": list(depths)}
     for norm in _NORMS:
         numbers[f"ratio_with_over_without_{norm}"] = ratios[norm]
         numbers[f"token_cosine_{norm}_with_residual"] = cos[norm, True]
         numbers[f"token_cosine_{norm}_without_residual"] = cos[norm, False]
-    numbers.update(drop_path_measured_survival_last=kept[-1], drop_path_expected_survival_last=1 - rates[-1],
-                   drop_path_mean_output_last=means[-1])
+    numbers.update(drop_numbers)
     return _finish(fig, numbers, "Residual connections: measured gradient ratio, representation collapse, "
-                                 "stochastic depth")
+                                 "stochastic depth", axes, fontsize=7)
 
 
-# =============================================================================
-# 4. 가중치 초기화 (model.init_weights)
-# =============================================================================
+# ══════ 4. 가중치 초기화 (model.init_weights) ══════
 # 논문은 초기화를 말하지 않는다. model.init_weights 의 세 방식을 같은 모델에 적용해 가중치 분포와
 # 층별 기울기 노름을 비교한다. 이론값: Xavier std = √(2/(fan_in+fan_out)), He = √(2/fan_in), normal = 0.02.
 _INIT_SCHEMES = ("xavier", "he", "normal")
-
-
-def _theory_std(scheme, fan_in, fan_out):
-    if scheme == "xavier":
-        return math.sqrt(2.0 / (fan_in + fan_out))
-    return math.sqrt(2.0 / fan_in) if scheme == "he" else 0.02
 
 
 def fig_initialization_distributions(d_model=128, d_ff=512, num_layers=2, vocab_size=1000, seed=0):
@@ -509,14 +451,14 @@ def fig_initialization_distributions(d_model=128, d_ff=512, num_layers=2, vocab_
         for ax, (key, _, names, fan_in, fan_out) in zip(axes, kinds):
             w = torch.cat([m.weight.detach().flatten() for n, m in net.named_modules()
                            if isinstance(m, nn.Linear) and n.split(".")[-1] in names])
-            theory = _theory_std(scheme, fan_in, fan_out)
+            theory = {"xavier": math.sqrt(2.0 / (fan_in + fan_out)), "he": math.sqrt(2.0 / fan_in)}.get(scheme, 0.02)
             ax.hist(w.numpy(), bins=100, range=(-0.45, 0.45), histtype="step", lw=1.5, density=True,
                     label=f"{scheme}: std {w.std():.4f} (theory {theory:.4f})")
             numbers[scheme][key] = w.std().item()
     for ax, (_, title, _, fan_in, fan_out) in zip(axes, kinds):
         ax.set(xlabel="weight value", ylabel="density", title=f"{title} (fan_in {fan_in}, fan_out {fan_out})")
-    _tidy(axes)
-    return _finish(fig, numbers, f"Weight distributions under model.init_weights (d_model={d_model}, d_ff={d_ff})")
+    return _finish(fig, numbers, f"Weight distributions under model.init_weights (d_model={d_model}, d_ff={d_ff})",
+                   axes)
 
 
 def fig_gradient_flow_initialization(d_model=64, num_heads=4, num_layers=6, d_ff=256, vocab_size=200, seed=0,
@@ -531,8 +473,7 @@ def fig_gradient_flow_initialization(d_model=64, num_heads=4, num_layers=6, d_ff
     numbers = {}
     for scheme in _INIT_SCHEMES:
         torch.manual_seed(seed)
-        net = tfm.Transformer(vocab_size, vocab_size, d_model, num_heads, num_layers, d_ff, dropout=0.0,
-                              init=scheme)
+        net = tfm.Transformer(vocab_size, vocab_size, d_model, num_heads, num_layers, d_ff, dropout=0.0, init=scheme)
         loss = losses.label_smoothed_cross_entropy(net(src, tgt[:, :-1]), tgt[:, 1:])
         loss.backward()
         grads = [_grad_norm(l.parameters()) for l in list(net.encoder.layers) + list(net.decoder.layers)]
@@ -542,18 +483,14 @@ def fig_gradient_flow_initialization(d_model=64, num_heads=4, num_layers=6, d_ff
     axes[0].set_xticks(range(len(names)), names)
     axes[0].set(yscale="log", xlabel="layer", ylabel="gradient norm of the layer's parameters",
                 title=f"Per-layer gradient norm at init ({num_layers}+{num_layers} layers, d_model={d_model})")
-    pos = np.arange(len(_INIT_SCHEMES))
-    axes[1].bar(pos, [numbers[s]["initial_loss"] for s in _INIT_SCHEMES], color=["C0", "C1", "C2"])
+    axes[1].bar(range(3), [numbers[s]["initial_loss"] for s in _INIT_SCHEMES], color=["C0", "C1", "C2"])
     axes[1].axhline(math.log(vocab_size), color="k", ls="--", label=f"ln V = {math.log(vocab_size):.2f}")
-    axes[1].set_xticks(pos, _INIT_SCHEMES)
+    axes[1].set_xticks(range(3), _INIT_SCHEMES)
     axes[1].set(xlabel="init scheme", ylabel="label-smoothed loss", title="Initial loss")
-    _tidy(axes)
-    return _finish(fig, numbers, "Gradient flow under each initialization (random batch, one backward pass)")
+    return _finish(fig, numbers, "Gradient flow under each initialization (random batch, one backward pass)", axes)
 
 
-# =============================================================================
-# 5. 학습률 스케줄 (schedules.py, 논문 §5.3)
-# =============================================================================
+# ══════ 5. 학습률 스케줄 (schedules.py, 논문 §5.3) ══════
 # 모든 곡선은 schedules.py 의 순수 함수 f(step) 를 step = 1..total 에 그대로 적용한 값이다.
 def _curve(fn, total_steps):
     """스텝 1..total 의 값 (numpy)."""
@@ -568,18 +505,14 @@ def _peak(values):
 
 def fig_lr_scheduler_curves(total_steps=20000, warmup_steps=2000, peak_lr=1e-3, d_model=512):
     """schedules.py 의 여섯 스케줄을 한 스텝 축에."""
+    w, total, top = warmup_steps, total_steps, peak_lr
     curves = {
-        f"paper: d_model^-0.5 min(s^-0.5, s w^-1.5) (d={d_model})":
-            lambda s: schedules.transformer_lr(s, d_model, warmup_steps),
-        "linear warmup + linear decay": lambda s: schedules.linear_lr(s, peak_lr, warmup_steps, total_steps),
-        "linear warmup + cosine decay": lambda s: schedules.cosine_lr(s, peak_lr, warmup_steps, total_steps),
-        "linear warmup + polynomial (power 2)":
-            lambda s: schedules.polynomial_lr(s, peak_lr, warmup_steps, total_steps, power=2.0),
-        "OneCycle (cos)":
-            lambda s: schedules.one_cycle_lr(s, peak_lr, total_steps, pct_start=warmup_steps / total_steps),
-        "cyclic (triangular) after warmup":
-            lambda s: schedules.cyclic_lr(s, peak_lr / 10, peak_lr, 2000, warmup_steps=warmup_steps),
-    }
+        f"paper: d_model^-0.5 min(s^-0.5, s w^-1.5) (d={d_model})": lambda s: schedules.transformer_lr(s, d_model, w),
+        "linear warmup + linear decay": lambda s: schedules.linear_lr(s, top, w, total),
+        "linear warmup + cosine decay": lambda s: schedules.cosine_lr(s, top, w, total),
+        "linear warmup + polynomial (power 2)": lambda s: schedules.polynomial_lr(s, top, w, total, power=2.0),
+        "OneCycle (cos)": lambda s: schedules.one_cycle_lr(s, top, total, pct_start=w / total),
+        "cyclic (triangular) after warmup": lambda s: schedules.cyclic_lr(s, top / 10, top, 2000, warmup_steps=w)}
     fig, axes = plt.subplots(1, 2, figsize=(15, 4.8))
     steps = np.arange(1, total_steps + 1)
     numbers = {}
@@ -595,10 +528,8 @@ def fig_lr_scheduler_curves(total_steps=20000, warmup_steps=2000, peak_lr=1e-3, 
                 ylabel="learning rate (log)", title="Log axes (warmup slope and decay exponent)")
     for ax in axes:
         ax.axvline(warmup_steps, color="gray", ls=":", lw=1)
-    _tidy(axes, legend=False)
-    axes[0].legend(fontsize=8)
     return _finish(fig, numbers, f"Learning-rate schedules from schedules.py (warmup {warmup_steps}, "
-                                 f"{total_steps} steps, peak {peak_lr:g})")
+                                 f"{total_steps} steps, peak {peak_lr:g})", axes, legend=(0,))
 
 
 # §5.3 "This corresponds to increasing the learning rate linearly for the first warmup_steps training
@@ -618,21 +549,19 @@ def fig_transformer_schedule_analysis(d_models=(128, 256, 512, 1024), warmup_ste
         axes[0].annotate(f"{peak_value:.2e} @ {peak_step}", (peak_step, peak_value), fontsize=7,
                          textcoords="offset points", xytext=(6, 2))
         numbers["peak_by_d_model"][d] = {"step": peak_step, "lr": peak_value}
-    axes[0].set(xlabel="update step", ylabel="learning rate", title=f"warmup_steps={warmup_steps}")
     for w in warmups:
         values = _curve(lambda s: schedules.transformer_lr(s, 512, w), total_steps)
         axes[1].plot(steps, values, label=f"warmup={w}")
-        peak_step, peak_value = _peak(values)
-        numbers["peak_by_warmup"][w] = {"step": peak_step, "lr": peak_value}
+        numbers["peak_by_warmup"][w] = dict(zip(("step", "lr"), _peak(values)))
+    axes[0].set(xlabel="update step", ylabel="learning rate", title=f"warmup_steps={warmup_steps}")
     axes[1].set(xlabel="update step", ylabel="learning rate", title="d_model=512, several warmups")
     axes[2].plot(warmups, [numbers["peak_by_warmup"][w]["lr"] for w in warmups], "o", ms=9,
                  label="measured peak of the curve")
     axes[2].plot(warmups, [512 ** -0.5 * w ** -0.5 for w in warmups], "k--", label="d_model^-0.5 warmup^-0.5")
     axes[2].set(xscale="log", yscale="log", xlabel="warmup_steps", ylabel="peak learning rate",
                 title="Peak vs warmup (d_model=512)")
-    _tidy(axes)
     numbers["lr_at_100k_d512"] = schedules.transformer_lr(100000, 512, 4000)
-    return _finish(fig, numbers, "The paper's schedule: lrate = d_model^-0.5 min(step^-0.5, step warmup^-1.5)")
+    return _finish(fig, numbers, "The paper's schedule: lrate = d_model^-0.5 min(step^-0.5, step warmup^-1.5)", axes)
 
 
 # OneCycle (Smith & Topin): 학습률이 오르는 동안 모멘텀은 내려가고, 그 반대도 같다.
@@ -642,11 +571,9 @@ def fig_onecycle_lr(total_steps=10000, max_lr=1e-3, pct_start=0.3):
     steps = np.arange(1, total_steps + 1)
     numbers = {}
     for anneal, three in (("cos", False), ("linear", False), ("cos", True)):
-        label = f"{anneal}{', three-phase' if three else ''}"
-        lr = _curve(lambda s: schedules.one_cycle_lr(s, max_lr, total_steps, pct_start, anneal=anneal,
-                                                     three_phase=three), total_steps)
-        mom = _curve(lambda s: schedules.one_cycle_momentum(s, total_steps, pct_start, anneal=anneal,
-                                                            three_phase=three), total_steps)
+        label, kw = f"{anneal}{', three-phase' if three else ''}", dict(anneal=anneal, three_phase=three)
+        lr = _curve(lambda s: schedules.one_cycle_lr(s, max_lr, total_steps, pct_start, **kw), total_steps)
+        mom = _curve(lambda s: schedules.one_cycle_momentum(s, total_steps, pct_start, **kw), total_steps)
         axes[0].plot(steps, lr, label=label)
         axes[1].plot(steps, mom, label=label)
         peak_step, peak_value = _peak(lr)
@@ -656,19 +583,17 @@ def fig_onecycle_lr(total_steps=10000, max_lr=1e-3, pct_start=0.3):
     axes[1].set(xlabel="update step", ylabel="momentum (Adam beta1)", title="Momentum (mirror image)")
     for ax in axes:
         ax.axvline(pct_start * total_steps, color="gray", ls=":", lw=1)
-    _tidy(axes)
-    return _finish(fig, numbers, f"OneCycle schedule (pct_start={pct_start}, {total_steps} steps)")
+    return _finish(fig, numbers, f"OneCycle schedule (pct_start={pct_start}, {total_steps} steps)", axes)
 
 
 def fig_cyclic_lr_warmup(total_steps=6000, base_lr=1e-4, max_lr=1e-3, step_size_up=500, warmup_steps=1000):
     """워밍업 뒤 삼각형 주기 학습률: 대칭 주기와 비대칭(천천히 내려감) 주기."""
     fig, ax = plt.subplots(figsize=(12, 4.5))
-    steps = np.arange(1, total_steps + 1)
     numbers = {}
     for down, style in ((step_size_up, "-"), (3 * step_size_up, "--")):
         values = _curve(lambda s: schedules.cyclic_lr(s, base_lr, max_lr, step_size_up, down, warmup_steps),
                         total_steps)
-        ax.plot(steps, values, style, label=f"up {step_size_up}, down {down} steps")
+        ax.plot(np.arange(1, total_steps + 1), values, style, label=f"up {step_size_up}, down {down} steps")
         after = values[warmup_steps:]
         peaks = [warmup_steps + 1 + i for i in range(1, len(after) - 1)
                  if after[i] >= after[i - 1] and after[i] > after[i + 1]]
@@ -678,24 +603,14 @@ def fig_cyclic_lr_warmup(total_steps=6000, base_lr=1e-4, max_lr=1e-3, step_size_
     for level in (base_lr, max_lr):
         ax.axhline(level, color="gray", ls=":", lw=1)
     ax.set(xlabel="update step", ylabel="learning rate", title=f"base_lr {base_lr:g}, max_lr {max_lr:g} (dotted)")
-    _tidy(ax)
-    return _finish(fig, numbers, "Cyclic (triangular) learning rate with warmup")
+    return _finish(fig, numbers, "Cyclic (triangular) learning rate with warmup", ax)
 
 
-# =============================================================================
-# 6. 손실 (losses.py, 논문 §5.4)
-# =============================================================================
+# ══════ 6. 손실 (losses.py, 논문 §5.4) ══════
 # §5.4 "we employed label smoothing of value ε_ls = 0.1. This hurts perplexity, as the model learns
 # to be more unsure, but improves accuracy and BLEU score."
 # 가운데 패널: 정답 확률이 p, 나머지 V−1 칸이 (1−p)/(V−1) 인 예측의 손실. ε > 0 이면 최소점이 p = 1 이
 # 아니라 q_y = 1 − ε + ε/V 에 있다. 오른쪽: 자유 로짓을 그 손실로 최적화했을 때 확신도가 어디로 가나.
-def _prediction_logits(p, vocab_size, target=0):
-    """정답 확률 p, 나머지는 고르게 나눈 분포의 로그 (로짓으로 쓴다), (V,)."""
-    probs = torch.full((vocab_size,), (1.0 - p) / (vocab_size - 1))
-    probs[target] = p
-    return probs.log()
-
-
 def _optimize_free_logits(target, vocab_size, eps, steps, lr):
     """0 에서 시작한 로짓 (1, V) 를 라벨 스무딩 손실로 SGD. 반환: (스텝별 정답 확률, 마지막 로짓)."""
     logits = torch.zeros(1, vocab_size, requires_grad=True)
@@ -721,11 +636,12 @@ def fig_label_smoothing_effect(vocab_size=10, epsilons=(0.0, 0.1, 0.2), steps=30
     axes[0].set(yscale="log", xlabel="token id (gold = 3)", ylabel="target probability q (log)",
                 title=f"Smoothed target distribution (V={vocab_size})")
     axes[0].set_xticks(ids)
-    grid = np.linspace(0.3, 0.999, 300)
+    grid = np.linspace(0.3, 0.999, 300)                  # 로짓 = 정답 확률 p, 나머지는 고르게 나눈 분포의 로그
+    predictions = [torch.full((1, vocab_size), (1 - p) / (vocab_size - 1)).index_fill(1, target, p).log() for p in grid]
     numbers = {}
     for eps in epsilons:
-        values = [losses.label_smoothed_cross_entropy(_prediction_logits(p, vocab_size, 3)[None], target,
-                                                      epsilon=eps, ignore_index=-1).item() for p in grid]
+        values = [losses.label_smoothed_cross_entropy(z, target, epsilon=eps, ignore_index=-1).item()
+                  for z in predictions]
         best = float(grid[int(np.argmin(values))])
         line, = axes[1].plot(grid, values, label=f"ε={eps}: minimum at p={best:.3f}")
         axes[1].axvline(best, color=line.get_color(), ls=":", lw=1)
@@ -738,8 +654,7 @@ def fig_label_smoothing_effect(vocab_size=10, epsilons=(0.0, 0.1, 0.2), steps=30
     axes[1].set(xlabel="predicted probability of the gold token p_y", ylabel="loss",
                 title="Loss vs confidence (rest spread uniformly)")
     axes[2].set(xlabel=f"SGD step (lr {lr})", ylabel="p_y", title="Free logits trained on one target")
-    _tidy(axes)
-    return _finish(fig, numbers, "Label smoothing (losses.label_smoothed_cross_entropy, paper ε = 0.1)")
+    return _finish(fig, numbers, "Label smoothing (losses.label_smoothed_cross_entropy, paper ε = 0.1)", axes)
 
 
 # Focal loss (Lin et al., 2017), 논문에 없음: FL(p_t) = −(1 − p_t)^γ log p_t. 쉬운 토큰(p_t → 1)의 무게를 줄인다.
@@ -754,20 +669,16 @@ def fig_focal_loss_weights(gammas=(0.0, 0.5, 1.0, 2.0, 5.0)):
                   for i in range(len(p))]
         axes[0].plot(p.numpy(), losses.focal_weight(p, gamma).numpy(), label=f"γ={gamma:g}")
         axes[1].plot(p.numpy(), values, label=f"γ={gamma:g}")
-        w_easy = losses.focal_weight(torch.tensor(0.9), gamma).item()
-        w_hard = losses.focal_weight(torch.tensor(0.1), gamma).item()
+        w_easy, w_hard = (losses.focal_weight(torch.tensor(p_t), gamma).item() for p_t in (0.9, 0.1))
         numbers[f"gamma_{gamma:g}"] = {"weight_at_0.9": w_easy, "weight_at_0.1": w_hard,
                                        "hard_over_easy": w_hard / w_easy}
     axes[0].set(xlabel="p_t (probability of the gold token)", ylabel="(1 − p_t)^γ", title="Focal weight")
     axes[1].set(yscale="log", xlabel="p_t", ylabel="loss of one token (log)",
                 title="Focal loss −(1−p_t)^γ log p_t (γ=0: cross-entropy)")
-    _tidy(axes)
-    return _finish(fig, numbers, "Focal loss (losses.focal_weight, losses.focal_loss)")
+    return _finish(fig, numbers, "Focal loss (losses.focal_weight, losses.focal_loss)", axes)
 
 
-# =============================================================================
-# 7. 데이터 (data.py): BPE 길이, 데이터셋 통계, MLM 마스킹 — 모두 내장 데모 코퍼스로
-# =============================================================================
+# ══════ 7. 데이터 (data.py): BPE 길이, 데이터셋 통계, MLM 마스킹 — 모두 내장 데모 코퍼스로 ══════
 def demo_pairs(num_pairs=4000, seed=0):
     """데모 코퍼스의 (영어, 독일어) 쌍 num_pairs 개 (data.demo_corpus, 시드로 결정)."""
     return data.demo_corpus(num_pairs, seed=seed)
@@ -780,9 +691,8 @@ def _encode_pairs(bpe, pairs):
 
 def _sentence_lengths(texts, bpe=None):
     """문장마다 길이: ``bpe`` 가 없으면 단어 수, 있으면 BPE 토큰 수 (numpy 정수 배열)."""
-    if bpe is None:
-        return np.array([len(data.normalize(t).split()) for t in texts], dtype=np.int64)
-    return np.array([len(bpe.encode(t)) for t in texts], dtype=np.int64)
+    return np.array([len(data.normalize(t).split()) if bpe is None else len(bpe.encode(t)) for t in texts],
+                    dtype=np.int64)
 
 
 def _tokens_per_word(bpe, texts):
@@ -793,10 +703,8 @@ def _tokens_per_word(bpe, texts):
 
 def _token_frequencies(sequences, vocab_size):
     """토큰 id 별 출현 횟수 (길이 vocab_size 의 numpy 배열). 지프 법칙 그림에 쓴다."""
-    counts = np.zeros(vocab_size, dtype=np.int64)
-    for seq in sequences:
-        counts += np.bincount(np.asarray(seq, dtype=np.int64), minlength=vocab_size)[:vocab_size]
-    return counts
+    ids = np.concatenate([np.zeros(0, dtype=np.int64)] + [np.asarray(s, dtype=np.int64) for s in sequences])
+    return np.bincount(ids, minlength=vocab_size)[:vocab_size]
 
 
 def _dataset_statistics(pairs, max_tokens, seed=0):
@@ -824,13 +732,11 @@ def fig_tokenizer_length_distribution(pairs=None, vocab_sizes=(150, 300, 1000, 3
     for vocab in vocab_sizes:
         bpe = data.train_bpe(lines, vocab)
         lengths = _sentence_lengths(lines, bpe)
-        en_tpw = _tokens_per_word(bpe, [en for en, _ in pairs])
-        de_tpw = _tokens_per_word(bpe, [de for _, de in pairs])
+        en_tpw, de_tpw = (_tokens_per_word(bpe, side) for side in zip(*pairs))
         label = f"vocab {vocab} (actual {len(bpe)})"
         top = int(np.percentile(lengths, 99.5)) + 2
         axes[0].hist(lengths, bins=np.arange(0, top + 1) - 0.5, histtype="step", lw=1.5, label=label)
-        axes[1].hist(np.concatenate([en_tpw, de_tpw]), bins=np.linspace(1, 4, 31), histtype="step", lw=1.5,
-                     label=label)
+        axes[1].hist(np.concatenate([en_tpw, de_tpw]), bins=np.linspace(1, 4, 31), histtype="step", lw=1.5, label=label)
         numbers[f"vocab_{vocab}"] = {"actual_vocab": len(bpe), "tokens_per_sentence_mean": float(lengths.mean()),
                                      "tokens_per_word_en": float(en_tpw.mean()),
                                      "tokens_per_word_de": float(de_tpw.mean())}
@@ -845,11 +751,9 @@ def fig_tokenizer_length_distribution(pairs=None, vocab_sizes=(150, 300, 1000, 3
         axes[2].plot(sizes, [n[f"tokens_per_word_{lang}"] for n in numbers.values()], marker, label=name)
     axes[2].set(xscale="log", xlabel="actual BPE vocabulary size", ylabel="mean tokens per word",
                 title="Longer merges with a larger vocabulary")
-    axes[2].set_xticks(sizes, [str(n) for n in sizes])
-    axes[2].minorticks_off()
-    _tidy(axes)
+    _log_ticks(axes[2], sizes)
     numbers["words_per_sentence_mean"] = float(words.mean())
-    return _finish(fig, numbers, "Our BPE on the demo corpus at several vocabulary sizes")
+    return _finish(fig, numbers, "Our BPE on the demo corpus at several vocabulary sizes", axes)
 
 
 # §5.1 "Sentence pairs were batched together by approximate sequence length."
@@ -870,25 +774,22 @@ def fig_dataset_statistics(pairs=None, vocab_size=1000, max_tokens=4096, seed=0,
                 title=f"Sentence lengths ({len(pairs)} pairs, vocab {len(bpe)})")
     budgets = [b for b in budgets if b > max(src.max(), tgt.max()) + 1]
     by_budget = [_dataset_statistics(ids, b, seed=seed) for b in budgets]
-    sorted_ratio = [s["padding_sorted"] for s in by_budget]
-    random_ratio = [s["padding_random"] for s in by_budget]
+    sorted_ratio, random_ratio = ([s[f"padding_{k}"] for s in by_budget] for k in ("sorted", "random"))
     axes[1].plot(budgets, sorted_ratio, "o-", label="sorted by length (token_batches)")
     axes[1].plot(budgets, random_ratio, "s-", label="random order (by_length=False)")
     axes[1].set(xscale="log", ylim=(0, max(random_ratio + [0.1]) * 1.15), xlabel="max_tokens per batch",
                 ylabel="fraction of [PAD] tokens", title="Padding ratio after collate")
-    axes[1].set_xticks(budgets, [str(b) for b in budgets])
-    axes[1].minorticks_off()
+    _log_ticks(axes[1], budgets)
     counts = _token_frequencies([s for pair in ids for s in pair], len(bpe))
     counts = np.sort(counts[counts > 0])[::-1]
     ranks = np.arange(1, len(counts) + 1)
     axes[2].loglog(ranks, counts, ".", ms=3, label="BPE tokens")
     axes[2].loglog(ranks, counts[0] / ranks, "k--", lw=1, label="Zipf: count ~ 1/rank")
     axes[2].set(xlabel="frequency rank", ylabel="count", title="Token frequencies")
-    _tidy(axes)
     numbers = dict(stats, padding_sorted_by_budget=dict(zip(budgets, sorted_ratio)),
                    padding_random_by_budget=dict(zip(budgets, random_ratio)), vocab=len(bpe),
                    top_token_share=float(counts[0] / counts.sum()))
-    return _finish(fig, numbers, "Demo corpus statistics (data.token_batches, data.padding_ratio)")
+    return _finish(fig, numbers, "Demo corpus statistics (data.token_batches, data.padding_ratio)", axes)
 
 
 # BERT §3.1 "chooses 15% of the token positions at random for prediction ... (1) the [MASK] token 80% of
@@ -913,20 +814,12 @@ def _mlm_counts(tokens, vocab_size, seeds):
     return np.array(rows), per_sentence, per_position, selected_special
 
 
-def _mlm_tokens(bpe, pairs):
-    """영어 문장들 → [BOS] 문장 [EOS] 를 오른쪽 [PAD] 로 맞춘 (N, T) 텐서."""
-    seqs = [[data.BOS_ID] + bpe.encode(en) + [data.EOS_ID] for en, _ in pairs]
-    tokens = torch.full((len(seqs), max(len(s) for s in seqs)), data.PAD_ID, dtype=torch.long)
-    for row, s in enumerate(seqs):
-        tokens[row, :len(s)] = torch.tensor(s)
-    return tokens
-
-
 def fig_mlm_masking_distribution(pairs=None, vocab_size=1000, seeds=range(10), num_sentences=2000):
     """MLM 마스킹의 측정값: 고른 비율, [MASK]/무작위/그대로 비율, 문장별·위치별 비율."""
     pairs = (demo_pairs() if pairs is None else pairs)[:num_sentences]
     bpe = data.train_bpe([s for pair in pairs for s in pair], vocab_size)
-    tokens = _mlm_tokens(bpe, pairs)                                          # (N, T)
+    _, bos, rest = data.collate([([], bpe.encode(en)) for en, _ in pairs])     # collate 의 [BOS] 열 + 문장 [EOS]
+    tokens = torch.cat([bos[:, :1], rest], dim=1)                             # (N, T) [BOS] 문장 [EOS] [PAD]…
     rows, per_sentence, per_position, selected_special = _mlm_counts(tokens, len(bpe), seeds)
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
     names = ["selected\n(of ordinary tokens)", "[MASK]\n(of selected)", "random token\n(of selected)",
@@ -947,26 +840,22 @@ def fig_mlm_masking_distribution(pairs=None, vocab_size=1000, seeds=range(10), n
     axes[2].axhline(0.15, color="k", ls="--", label="15%")
     axes[2].set(ylim=(0, 0.3), xlabel="position in the sequence ([BOS] = 0)", ylabel="selected fraction",
                 title="Selection rate by position (positions with >= 50 tokens)")
-    _tidy(axes)
     length = int((tokens[0] != data.PAD_ID).sum())
     shown = [" ".join(display_tokens(bpe, t[0, :length].tolist()))
              for t in (tokens, data.mlm_mask(tokens[:1], len(bpe), seed=0)[0])]
     fig.text(0.01, 0.005, f"example  original: {shown[0]}\n              masked:  {shown[1]}", fontsize=8,
              family="monospace", va="bottom")
-    numbers = {"selected_fraction": float(rows[:, 0].mean()), "mask_fraction": float(rows[:, 1].mean()),
-               "random_fraction": float(rows[:, 2].mean()), "unchanged_fraction": float(rows[:, 3].mean()),
-               "special_tokens_selected": selected_special, "sentences": len(pairs), "seeds": len(rows)}
-    fig = _finish(fig, numbers, "BERT-style MLM masking measured (data.mlm_mask on demo English sentences)")
+    numbers = {f"{k}_fraction": float(rows[:, i].mean())
+               for i, k in enumerate(("selected", "mask", "random", "unchanged"))}
+    numbers.update(special_tokens_selected=selected_special, sentences=len(pairs), seeds=len(rows))
+    fig = _finish(fig, numbers, "BERT-style MLM masking measured (data.mlm_mask on demo English sentences)", axes)
     fig.subplots_adjust(bottom=0.27)
     return fig
 
 
-# =============================================================================
-# 8. 짧은 실제 학습 (train.Trainer): 학습 곡선과 워밍업 비교
-# =============================================================================
-# 옛 리포트의 "학습 시뮬레이션"은 꾸며 낸 곡선이었다. 여기서는 train.Trainer 로 데모 코퍼스에서
-# 작은 모델을 실제로 몇십~몇백 업데이트 학습하며, 업데이트마다 손실(라벨 스무딩), 기울기 노름
-# (클리핑 전), 그 업데이트에 쓴 학습률을 잰다. 런 디렉터리는 임시 디렉터리라 끝나면 사라진다.
+# ══════ 8. 짧은 실제 학습 (train.Trainer): 학습 곡선과 워밍업 비교 ══════
+# 옛 리포트의 "학습 시뮬레이션"은 꾸며 낸 곡선이었다. 여기서는 train.Trainer 로 데모 코퍼스에서 작은 모델을 실제로
+# 몇십~몇백 업데이트 학습하며 업데이트마다 손실(라벨 스무딩), 기울기 노름(클리핑 전), 학습률을 잰다 (임시 런 디렉터리).
 def short_run_config(seed=0):
     """짧은 실제 학습의 기본 설정: tiny 프리셋을 조금 키운 것 (데모 코퍼스 2,000 쌍, CPU 에서 몇 초).
 
@@ -1004,12 +893,8 @@ def short_run(cfg, steps):
 def _moving_average(values, window):
     """앞쪽 window 개의 평균 (NaN 은 건너뜀)."""
     values = np.asarray(values, dtype=float)
-    out = np.empty_like(values)
-    for i in range(len(values)):
-        chunk = values[max(0, i - window + 1):i + 1]
-        chunk = chunk[np.isfinite(chunk)]
-        out[i] = chunk.mean() if len(chunk) else np.nan
-    return out
+    chunks = [values[max(0, i - window + 1):i + 1] for i in range(len(values))]
+    return np.array([c[np.isfinite(c)].mean() if np.isfinite(c).any() else np.nan for c in chunks])
 
 
 def fig_training_simulation(cfg=None, steps=200):
@@ -1027,9 +912,6 @@ def fig_training_simulation(cfg=None, steps=200):
     axes[2].plot(x, record["lr"], color="tab:green")
     axes[2].axvline(cfg.warmup, color="gray", ls=":", label=f"warmup = {cfg.warmup}")
     axes[2].set(xlabel="update step", ylabel="learning rate", title="Learning rate (paper schedule)")
-    _tidy(axes, legend=False)
-    for ax in axes[::2]:                                 # 가운데 패널에는 범례가 없다
-        ax.legend(fontsize=8)
     peak_step, peak_lr = _peak(np.asarray(record["lr"]))
     numbers = {"steps": steps, "loss_first": float(loss[0]), "loss_last10_mean": float(np.nanmean(loss[-10:])),
                "grad_norm_median": float(np.nanmedian(record["grad_norm"])),
@@ -1037,7 +919,8 @@ def fig_training_simulation(cfg=None, steps=200):
                "seconds": record["seconds"], "tokens_per_s": sum(record["tokens"]) / max(record["seconds"], 1e-9),
                "skipped_updates": int(np.isnan(loss).sum())}
     return _finish(fig, numbers, f"A real short run with train.Trainer (demo corpus, d_model={cfg.d_model}, "
-                                 f"{cfg.num_layers}+{cfg.num_layers} layers, {steps} updates)")
+                                 f"{cfg.num_layers}+{cfg.num_layers} layers, {steps} updates)", axes,
+                   legend=(0, 2))                                    # 가운데 패널(기울기 노름)에는 범례가 없다
 
 
 # §5.3 "We used warmup_steps = 4000." 워밍업 길이만 바꿔 같은 짧은 학습을 여러 번 한다.
@@ -1066,16 +949,11 @@ def fig_warmup_comparison(cfg=None, warmups=(1, 10, 40, 120), steps=150, peak_lr
     axes[0].set(yscale="log", xlabel="update step", ylabel="learning rate (log)", title=f"Paper schedule ({setting})")
     axes[1].set(xlabel="update step", ylabel="label-smoothed loss (moving average 5)", title="Loss of real short runs")
     axes[2].set(xlabel="run", ylabel="mean loss over the last 10 updates", title=f"Loss after {steps} updates")
-    _tidy(axes, legend=False)
-    for ax in axes[:2]:
-        ax.legend(fontsize=8)
     return _finish(fig, numbers, f"Warmup length compared on real runs (train.Trainer, d_model={base.d_model}, "
-                                 f"{base.num_layers}+{base.num_layers} layers, Post-LN)")
+                                 f"{base.num_layers}+{base.num_layers} layers, Post-LN)", axes, legend=(0, 1))
 
 
-# =============================================================================
-# 9. 학습 런의 그림: metrics.csv 의 열들 (``python plots.py --run 런디렉터리``)
-# =============================================================================
+# ══════ 9. 학습 런의 그림: metrics.csv 의 열들 (``python plots.py --run 런디렉터리``) ══════
 def read_run_metrics(run_dir):
     """런 디렉터리의 metrics.csv → 열 이름별 목록 (빈 칸은 None)."""
     path = os.path.join(run_dir, "metrics.csv")
@@ -1083,8 +961,7 @@ def read_run_metrics(run_dir):
         raise FileNotFoundError(f"'{path}' 가 없습니다: 학습 런 디렉터리를 주세요.")
     with open(path, encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    keys = rows[0].keys() if rows else ()
-    return {k: [float(r[k]) if r[k] not in ("", None) else None for r in rows] for k in keys}
+    return {k: [float(r[k]) if r[k] not in ("", None) else None for r in rows] for k in (rows[0] if rows else ())}
 
 
 def _points(metrics, key):
@@ -1104,6 +981,21 @@ def _plot_columns(ax, metrics, labels, xlabel="update step", ylabel=None, title=
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(alpha=0.3)
     return drawn
+
+
+def _metric_panels(metrics, panels, figsize, xlabel="update step", best=False):
+    """패널마다 (열 {이름: 범례}, y 축 이름, 제목) 을 나란히 그리고, 열마다 마지막 값(best 면 가장 좋은 값도)을 잰다.
+    반환: (fig, 잰 숫자, train_loss 가 있는 마지막 x (없으면 0))."""
+    fig, axes = plt.subplots(1, len(panels), figsize=figsize)
+    numbers = {}
+    for ax, (labels, ylabel, title) in zip(axes, panels):
+        for key, y in _plot_columns(ax, metrics, labels, xlabel, ylabel, title, marker_below=40).items():
+            numbers[f"{key}_final"] = y[-1]
+            if best:
+                numbers[f"{key}_best"] = min(y) if "loss" in key else max(y)
+        ax.legend(fontsize=8)
+    x, _ = _points(metrics, "train_loss")
+    return fig, numbers, x[-1] if x else 0
 
 
 _LOSS_LABELS = {"train_loss": "train (label-smoothed)", "valid_loss": "valid (cross-entropy)"}
@@ -1146,23 +1038,19 @@ def fig_training_dashboard(metrics):
 
 def save_run_figures(run_dir):
     """학습 런의 그림 세 장(loss_curves, learning_rate, training_dashboard)을 그 디렉터리에 쓴다."""
-    metrics = read_run_metrics(run_dir)
-    paths = []
+    metrics, paths = read_run_metrics(run_dir), []
     for make in (fig_loss_curves, fig_learning_rate, fig_training_dashboard):
-        paths.append(os.path.join(run_dir, make.__name__[len("fig_"):] + ".png"))
         fig = make(metrics)
+        paths.append(os.path.join(run_dir, make.__name__[len("fig_"):] + ".png"))
         fig.savefig(paths[-1], dpi=110)
         plt.close(fig)
     return paths
 
 
-# =============================================================================
-# 10. 학습된 모델의 그림 (model.record_attention / record_contributions)
-# =============================================================================
-# 학습된 데모 모델: ``python train.py`` 가 남긴 가장 최근의 데모 런(train.find_latest_run)을 쓴다.
-# 없으면 plots.py 가 짧은 데모 학습(plots_demo_config)을 ``outputs/training/plots_demo`` 에 돌리고,
-# 다음 실행부터는 같은 설정으로 끝난 그 런을 다시 쓴다. 이름이 ``demo_`` 로 시작하지 않으므로
-# train.py 의 런으로 오인되지 않는다. 체크포인트 읽기(평균 체크포인트 우선)는 train.load_run 이 한다.
+# ══════ 10. 학습된 모델의 그림 (model.record_attention / record_contributions) ══════
+# 학습된 데모 모델: ``python train.py`` 가 남긴 가장 최근의 데모 런(train.find_latest_run). 없으면 plots.py 가
+# 짧은 데모 학습(plots_demo_config)을 ``outputs/training/plots_demo`` 에 돌리고 다음부터 같은 설정이면 재사용한다
+# (이름이 ``demo_`` 로 시작하지 않아 train.py 의 런으로 오인되지 않는다). 체크포인트 읽기는 train.load_run.
 @dataclasses.dataclass
 class TrainedRun:
     """학습된 모델과 그림에 필요한 것: 검증 문장(id 와 텍스트), metrics.csv 의 열, 런 디렉터리."""
@@ -1191,12 +1079,11 @@ def plots_demo_config(run_dir=os.path.join("outputs", "training", "plots_demo"),
 def load_trained_run(run_dir, num_valid=200):
     """데모 런 디렉터리 → TrainedRun (모델은 train.load_run 으로: 평균 체크포인트가 있으면 그것)."""
     run = train.load_run(run_dir)
-    if run.cfg.corpus != "demo":
-        raise ValueError(f"'{run_dir}' 는 데모 코퍼스 런이 아닙니다 (corpus={run.cfg.corpus}): 데모 런을 주세요.")
     cfg = run.cfg
-    splits = data.demo_splits(num_train=cfg.train_pairs, num_valid=cfg.valid_pairs, num_test=cfg.test_pairs,
-                              seed=cfg.seed)
-    valid_text = list(splits["valid"][:num_valid])
+    if cfg.corpus != "demo":
+        raise ValueError(f"'{run_dir}' 는 데모 코퍼스 런이 아닙니다 (corpus={cfg.corpus}): 데모 런을 주세요.")
+    valid_text = list(data.demo_splits(num_train=cfg.train_pairs, num_valid=cfg.valid_pairs, num_test=cfg.test_pairs,
+                                       seed=cfg.seed)["valid"][:num_valid])
     return TrainedRun(run.model, run.bpe, _encode_pairs(run.bpe, valid_text), valid_text,
                       read_run_metrics(run_dir), run_dir)
 
@@ -1210,8 +1097,8 @@ def _finished(cfg):
         state = train.load_checkpoint(path)
     except ValueError:                                   # 손상된 체크포인트: 다시 학습한다
         return False
-    saved = {k: v for k, v in state["config"].items() if k not in ("run_dir", "resume")}
-    wanted = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("run_dir", "resume")}
+    saved, wanted = ({k: v for k, v in c.items() if k not in ("run_dir", "resume")}
+                     for c in (state["config"], dataclasses.asdict(cfg)))
     return state["step"] == cfg.max_steps and saved == wanted
 
 
@@ -1240,21 +1127,13 @@ def trained_demo(root=os.path.join("outputs", "training"), cfg=None, log=print):
 def _pick_example(trained, max_len=14):
     """그림에 쓸 검증 문장 번호: 어순이 바뀌는(data.needs_reordering) 짧은 문장을 먼저 고른다."""
     short = [i for i, (s, t) in enumerate(trained.valid) if len(s) < max_len and len(t) < max_len + 2]
-    for i in short:
-        if data.needs_reordering(trained.valid_text[i][0]):
-            return i
-    return short[0] if short else 0
-
-
-def _batch(trained, indices):
-    """검증 문장들 → (src, tgt_in, tgt_out), 각 (B, T), 오른쪽 패딩."""
-    return data.collate([trained.valid[i] for i in indices])
+    return next((i for i in short if data.needs_reordering(trained.valid_text[i][0])), short[0] if short else 0)
 
 
 @torch.no_grad()
 def _attention_maps(trained, indices):
     """교사 강요(정답 번역을 디코더 입력으로)로 한 번 순전파하며 모든 어텐션 가중치를 모은다."""
-    src, tgt_in, _ = _batch(trained, indices)
+    src, tgt_in, _ = data.collate([trained.valid[i] for i in indices])   # 각 (B, T), 오른쪽 패딩
     trained.model.eval()
     with tfm.record_attention(trained.model) as maps:
         trained.model(src, tgt_in)
@@ -1280,15 +1159,15 @@ def _panel(weights, title, labels, query, key="source"):
     return weights, title, labels[key], labels[query], f"key ({key})", f"query ({query})"
 
 
-def _attention_grid(panels, figsize, fontsize=10):
-    """어텐션 그림의 공통 틀: panels[행][열] = _panel(...) 의 칸 그림 격자와, 함께 쓰는 색 막대 (0..1)."""
+def _attention_grid(panels, figsize, numbers, title, fontsize=10):
+    """어텐션 그림 다섯 장의 틀: panels[행][열] = _panel(...) 의 칸 그림 격자, 함께 쓰는 색 막대 (0..1), 제목."""
     fig, axes = plt.subplots(len(panels), len(panels[0]), figsize=figsize, squeeze=False, layout="constrained")
     for r, row in enumerate(panels):
-        for c, (weights, title, xlabels, ylabels, xlabel, ylabel) in enumerate(row):
-            image = _heatmap(axes[r, c], weights, title, xlabels, ylabels, vmin=0, vmax=1, xlabel=xlabel,
+        for c, (weights, name, xlabels, ylabels, xlabel, ylabel) in enumerate(row):
+            image = _heatmap(axes[r, c], weights, name, xlabels, ylabels, vmin=0, vmax=1, xlabel=xlabel,
                              ylabel=ylabel, fontsize=fontsize)
     fig.colorbar(image, ax=axes, shrink=0.6, label="attention weight")
-    return fig
+    return _finish(fig, numbers, title)
 
 
 def _trained_title(trained, what):
@@ -1314,21 +1193,17 @@ def fig_attention_patterns(trained=None, index=None):
         numbers[label.replace(" ", "_") + "_entropy_per_head"] = entropies
         panels.append([_panel(w, f"{label}, head {h + 1} (H={e:.2f})", labels, query)
                        for h, (w, e) in enumerate(zip(maps[name], entropies))])
-    fig = _attention_grid(panels, (3.6 * len(panels[0]) + 1, 3.5 * len(rows)), fontsize=9)
-    return _finish(fig, numbers, _trained_title(trained, "Attention per head on a validation sentence"))
-
-
-def _padded_pair(trained):
-    """긴 문장(14 토큰 이하 중 가장 긴 것)과, 그 60% 쯤 되어 패딩이 붙는 문장의 번호 (앞 100 문장에서)."""
-    lengths = [len(s) for s, _ in trained.valid[:100]]
-    long_i = max(range(len(lengths)), key=lambda j: (lengths[j] <= 14, lengths[j]))
-    return [long_i, min(range(len(lengths)), key=lambda j: abs(lengths[j] - 0.6 * lengths[long_i]))]
+    return _attention_grid(panels, (3.6 * len(panels[0]) + 1, 3.5 * len(rows)), numbers,
+                           _trained_title(trained, "Attention per head on a validation sentence"), fontsize=9)
 
 
 def fig_encoder_attention_patterns(trained=None, indices=None):
     """인코더 셀프 어텐션(헤드 평균)을 층마다, 짧은 문장이 패딩된 배치에서: [PAD] 열은 0."""
     trained = trained_demo() if trained is None else trained
-    indices = _padded_pair(trained) if indices is None else indices
+    if indices is None:          # 앞 100 문장에서 긴 문장(14 토큰 이하 중 가장 긴 것)과, 그 60% 쯤 되어 패딩이 붙는 문장
+        lengths = [len(s) for s, _ in trained.valid[:100]]
+        long_i = max(range(len(lengths)), key=lambda j: (lengths[j] <= 14, lengths[j]))
+        indices = [long_i, min(range(len(lengths)), key=lambda j: abs(lengths[j] - 0.6 * lengths[long_i]))]
     src, _, maps = _attention_maps(trained, indices)
     pad = src == data.PAD_ID                                                 # (B, S)
     labels = [display_tokens(trained.bpe, row.tolist()) for row in src]
@@ -1344,8 +1219,8 @@ def fig_encoder_attention_patterns(trained=None, indices=None):
         for row, panel_row in enumerate(panels):
             panel_row.append((w[row], f"layer {layer + 1}, sentence {row + 1} ({int(pad[row].sum())} [PAD])",
                               labels[row], labels[row], "key position", "query position"))
-    fig = _attention_grid(panels, (4.6 * len(panels[0]) + 1, 4.2 * len(indices)))
-    return _finish(fig, numbers, _trained_title(trained, "Encoder self-attention per layer (head average)"))
+    return _attention_grid(panels, (4.6 * len(panels[0]) + 1, 4.2 * len(indices)), numbers,
+                           _trained_title(trained, "Encoder self-attention per layer (head average)"))
 
 
 def fig_decoder_attention_patterns(trained=None, index=None):
@@ -1365,15 +1240,15 @@ def fig_decoder_attention_patterns(trained=None, index=None):
         panels[0].append(_panel(self_w, f"layer {layer + 1} self-attention (masked)", labels, "target input",
                                 "target input"))
         panels[1].append(_panel(cross_w, f"layer {layer + 1} cross-attention", labels, "target input"))
-    fig = _attention_grid(panels, (4.8 * n + 1, 8.4))
-    return _finish(fig, numbers, _trained_title(trained, "Decoder attention per layer (head average, teacher forcing)"))
+    return _attention_grid(panels, (4.8 * n + 1, 8.4), numbers,
+                           _trained_title(trained, "Decoder attention per layer (head average, teacher forcing)"))
 
 
 def fig_generation_attention(trained=None, index=None):
     """실제 그리디 번역의 단계마다 교차 어텐션 (층마다, 헤드 평균): 어느 원문 토큰을 보며 무엇을 냈나."""
     trained = trained_demo() if trained is None else trained
     i = _pick_example(trained) if index is None else index
-    src, _, _ = _batch(trained, [i])
+    src, _, _ = data.collate([trained.valid[i]])                           # (1, S)
     trained.model.eval()
     with tfm.record_attention(trained.model) as maps:
         hyp = tfm.greedy_decode(trained.model, src, data.BOS_ID, data.EOS_ID)[0]
@@ -1385,13 +1260,14 @@ def fig_generation_attention(trained=None, index=None):
     out_labels = [f"{t + 1}: {tok}" for t, tok in enumerate(display_tokens(trained.bpe, produced))]
     panels = [[(steps[layer], f"decoder layer {layer + 1}", src_labels, out_labels, "source token (encoder output)",
                 "generation step: token produced") for layer in range(n)]]
-    fig = _attention_grid(panels, (5.2 * n + 1, 0.32 * len(produced) + 4.2), fontsize=11)
     translation = trained.bpe.decode(hyp)
     en, de = trained.valid_text[i]
-    fig.supxlabel(f"EN: {en}\nREF: {de}\nOUT: {translation}", fontsize=10, x=0.02, ha="left")
     numbers = {"source": en, "reference": de, "translation": translation, "exact_match": translation == de,
                "steps": len(produced), "argmax_source_last_layer": steps[-1].argmax(-1).tolist()}
-    return _finish(fig, numbers, _trained_title(trained, "Cross-attention at each step of a greedy translation"))
+    fig = _attention_grid(panels, (5.2 * n + 1, 0.32 * len(produced) + 4.2), numbers,
+                          _trained_title(trained, "Cross-attention at each step of a greedy translation"), fontsize=11)
+    fig.supxlabel(f"EN: {en}\nREF: {de}\nOUT: {translation}", fontsize=10, x=0.02, ha="left")
+    return fig
 
 
 def fig_transformer_attention_all(trained=None, index=None):
@@ -1408,46 +1284,46 @@ def fig_transformer_attention_all(trained=None, index=None):
             w = maps[f"{stack}.layers.{layer}.{kind}"].mean(0)               # (T_q, T_k) 헤드 평균
             panels[-1].append(_panel(w, f"layer {layer + 1}: {title}", labels, query, key))
             numbers[f"layer{layer + 1}_{stack}_{kind}_entropy"] = _entropy(w)
-    fig = _attention_grid(panels, (16, 4.8 * len(panels)))
-    return _finish(fig, numbers, _trained_title(trained, "All three attentions of the Transformer"))
+    return _attention_grid(panels, (16, 4.8 * len(panels)), numbers,
+                           _trained_title(trained, "All three attentions of the Transformer"))
 
 
 # ---- 층의 기여도, 런의 지표, 혼동 행렬 ------------------------------------------------------
-def _contribution_stats(trained, num_sentences):
-    """검증 문장 num_sentences 개로 층·부분층 기여도를 잰다 (model.record_contributions)."""
-    src, tgt_in, _ = _batch(trained, range(min(num_sentences, len(trained.valid))))
+def _contribution_bars(trained, num_sentences, stack, parts, figsize, note=""):
+    """검증 문장 num_sentences 개로 층·부분층 기여도(model.record_contributions)를 재어 층마다 나란한 막대로.
+    parts = {이름 끝 ("" = 층 전체, ".sub_attn" 등 부분층): 라벨}. 반환: (fig, {라벨: 층별 값})."""
+    count = min(num_sentences, len(trained.valid))
+    src, tgt_in, _ = data.collate(trained.valid[:count])                 # 각 (B, T)
     trained.model.eval()
     with torch.no_grad(), tfm.record_contributions(trained.model) as found:
         trained.model(src, tgt_in)
-    return {name: values[0] for name, values in found.items()}
-
-
-def _grouped_bars(ax, series, names):
-    """series {라벨: 값 목록} 을 names 마다 나란한 막대로 (값을 막대 위에 적는다)."""
+    n = len(getattr(trained.model, stack).layers)
+    series = {label: [found[f"{stack}.layers.{i}{part}"][0] for i in range(n)] for part, label in parts.items()}
+    fig, ax = plt.subplots(figsize=figsize)
     width = 0.8 / len(series)
-    for k, (label, values) in enumerate(series.items()):
-        pos = np.arange(len(names)) + (k - (len(series) - 1) / 2) * width
+    for k, (label, values) in enumerate(series.items()):                 # 층마다 나란한 막대, 값은 막대 위에
+        pos = np.arange(n) + (k - (len(series) - 1) / 2) * width
         ax.bar(pos, values, width, label=label)
         for p, v in zip(pos, values):
             ax.text(p, v, f"{v:.2f}", ha="center", va="bottom", fontsize=8)
-    ax.set_xticks(range(len(names)), names)
-    ax.set_ylim(0, 1.3 * max(max(v) for v in series.values()))          # 범례 자리를 위에 남긴다
+    ax.set_xticks(range(n), [f"layer {i + 1}" for i in range(n)])
     ax.grid(alpha=0.3, axis="y")
     ax.legend(fontsize=8, ncol=2, loc="upper center")
+    ax.set(ylim=(0, 1.3 * max(max(v) for v in series.values())),     # 범례 자리를 위에 남긴다
+           xlabel=f"{stack} layer", ylabel="relative size (Frobenius norms over the batch)",
+           title=f"{count} validation sentences{note}")
+    return fig, series
+
+
+_WHOLE_LAYER = "whole layer: ‖out − in‖ / ‖in‖"
 
 
 def fig_encoder_layer_contributions(trained=None, num_sentences=100):
     """인코더 층마다 ‖출력 − 입력‖/‖입력‖ 과 두 부분층 가지의 상대 크기 (model.record_contributions)."""
     trained = trained_demo() if trained is None else trained
-    c = _contribution_stats(trained, num_sentences)
-    n = len(trained.model.encoder.layers)
-    series = {"whole layer: ‖out − in‖ / ‖in‖": [c[f"encoder.layers.{i}"] for i in range(n)],
-              "self-attention branch / residual input": [c[f"encoder.layers.{i}.sub_attn"] for i in range(n)],
-              "FFN branch / residual input": [c[f"encoder.layers.{i}.sub_ffn"] for i in range(n)]}
-    fig, ax = plt.subplots(figsize=(9, 4.6))
-    _grouped_bars(ax, series, [f"layer {i + 1}" for i in range(n)])
-    ax.set(xlabel="encoder layer", ylabel="relative size (Frobenius norms over the batch)",
-           title=f"{min(num_sentences, len(trained.valid))} validation sentences")
+    parts = {"": _WHOLE_LAYER, ".sub_attn": "self-attention branch / residual input",
+             ".sub_ffn": "FFN branch / residual input"}
+    fig, series = _contribution_bars(trained, num_sentences, "encoder", parts, (9, 4.6))
     numbers = dict(zip(("layer_change", "self_attention_branch", "ffn_branch"), series.values()))
     return _finish(fig, numbers, _trained_title(trained, "How much each encoder layer changes the representation"))
 
@@ -1455,19 +1331,13 @@ def fig_encoder_layer_contributions(trained=None, num_sentences=100):
 def fig_decoder_layer_contributions(trained=None, num_sentences=100):
     """디코더 층마다 세 부분층(셀프, 교차, FFN) 가지의 상대 크기와 층 전체의 변화."""
     trained = trained_demo() if trained is None else trained
-    c = _contribution_stats(trained, num_sentences)
-    n = len(trained.model.decoder.layers)
-    parts = {"sub_self": "self-attention", "sub_cross": "cross-attention", "sub_ffn": "FFN"}
-    per_layer = {label: [c[f"decoder.layers.{i}.{key}"] for i in range(n)] for key, label in parts.items()}
-    series = {f"{label} branch / residual input": values for label, values in per_layer.items()}
-    series["whole layer: ‖out − in‖ / ‖in‖"] = [c[f"decoder.layers.{i}"] for i in range(n)]
-    fig, ax = plt.subplots(figsize=(10, 4.6))
-    _grouped_bars(ax, series, [f"layer {i + 1}" for i in range(n)])
-    ax.set(xlabel="decoder layer", ylabel="relative size (Frobenius norms over the batch)",
-           title=f"{min(num_sentences, len(trained.valid))} validation sentences, teacher forcing")
+    names = {".sub_self": "self-attention", ".sub_cross": "cross-attention", ".sub_ffn": "FFN"}
+    parts = {**{part: f"{label} branch / residual input" for part, label in names.items()}, "": _WHOLE_LAYER}
+    fig, series = _contribution_bars(trained, num_sentences, "decoder", parts, (10, 4.6), ", teacher forcing")
+    per_layer = {label: series[parts[part]] for part, label in names.items()}
     means = {label: float(np.mean(values)) for label, values in per_layer.items()}
     numbers = {f"{label}_per_layer": values for label, values in per_layer.items()}
-    numbers.update(layer_change=series["whole layer: ‖out − in‖ / ‖in‖"], mean_by_sublayer=means,
+    numbers.update(layer_change=series[_WHOLE_LAYER], mean_by_sublayer=means,
                    order=" > ".join(sorted(means, key=means.get, reverse=True)))
     return _finish(fig, numbers, _trained_title(trained, "Decoder sublayer contributions"))
 
@@ -1477,18 +1347,11 @@ def fig_metric_comparison(metrics=None, source=""):
     if metrics is None:
         trained = trained_demo()
         metrics, source = trained.metrics, os.path.basename(trained.run_dir)
-    fig, axes = plt.subplots(1, 3, figsize=(17, 4.5))
-    numbers = {}
-    for ax, labels, ylabel, title in (
-            (axes[0], _LOSS_LABELS, "loss per token", "Loss"),
-            (axes[1], {"token_accuracy": "valid token accuracy"}, "accuracy", "Token accuracy (teacher forcing)"),
-            (axes[2], {"bleu": "valid greedy BLEU"}, "BLEU (0-100, sacreBLEU definition)", "BLEU")):
-        for key, y in _plot_columns(ax, metrics, labels, ylabel=ylabel, title=title, marker_below=40).items():
-            numbers[f"{key}_final"] = y[-1]
-            numbers[f"{key}_best"] = min(y) if "loss" in key else max(y)
-        ax.legend(fontsize=8)
-    x, _ = _points(metrics, "train_loss")
-    numbers["steps"] = x[-1] if x else 0
+    fig, numbers, steps = _metric_panels(metrics, (
+        (_LOSS_LABELS, "loss per token", "Loss"),
+        ({"token_accuracy": "valid token accuracy"}, "accuracy", "Token accuracy (teacher forcing)"),
+        ({"bleu": "valid greedy BLEU"}, "BLEU (0-100, sacreBLEU definition)", "BLEU")), (17, 4.5), best=True)
+    numbers["steps"] = steps
     return _finish(fig, numbers, f"Metrics of a real demo training run ({source or 'metrics.csv'})")
 
 
@@ -1498,7 +1361,7 @@ def _teacher_forced_tokens(trained, indices, batch_size=64):
     trained.model.eval()
     gold, pred = [], []
     for start in range(0, len(indices), batch_size):
-        src, tgt_in, tgt_out = _batch(trained, indices[start:start + batch_size])
+        src, tgt_in, tgt_out = data.collate([trained.valid[i] for i in indices[start:start + batch_size]])
         real = tgt_out != data.PAD_ID
         gold.append(tgt_out[real])
         pred.append(trained.model(src, tgt_in).argmax(-1)[real])
@@ -1541,59 +1404,31 @@ def fig_multi30k_training(metrics, source=""):
     minutes = [None if s is None else s / 60 for s in metrics.get("elapsed_s", [])]
     timed = dict(metrics, step=minutes) if minutes and None not in minutes else metrics
     xlabel = "wall-clock minutes (training + evaluation)" if timed is not metrics else "update step"
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.3))
-    numbers = {}
-    for ax, keys, ylabel, title in (
-            (axes[0], ("bleu",), "BLEU (greedy, sacreBLEU definition)", "Validation BLEU (eval sentences, greedy)"),
-            (axes[1], ("train_loss", "valid_loss"), "loss per token", "Train (label-smoothed) and validation loss")):
-        labels = {key: key.replace("_", " ") for key in keys}
-        for key, y in _plot_columns(ax, timed, labels, xlabel, ylabel, title, marker_below=40).items():
-            numbers[f"{key}_final"] = y[-1]
-        ax.legend(fontsize=8)
-    x, _ = _points(timed, "train_loss")
-    numbers["minutes" if timed is not metrics else "steps"] = x[-1] if x else 0
+    fig, numbers, last = _metric_panels(timed, (
+        ({"bleu": "bleu"}, "BLEU (greedy, sacreBLEU definition)", "Validation BLEU (eval sentences, greedy)"),
+        ({"train_loss": "train loss", "valid_loss": "valid loss"}, "loss per token",
+         "Train (label-smoothed) and validation loss")), (13, 4.3), xlabel)
+    numbers["minutes" if timed is not metrics else "steps"] = last
     return _finish(fig, numbers, f"Real text: Multi30k on a CPU ({source or 'metrics.csv'})")
 
 
-# =============================================================================
-# 11. 명령줄: 그림 목록과 main()
-# =============================================================================
-# (이름, 함수, 입력) — 파일을 읽는 순서. 입력: None = 기본값 그대로, "pairs" = 데모 코퍼스 문장쌍,
+# ══════ 11. 명령줄: 그림 목록과 main() ══════
+# (이름, 함수 fig_<이름>, 입력) — 파일을 읽는 순서. 입력: None = 기본값 그대로, "pairs" = 데모 코퍼스 문장쌍,
 # "trained" = 학습된 데모 모델(TrainedRun), "metrics" = 그 런의 metrics.csv,
 # "multi30k" = 가장 최근 ``python train.py --preset multi30k`` 런의 metrics.csv (없으면 그 그림은 건너뛴다).
-FIGURES = (
-    ("token_embedding_analysis", fig_token_embedding_analysis, None),            # 1. embeddings.py
-    ("special_token_embeddings", fig_special_token_embeddings, None),
-    ("positional_encoding_analysis", fig_positional_encoding_analysis, None),
-    ("masking_visualization", fig_masking_visualization, None),                  # 2. attention.py
-    ("look_ahead_mask", fig_look_ahead_mask, None),
-    ("layer_norm_effects", fig_layer_norm_effects, None),                        # 3. layers.py
-    ("ffn_behavior", fig_ffn_behavior, None),
-    ("residual_effects", fig_residual_effects, None),
-    ("initialization_distributions", fig_initialization_distributions, None),    # 4. model.py 초기화
-    ("gradient_flow_initialization", fig_gradient_flow_initialization, None),
-    ("lr_scheduler_curves", fig_lr_scheduler_curves, None),                      # 5. schedules.py
-    ("transformer_schedule_analysis", fig_transformer_schedule_analysis, None),
-    ("onecycle_lr", fig_onecycle_lr, None),
-    ("cyclic_lr_warmup", fig_cyclic_lr_warmup, None),
-    ("label_smoothing_effect", fig_label_smoothing_effect, None),                # 6. losses.py
-    ("focal_loss_weights", fig_focal_loss_weights, None),
-    ("tokenizer_length_distribution", fig_tokenizer_length_distribution, "pairs"),   # 7. data.py
-    ("dataset_statistics", fig_dataset_statistics, "pairs"),
-    ("mlm_masking_distribution", fig_mlm_masking_distribution, "pairs"),
-    ("training_simulation", fig_training_simulation, None),                      # 8. train.py: 짧은 학습
-    ("warmup_comparison", fig_warmup_comparison, None),
-    ("attention_patterns", fig_attention_patterns, "trained"),                   # 9. 학습된 모델
-    ("encoder_attention_patterns", fig_encoder_attention_patterns, "trained"),
-    ("encoder_layer_contributions", fig_encoder_layer_contributions, "trained"),
-    ("decoder_attention_patterns", fig_decoder_attention_patterns, "trained"),
-    ("decoder_layer_contributions", fig_decoder_layer_contributions, "trained"),
-    ("generation_attention", fig_generation_attention, "trained"),
-    ("transformer_attention_all", fig_transformer_attention_all, "trained"),
-    ("metric_comparison", fig_metric_comparison, "metrics"),
-    ("confusion_matrix", fig_confusion_matrix, "trained"),
-    ("multi30k_training", fig_multi30k_training, "multi30k"),
-)
+FIGURES = tuple((name, globals()[f"fig_{name}"], kind) for kind, names in (
+    (None, "token_embedding_analysis special_token_embeddings positional_encoding_analysis"),   # 1. embeddings.py
+    (None, "masking_visualization look_ahead_mask"),                                           # 2. attention.py
+    (None, "layer_norm_effects ffn_behavior residual_effects"),                                # 3. layers.py
+    (None, "initialization_distributions gradient_flow_initialization"),                       # 4. model.py 초기화
+    (None, "lr_scheduler_curves transformer_schedule_analysis onecycle_lr cyclic_lr_warmup"),   # 5. schedules.py
+    (None, "label_smoothing_effect focal_loss_weights"),                                       # 6. losses.py
+    ("pairs", "tokenizer_length_distribution dataset_statistics mlm_masking_distribution"),    # 7. data.py
+    (None, "training_simulation warmup_comparison"),                                           # 8. 짧은 학습
+    ("trained", "attention_patterns encoder_attention_patterns encoder_layer_contributions"),  # 9. 학습된 모델
+    ("trained", "decoder_attention_patterns decoder_layer_contributions generation_attention"),
+    ("trained", "transformer_attention_all"), ("metrics", "metric_comparison"), ("trained", "confusion_matrix"),
+    ("multi30k", "multi30k_training")) for name in names.split())
 
 
 def select_figures(only=None):
@@ -1612,22 +1447,8 @@ def select_figures(only=None):
     known = {name for name, _, _ in FIGURES}
     for name in wanted:
         if name not in known:
-            raise ValueError(f"알 수 없는 그림 '{name}' 입니다: `python plots.py --list` 로 {len(FIGURES)}개의 "
-                             "이름을 보세요.")
+            raise ValueError(f"알 수 없는 그림 '{name}' 입니다: `python plots.py --list` 로 {len(FIGURES)}개의 이름을 보세요.")
     return [entry for entry in FIGURES if entry[0] in wanted]
-
-
-def _save_numbers(path, numbers):
-    """잰 숫자를 JSON 으로 (이미 있으면 그림별로 덮어써 합친다; 임시 파일에 쓴 뒤 이름 바꾸기)."""
-    merged = {}
-    if os.path.isfile(path):
-        with open(path, encoding="utf-8") as f:
-            merged = json.load(f)
-    merged.update(_round(numbers))
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(merged, f, ensure_ascii=False, indent=1)
-    os.replace(tmp, path)
 
 
 def _figure_inputs(kinds, training_root, log):
@@ -1659,7 +1480,15 @@ def make_figures(entries, out_dir="outputs", training_root=os.path.join("outputs
         plt.close(fig)
         numbers[name] = fig.numbers
         log(f"{name} ({time.time() - start:.1f}s): {json.dumps(_round(fig.numbers), ensure_ascii=False)}")
-    _save_numbers(os.path.join(out_dir, "figure_numbers.json"), numbers)
+    path, merged = os.path.join(out_dir, "figure_numbers.json"), {}   # 있던 값에 그림별로 덮어써 합치고,
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            merged = json.load(f)
+    merged.update(_round(numbers))
+    tmp = f"{path}.tmp-{os.getpid()}"                                   # 임시 파일에 쓴 뒤 이름을 바꾼다
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(merged, f, ensure_ascii=False, indent=1)
+    os.replace(tmp, path)
     return numbers
 
 
