@@ -1223,7 +1223,8 @@ def test_data_mlm_proportions_on_100k_tokens():
 # section: demo
 # =============================================================================
 # 참조: 손으로 쓴 독일어 (tests/demo_pairs.json — 생성기 출력에서 베끼지 않았다; 각 쌍에 생성기가 그리는 문장
-# 구조를 함께 적어 _demo_render 로 확인한다) 와, 표본 검사를 위해 테스트가 따로 적은 작은 문법표.
+# 구조를 함께 적어 _demo_render 로 확인한다). 표본 검사는 코드가 필요한 규칙만, 테스트 쪽 독립 표(같은 json 의
+# 명사의 성, 격별 정관사)로.
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "tests", "demo_pairs.json"), encoding="utf-8") as _f:
     _DEMO_FIXTURE = json.load(_f)
 
@@ -1247,13 +1248,9 @@ def test_demo_rejects_bad_input():
 def test_data_py_copied_alone_keeps_bpe_and_names_the_missing_demo_lexicon(tmp_path):
     # 과제에 data.py 한 파일만 옮겨도 BPE 는 돌고, 데모만 낱말 표 파일을 밝힌 한 줄 오류로 멈춘다.
     shutil.copy(os.path.join(_DATA_ROOT, "data.py"), tmp_path)
-    code = ("import data\n"
-            "bpe = data.train_bpe(['the cat sat', 'the dog sat'] * 5, 40)\n"
+    code = ("import data\nbpe = data.train_bpe(['the cat sat', 'the dog sat'] * 5, 40)\n"
             "assert bpe.decode(bpe.encode('the cat sat')) == 'the cat sat'\n"
-            "try:\n"
-            "    data.demo_corpus(3)\n"
-            "except FileNotFoundError as exc:\n"
-            "    print(exc)\n")
+            "try:\n    data.demo_corpus(3)\nexcept FileNotFoundError as exc:\n    print(exc)\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr
@@ -1270,8 +1267,7 @@ def test_demo_size_determinism_and_disjoint_splits():
     splits = _demo_big_splits()
     english = {k: {en for en, _ in splits[k]} for k in ("train", "valid", "test")}
     assert [len(splits[k]) for k in english] == [len(english[k]) for k in english] == [50_000, 500, 500]  # 서로 다름
-    assert not (english["train"] & english["valid"] or english["train"] & english["test"] or
-                english["valid"] & english["test"])
+    assert len(set().union(*english.values())) == 51_000                                  # 분할끼리 서로소
     assert demo_splits(num_train=100, num_valid=500, num_test=500)["test"] == splits["test"]  # 학습 크기와 무관
     a, b, c = demo_corpus(300, seed=7), demo_corpus(300, seed=7), demo_corpus(300, seed=8)
     assert a == b and a != c and demo_corpus(100, seed=7) == a[:100]
@@ -1295,18 +1291,9 @@ def test_demo_lengths_kinds_and_reordering_share():
     assert 0.4 < sum(needs_reordering(en) for en, _ in test) / len(test) < 0.95
 
 
-# 테스트 쪽 독립 표: 독일어 명사의 성, 격별 정관사 (남, 여, 중, 복수).
-_DEMO_T_GENDER = {g: set(nouns.split()) for g, nouns in {
-    "m": "Mann Lehrer Arzt Freund König Bäcker Bruder Vater Schüler Koch Hund Vogel Wolf Apfel Kuchen Brief Tisch "
-         "Stuhl Ball Schlüssel Hut Schuh Stift",
-    "f": "Frau Königin Schwester Mutter Katze Maus Kuh Ente Banane Orange Blume Tasche Tasse Zeitung Flasche Lampe "
-         "Kiste Uhr",
-    "n": "Kind Mädchen Baby Pferd Kaninchen Schwein Ei Buch Auto Haus Bild Telefon Glas"}.items()}
-_DEMO_T_THE = {"nom": "der die das die", "acc": "den die das die", "dat": "dem der dem den", "gen": "des der des der"}
-
-
 def test_demo_lexicon_genders_and_noun_phrase_agreement_on_samples():
-    assert {row[3]: row[2] for row in data._DEMO_NOUNS} == {n: g for g, ns in _DEMO_T_GENDER.items() for n in ns}
+    gender = {n: g for g, nouns in _DEMO_FIXTURE["genders"].items() for n in nouns.split()}
+    assert {row[3]: row[2] for row in data._DEMO_NOUNS} == gender
     for row in data._DEMO_NOUNS:                                    # 2격: 남·중성 -(e)s, 여성은 단수 그대로
         assert row[4] == row[3] if row[2] == "f" else row[4] in (row[3] + "s", row[3] + "es"), row
     english_nouns = {form: (row[3], form == row[1]) for row in data._DEMO_NOUNS for form in row[:2]}
@@ -1331,14 +1318,12 @@ def test_demo_lexicon_genders_and_noun_phrase_agreement_on_samples():
         assert len(nouns) == len(caps), (en, de)
         for i, j in zip(nouns, caps):
             start = i - (i > 0) - (i > 1 and words[i - 1] in data._DEMO_ADJ)  # [the] [형용사] 명사
-            before = words[start - 1] if start > 0 else None
-            case = {"with": "dat", "without": "acc", "of": "gen", None: "nom"}.get(before)
+            case = {"with": "dat", "without": "acc", "of": "gen", None: "nom"}.get(words[start - 1] if start else None)
             if words[start] != "the" or case is None:
                 continue
             lemma, plural = english_nouns[words[i]]
-            slot = 3 if plural else "mfn".index(next(g for g, ns in _DEMO_T_GENDER.items() if lemma in ns))
-            article = german[j - 1 - (start < i - 1)]
-            assert article == _DEMO_T_THE[case].split()[slot], (en, de)
+            slot = 3 if plural else "mfn".index(gender[lemma])
+            assert german[j - 1 - (start < i - 1)] == _DEMO_FIXTURE["definite_articles"][case].split()[slot], (en, de)
             if start < i - 1:                                                  # 약변화: 단수 1격과 여/중 4격만 -e
                 weak = "e" if (case == "nom" or (case == "acc" and slot in (1, 2))) and not plural else "en"
                 assert german[j - 1].endswith(weak) and (weak == "en" or not german[j - 1].endswith("en")), (en, de)
