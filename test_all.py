@@ -1782,40 +1782,24 @@ def _plots_missing_glyphs(fig):
 
 @pytest.fixture(scope="module")
 def _plots_inputs():
-    """Tiny inputs for every figure (name -> kwargs). An untrained tiny model on real demo sentences is enough
-    to exercise every trained-model figure."""
-    pairs = data.demo_corpus(40, seed=0)
+    """Tiny inputs for every figure (name -> kwargs; the literal ones in tests/figure_inputs.json). An untrained tiny
+    model on real demo sentences is enough to exercise every trained-model figure."""
+    with open(os.path.join(_TRAIN_ROOT, "tests", "figure_inputs.json"), encoding="utf-8") as f:
+        fixture = json.load(f)
+    pairs, metrics = data.demo_corpus(40, seed=0), fixture["metrics"]
     bpe = data.train_bpe([s for pair in pairs for s in pair], 150)
     torch.manual_seed(0)
     net = model.Transformer(len(bpe), len(bpe), d_model=16, num_heads=2, num_layers=2, d_ff=32, dropout=0.0,
                             share_embeddings=True, tie_output=True).eval()
-    metrics = {"step": [1.0, 2.0, 3.0], "train_loss": [3.0, 2.0, 1.5], "lr": [1e-4, 2e-4, 3e-4],
-               "valid_loss": [None, 2.5, 2.0], "token_accuracy": [None, 0.3, 0.5], "bleu": [None, 1.0, 5.0],
-               "tokens_per_s": [100.0, 110.0, 120.0]}
     trained = plots.TrainedRun(net, bpe, plots._encode_pairs(bpe, pairs), pairs, metrics, "")
-    cfg = plots.short_run_config().replace(train_pairs=32, valid_pairs=8, test_pairs=8, vocab_size=150, d_model=16,
-                                           num_heads=2, num_layers=1, d_ff=32, max_tokens=256, warmup=1)
-    kwargs = {  # in the order of plots.FIGURES
-        "token_embedding_analysis": dict(vocab_size=60, d_model=16),
-        "special_token_embeddings": dict(vocab_size=30, d_model=8, num_ordinary=3),
-        "positional_encoding_analysis": dict(max_len=30, d_model=16, starts=(0, 5)),
-        "masking_visualization": dict(lengths=(3, 2)), "look_ahead_mask": dict(size=4, d_k=4),
-        "layer_norm_effects": dict(num_layers=2, d_model=8), "ffn_behavior": dict(d_model=8, d_ff=16, num_tokens=64),
-        "residual_effects": dict(depths=(1, 2), d_model=8, seeds=(0,), drop_layers=3, drop_samples=100),
-        "initialization_distributions": dict(d_model=16, d_ff=32, num_layers=1, vocab_size=50),
-        "gradient_flow_initialization": dict(d_model=16, num_heads=2, num_layers=1, d_ff=32, vocab_size=30, batch=2,
-                                             length=4),
-        "lr_scheduler_curves": dict(total_steps=100, warmup_steps=10),
-        "transformer_schedule_analysis": dict(d_models=(64,), warmup_steps=10, total_steps=50, warmups=(5, 10)),
-        "onecycle_lr": dict(total_steps=50), "cyclic_lr_warmup": dict(total_steps=60, step_size_up=5, warmup_steps=10),
-        "label_smoothing_effect": dict(vocab_size=5, steps=5), "focal_loss_weights": dict(gammas=(0.0, 2.0)),
-        "tokenizer_length_distribution": dict(pairs=pairs, vocab_sizes=(150, 250)),
-        "dataset_statistics": dict(pairs=pairs, vocab_size=150, max_tokens=256, budgets=(64, 256)),
-        "mlm_masking_distribution": dict(pairs=pairs, vocab_size=150, seeds=range(2)),
-        "training_simulation": dict(cfg=cfg, steps=3), "warmup_comparison": dict(cfg=cfg, warmups=(1,), steps=2),
-        "metric_comparison": dict(metrics=metrics),
-        "multi30k_training": dict(metrics=dict(metrics, elapsed_s=[30.0, 60.0, 90.0])),
-    }
+    cfg = plots.short_run_config().replace(**fixture["short_run"])
+    kwargs = {name: {k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()}
+              for name, kw in fixture["figures"].items()}
+    for name in ("tokenizer_length_distribution", "dataset_statistics", "mlm_masking_distribution"):
+        kwargs[name]["pairs"] = pairs
+    kwargs["training_simulation"]["cfg"] = kwargs["warmup_comparison"]["cfg"] = cfg
+    kwargs["metric_comparison"] = dict(metrics=metrics)
+    kwargs["multi30k_training"] = dict(metrics=dict(metrics, elapsed_s=[30.0, 60.0, 90.0]))
     kwargs.update({name: dict(trained=trained) for name, _, kind in plots.FIGURES if kind == "trained"})
     return kwargs
 
