@@ -749,10 +749,9 @@ def test_schedules_losses_bad_input_raises_one_korean_line(call, match):
 # 참조: BPE 는 data.learn_merges_naive (병합마다 모든 쌍을 다시 세는 순진한 학습)와 무작위 문자열 왕복,
 # 코퍼스는 손으로 만든 WMT14 공식 배치·단순 배치, 내려받기는 127.0.0.1 의 로컬 HTTP 서버 (연결 끊기, 손상).
 _DATA_ROOT = os.path.dirname(os.path.abspath(data.__file__))
-_DATA_LINES = ["the quick brown fox jumps over the lazy dog .",
-               "der schnelle braune Fuchs springt über den faulen Hund .", "the dog sleeps , the fox runs .",
-               "der Hund schläft , der Fuchs läuft .", "yesterday the man saw the dog .",
-               "gestern sah der Mann den Hund .", "오늘 날씨가 좋다 . 한국어 문장도 섞는다 .", "Café naïve Œuvre straße Maß Größe"] * 5
+with open(os.path.join(_DATA_ROOT, "tests", "corpus_files.json"), encoding="utf-8") as _f:
+    _DATA_FILES = json.load(_f)                 # 손으로 쓴 BPE 학습 문장, 작은 WMT14·단순 배치 파일, 잘못된 SGM
+_DATA_LINES = _DATA_FILES["bpe_lines"] * 5
 _DATA_POOLS = [  # 한국어·자모·이모지(ZWJ, 국기)·결합 문자·여러 공백·제어 문자·서로게이트·한자·보조 평면·특수 토큰처럼 보이는 글자
     lambda r: r.choice("abcdefghijklmnopqrstuvwxyzABCXYZ0123456789.,;:!?'\"()[]<>/-_&"),
     lambda r: chr(r.randint(0xAC00, 0xD7A3)), lambda r: chr(r.randint(0x1100, 0x1112)) + chr(r.randint(0x1161, 0x1175)),
@@ -854,28 +853,11 @@ def _data_write(path, content):
         f.write(content if isinstance(content, bytes) else content.encode("utf-8"))
 
 
-def _data_sgm(side, docs=(("d1", ("Tom & Jerry run .", "A & B")), ("d2", ("Second doc .",)))):
-    """side 0 = 영어 원문, 1 = 독일어 참조 (d1 둘째 구절 'A & B' 는 두 언어가 같다)."""
-    german = {"Tom & Jerry run .": "Tom & Jerry rennen .", "Second doc .": "Zweites Dokument ."}
-    out = ['<srcset setid="newstest2014" srclang="any">']
-    for doc_id, segs in docs:
-        out.append(f'<doc sysid="ref" docid="{doc_id}" genre="news" origlang="en">')
-        out += [f'<seg id="{k + 1}">{german.get(s, s) if side else s}</seg>' for k, s in enumerate(segs)] + ["</doc>"]
-    return "\n".join(out + ["</srcset>", ""])
-
-
 def test_data_wmt14_official_and_simple_layouts_and_errors(tmp_path):
-    root = str(tmp_path / "wmt")
-    for path, content in {"training/europarl-v7.de-en": ("Resumption of the session\nhello\rworld\n",
-                                                         "Wiederaufnahme der Sitzung\nhallo Welt\n"),
-                          "commoncrawl.de-en": ("crawl one\n\ncrawl three\n", "Crawl eins\nleer\nCrawl drei\n"),
-                          "training/news-commentary-v9.de-en": ("news " * 300 + "\nshort news\n",
-                                                                "N " * 300 + "\nkurz\n"),
-                          "dev/newstest2013": ("valid one\nvalid two\n", "gültig eins\ngültig zwei\n")}.items():
-        _data_write(f"{root}/{path}.en", content[0])
-        _data_write(f"{root}/{path}.de", content[1])
-    _data_write(f"{root}/test-full/newstest2014-deen-src.en.sgm", _data_sgm(0))
-    _data_write(f"{root}/test-full/newstest2014-deen-ref.de.sgm", _data_sgm(1))
+    root, simple, sgm = str(tmp_path / "wmt"), str(tmp_path / "simple"), str(tmp_path / "simple" / "sgm")
+    for folder, files in ((root, "wmt14"), (simple, "simple"), (sgm, "sgm_refused")):
+        for name, content in _DATA_FILES[files].items():
+            _data_write(f"{folder}/{name}", content)
     assert data.load_wmt14(root, "train") == [("Resumption of the session", "Wiederaufnahme der Sitzung"),
                                               ("hello world", "hallo Welt"),  # 맨 \r 은 줄을 나누지 않는다
                                               ("crawl one", "Crawl eins"), ("crawl three", "Crawl drei"),  # 빈 쪽 쌍 빠짐
@@ -886,10 +868,6 @@ def test_data_wmt14_official_and_simple_layouts_and_errors(tmp_path):
                                              ("Second doc .", "Zweites Dokument .")]
     with pytest.raises(ValueError, match="split"):
         data.load_wmt14(root, "dev")
-    simple = str(tmp_path / "simple")                                   # 단순 배치: 마지막 줄에 \n 없음
-    for name, content in {"train.en": "a b\r c\nx\n\nlast", "train.de": "A B C\n\nY\nLetzte\n", "test.en": "t\n",
-                          "test.de": "T\n", "valid.en": "1\n2\n3\n", "valid.de": "1\n2\n"}.items():
-        _data_write(f"{simple}/{name}", content)
     assert data.load_wmt14(simple, "train") == [("a b c", "A B C"), ("last", "Letzte")]
     assert data.load_wmt14(simple, "test") == [("t", "T")]
     with pytest.raises(ValueError) as err:                            # 줄 수가 다르면 두 파일과 두 개수
@@ -901,12 +879,8 @@ def test_data_wmt14_official_and_simple_layouts_and_errors(tmp_path):
     os.remove(f"{simple}/valid.en")
     with pytest.raises(FileNotFoundError, match="valid.en' 가 없습니다"):
         data.load_wmt14(simple, "valid")
-    sgm = f"{simple}/sgm"                                               # SGM: 어긋난 문서 id, 닫히지 않은 <seg>
-    _data_write(f"{sgm}/newstest2014-deen-src.en.sgm", _data_sgm(0))
-    _data_write(f"{sgm}/newstest2014-deen-ref.de.sgm", _data_sgm(1, (("d1", ("A & B", "A & B")), ("dX", ("x",)))))
-    with pytest.raises(ValueError, match="dX"):
+    with pytest.raises(ValueError, match="dX"):                         # SGM: 어긋난 문서 id, 닫히지 않은 <seg>
         data.load_wmt14(sgm, "test")
-    _data_write(f"{sgm}/bad.sgm", '<doc docid="d1">\n<seg id="1">open\n</doc>\n')
     with pytest.raises(ValueError, match="seg"):
         list(data.read_sgm(f"{sgm}/bad.sgm"))
 
@@ -955,7 +929,7 @@ def _data_official_archives():
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w:gz") as tar:
             for name, _ in archive.members + (("europarl-v7.fr-en.fr", None),):
-                content = (_data_sgm(name.endswith("de.sgm")) if name.endswith(".sgm") else
+                content = (_DATA_FILES["wmt14"][f"test-full/{name}"] if name.endswith(".sgm") else
                            "".join(f"{name} {k} Straße\n" for k in range(200 if "europarl" in name else 2))).encode()
                 info = tarfile.TarInfo(f"some/dir/{name}")
                 info.size = len(content)
