@@ -1338,31 +1338,26 @@ def test_train_average_checkpoints_load_run_and_translate(tmp_path, capsys):
     assert isinstance(text, str) and capsys.readouterr().out.strip() == text
 
 
-@pytest.mark.parametrize("argv, needle", [
-    ("--preset nope", "invalid choice"), ("--preset tiny --max-steps -5", "양수"),
-    ("--preset tiny --amp fp16 --device cpu", "fp16"), ("--preset rtx3090 --data-dir {tmp}/missing", "없습니다"),
-    ("--preset rtx3090 --data-dir {tmp}/empty", "train.en' 가 없습니다"),
-    ("--preset multi30k --data-dir {tmp}/multi30k", "python data.py download multi30k"),
-    ("--data-dir {tmp}/uneven", "{tmp}/uneven/valid.de' 2줄"),
-    ("--data-dir {tmp}/uneven --src de --tgt fr", "{tmp}/uneven/train.fr"),
-    ("--src de --tgt en", "데모 코퍼스는 영어→독일어뿐"), ("--preset tiny --warmup 0", "--warmup 은 1 이상"),
-    ("--translate hello --checkpoint {tmp}/broken.pt", "읽을 수 없습니다"),
-    ("--data-dir {tmp}/missing", "{tmp}/missing"), ("--data-dir {tmp}/empty", "{tmp}/empty"),
-])
-def test_train_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, needle):
-    uneven = tmp_path / "uneven"                           # valid.de 만 한 줄 모자란 코퍼스
-    (tmp_path / "empty").mkdir(), uneven.mkdir()
-    for name, text in (("train", "a\nb\nc\n"), ("valid", "a\nb\nc\n"), ("test", "a\n")):
-        (uneven / f"{name}.en").write_text(text)
-        (uneven / f"{name}.de").write_text(text if name != "valid" else "a\nb\n")
+def test_train_bad_input_exits_2_with_one_line_and_no_traceback(tmp_path, capsys):
+    # tests/train_cases.json: 잘못된 명령줄 → 오류 줄에 있어야 할 조각 ({tmp} = tmp_path), valid.de 만 한 줄 모자란 코퍼스
+    with open(os.path.join(_TRAIN_ROOT, "tests", "train_cases.json"), encoding="utf-8") as f:
+        cases = json.load(f)
+    (tmp_path / "empty").mkdir(), (tmp_path / "uneven").mkdir()
+    for name, text in cases["uneven_corpus"].items():
+        (tmp_path / "uneven" / name).write_text(text)
     (tmp_path / "broken.pt").write_bytes(b"PK\x03\x04 not a checkpoint")
     before = sorted(os.listdir(tmp_path))
-    with pytest.raises(SystemExit) as info:
-        train.main(argv.replace("{tmp}", str(tmp_path)).split())
-    err = capsys.readouterr().err.strip().splitlines()
-    assert info.value.code == 2 and needle.replace("{tmp}", str(tmp_path)) in err[-1] and "Traceback" not in "\n".join(err)
-    assert sorted(os.listdir(tmp_path)) == before           # 디스크의 것은 그대로
+    for argv, needle in cases["bad_input"].items():
+        with pytest.raises(SystemExit) as info:
+            train.main(argv.replace("{tmp}", str(tmp_path)).split())
+        err = capsys.readouterr().err.strip().splitlines()
+        assert info.value.code == 2 and needle.replace("{tmp}", str(tmp_path)) in err[-1], (argv, err)
+        assert "Traceback" not in "\n".join(err) and sorted(os.listdir(tmp_path)) == before, argv   # 디스크는 그대로
     assert (tmp_path / "broken.pt").read_bytes() == b"PK\x03\x04 not a checkpoint"
+    proc = subprocess.run([sys.executable, os.path.join(_TRAIN_ROOT, "train.py"), "--preset", "tiny", "--amp", "fp16",
+                           "--device", "cpu"], capture_output=True, text=True, cwd=tmp_path, timeout=120)  # 진짜 프로세스
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "fp16" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc 만의 동작")
@@ -1388,13 +1383,6 @@ def test_train_cpu_device_keeps_freed_buffers_instead_of_refaulting_them():
         faults[mode] = int(proc.stdout)
     assert faults["plain"] > 12_500, faults            # 51 MB = 12,500 쪽: 기본 malloc 은 스텝마다 다시 폴트
     assert faults["setup"] * 4 < faults["plain"], faults
-
-
-def test_train_cli_error_has_no_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, os.path.join(_TRAIN_ROOT, "train.py"), "--preset", "tiny", "--amp", "fp16",
-                           "--device", "cpu"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
-    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "fp16" in proc.stderr
-    assert "Traceback" not in proc.stderr
 
 
 def test_train_epoch_batches_are_rank_disjoint_and_equal_length():
