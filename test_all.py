@@ -451,19 +451,23 @@ def test_init_schemes_have_their_distributions():
         assert torch.all(m.encoder.layers[0].ffn.w_1.bias == 0)
 
 
+with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "tests", "bad_calls.json"), encoding="utf-8") as _f:
+    _BAD_CALLS = json.load(_f)        # 인자가 모두 리터럴인 잘못된 호출: 이름 → [모듈.함수, 위치 인자, 키워드 인자, 오류 문구]
+
+
+def _bad_calls(section):
+    """tests/bad_calls.json 의 한 절 → {이름: (호출, 오류 문구)}."""
+    def call(name, args, kwargs):
+        module, function = name.split(".")
+        return lambda: getattr(globals()[module], function)(*args, **kwargs)
+    return {key: (call(name, args, kwargs), match) for key, (name, args, kwargs, match) in _BAD_CALLS[section].items()}
+
+
 _MODEL_BAD_ARGUMENTS = {
-    "odd_d_model_for_sinusoids": (lambda: embeddings.sinusoidal_encoding(5, 7), "짝수"),
+    **_bad_calls("model"),                                      # 여기에는 텐서나 모델이 필요한 호출만
     "position_past_max_len": (lambda: embeddings.PositionalEncoding(8, 0.0, 6)(torch.zeros(2, 2, 8), offset=5),
                               "max_len=6"),
-    "unknown_embedding_init": (lambda: embeddings.TokenEmbedding(10, 8, init="uniform"), "init"),
-    "pad_id_outside_vocabulary": (lambda: embeddings.TokenEmbedding(10, 8, pad_id=10), "pad_id"),
-    "more_special_tokens_than_d_model": (lambda: embeddings.special_token_vectors(8, 4), "special_init=False"),
     "unknown_positional": (lambda: _model_small(positional="rotary"), "positional"),
-    "heads_not_dividing_d_model": (lambda: attention.MultiHeadAttention(10, 3), "num_heads"),
-    "unknown_activation": (lambda: layers.PositionwiseFeedForward(8, 32, activation="tanh"), "activation"),
-    "drop_prob_one": (lambda: layers.DropPath(1.0), "drop_prob"),
-    "shared_embeddings_two_vocabularies": (lambda: model.Transformer(10, 12, d_model=8, num_heads=2, num_layers=1,
-                                                                     d_ff=16, share_embeddings=True), "공동 어휘"),
     "unknown_init_scheme": (lambda: model.init_weights(_model_small(), "orthogonal"), "scheme"),
     "source_longer_than_max_len": (lambda: _model_small(8, max_len=8)(torch.ones(1, 9, dtype=torch.long),
                                                                       torch.ones(1, 2, dtype=torch.long)), "원문 길이"),
@@ -708,21 +712,7 @@ def test_losses_masked_lm_uses_masked_positions_only():
 
 
 _SCHEDULES_LOSSES_BAD_INPUT = {
-    **{f"step_0_{name}": (lambda fn=fn: fn(0), "step 은 1 이상") for name, fn in (
-        ("paper", schedules.transformer_lr),
-        ("linear", _P(schedules.linear_lr, peak_lr=1.0, warmup_steps=2, total_steps=5)),
-        ("cosine", _P(schedules.cosine_lr, peak_lr=1.0, warmup_steps=2, total_steps=5)),
-        ("one_cycle", _P(schedules.one_cycle_lr, max_lr=1.0, total_steps=20)),
-        ("momentum", _P(schedules.one_cycle_momentum, total_steps=20)),
-        ("cyclic", _P(schedules.cyclic_lr, base_lr=0.1, max_lr=1.0, step_size_up=2)))},
-    "paper_warmup_0": (lambda: schedules.transformer_lr(1, 512, 0), "warmup_steps"),
-    "warmup_not_before_total": (lambda: schedules.cosine_lr(1, 1.0, warmup_steps=10, total_steps=10),
-                                "warmup_steps < total_steps"),
-    "pct_start_too_small": (lambda: schedules.one_cycle_lr(1, 1.0, total_steps=3, pct_start=0.3), "pct_start"),
-    "unknown_anneal": (lambda: schedules.one_cycle_lr(1, 1.0, total_steps=20, anneal="exp"), "anneal"),
-    "three_phase_rise_too_long": (lambda: schedules.one_cycle_lr(1, 1.0, 20, pct_start=0.6, three_phase=True),
-                                  "three_phase"),
-    "cyclic_step_size_0": (lambda: schedules.cyclic_lr(1, 0.1, 1.0, step_size_up=0), "step_size_up"),
+    **_bad_calls("schedules_losses"),                           # 여기에는 텐서나 옵티마이저가 필요한 호출만
     "negative_focal_gamma": (lambda: losses.focal_weight(torch.tensor([0.5]), gamma=-1.0), "gamma"),
     "not_callable": (lambda: schedules.as_lambda_lr(_schedules_adam(), 0.1), "호출 가능한"),
     "target_outside_vocabulary": (lambda: losses.label_smoothed_cross_entropy(torch.randn(2, 5), torch.tensor([1, 5])),
