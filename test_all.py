@@ -1288,17 +1288,17 @@ def test_train_tiny_memorises_64_pairs_and_prints_the_figure_command(tmp_path, c
     assert 0 <= report["bleu"] <= 100 and f"python plots.py --run {run_dir}" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("how", ["--resume DIR", "--run-dir DIR --resume"])
-def test_train_resume_gives_identical_losses(tmp_path, how):
+def test_train_resume_gives_identical_losses(tmp_path):
     # 기준: 끊지 않고 같은 설정으로 끝까지 학습한 런 (metrics.csv 의 손실과 마지막 가중치가 비트까지 같다)
     args = ("--max-steps", "40", "--log-every", "5", "--eval-every", "20", "--save-every", "20", "--dropout", "0.1")
     _, full = _train_tiny(tmp_path, "full", *args)
-    _, cut = _train_tiny(tmp_path, "cut", *args, "--stop-after", "15")
-    assert _train_losses(cut)[-1][0] == "15"
-    train.main(["--preset", "tiny", "--threads", "1", *args, *how.replace("DIR", cut).split()])
-    assert _train_losses(cut) == _train_losses(full)
-    a, b = (train.load_checkpoint(os.path.join(d, "checkpoint_last.pt"))["model"] for d in (full, cut))
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    for i, how in enumerate(["--resume DIR", "--run-dir DIR --resume"]):
+        _, cut = _train_tiny(tmp_path, f"cut{i}", *args, "--stop-after", "15")
+        assert _train_losses(cut)[-1][0] == "15"
+        train.main(["--preset", "tiny", "--threads", "1", *args, *how.replace("DIR", cut).split()])
+        assert _train_losses(cut) == _train_losses(full), how
+        a, b = (train.load_checkpoint(os.path.join(d, "checkpoint_last.pt"))["model"] for d in (full, cut))
+        assert all(torch.equal(a[k], b[k]) for k in a), how
 
 
 def test_train_bf16_autocast_on_cpu_stays_finite(tmp_path):
@@ -1308,8 +1308,27 @@ def test_train_bf16_autocast_on_cpu_stays_finite(tmp_path):
     assert len(losses) == 3 and all(math.isfinite(l) for l in losses) and losses[-1] < losses[0]
 
 
-def test_train_average_checkpoints_load_run_and_translate(tmp_path, capsys):
-    _, run_dir = _train_tiny(tmp_path, "tr", "--max-steps", "40", "--save-every", "10", "--eval-every", "40")
+def test_train_translate_file_average_checkpoints_load_run_and_translate(tmp_path, capsys, monkeypatch):
+    _, run_dir = _train_tiny(tmp_path, "tr", "--max-steps", "40", "--warmup", "5", "--save-every", "10",
+                             "--eval-every", "40", "--max-len", "128")     # 작은 위치 표: 긴 줄도 빨리 끝난다
+    # --translate-file: 입력 한 줄 → 출력 한 줄 (tests/train_cases.json 의 awkward_lines: 빈 줄, 공백뿐, 3,001 단어 …)
+    with open(os.path.join(_TRAIN_ROOT, "tests", "train_cases.json"), encoding="utf-8") as f:
+        awkward = json.load(f)["awkward_lines"]
+    (tmp_path / "in.txt").write_text("\n".join(awkward) + "\n", encoding="utf-8")
+    capsys.readouterr()
+    out = train.main(["--translate-file", str(tmp_path / "in.txt"), "--checkpoint", run_dir])
+    captured = capsys.readouterr()
+    assert captured.out == "".join(o + "\n" for o in out) and len(out) == len(awkward)   # 입력과 같은 줄 수
+    assert [bool(o) for o in out] == [True, False, False, True, True, True, True, False]  # 빈 줄 → 빈 줄
+    assert "127 토큰보다 길어" in captured.err and "번역 5/5 줄" in captured.err     # 긴 줄 경고, 진행은 stderr
+    target = tmp_path / "out.txt"
+    monkeypatch.setattr(sys, "stdin", io.StringIO("the man sees the dog\n\nthe small child"))
+    again = train.main(["--translate-file", "-", "--checkpoint", run_dir, "--output", str(target)])
+    assert capsys.readouterr().out == ""                                        # --output 이면 표준 출력은 비어 있다
+    assert target.read_text(encoding="utf-8") == "".join(o + "\n" for o in again)
+    assert again == [out[0], "", out[6]]                                        # 같은 문장은 같은 번역
+    assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
+    # --average-checkpoints: 마지막 스텝 체크포인트 3개의 평균
     out = train.main(["--average-checkpoints", "3", "--checkpoint", run_dir])
     steps = [os.path.basename(p) for p in train.step_checkpoints(run_dir)]
     assert steps == ["checkpoint_step20.pt", "checkpoint_step30.pt", "checkpoint_step40.pt"]
@@ -1512,26 +1531,6 @@ def test_train_de_en_on_a_tiny_corpus_prepares_itself_and_translates_german_to_e
     with open(os.path.join(run_dir, "metrics.csv"), encoding="utf-8") as f:
         elapsed = [float(r["elapsed_s"]) for r in csv.DictReader(f)]
     assert len(elapsed) >= 2 and elapsed[0] > 0 and elapsed == sorted(elapsed)
-
-
-def test_train_translate_file_keeps_one_line_per_input_line(tmp_path, capsys, monkeypatch):
-    _, run_dir = _train_tiny(tmp_path, "tf", "--max-steps", "20", "--warmup", "5", "--save-every", "10",
-                             "--eval-every", "20", "--max-len", "128")     # 작은 위치 표: 긴 줄도 빨리 끝난다
-    awkward = ["the man sees the dog", "", "   ", "?!...", "漢字 😀 ñandú", "x" * 3000 + " dog", "the small child", "\u00a0"]
-    (tmp_path / "in.txt").write_text("\n".join(awkward) + "\n", encoding="utf-8")
-    capsys.readouterr()
-    out = train.main(["--translate-file", str(tmp_path / "in.txt"), "--checkpoint", run_dir])
-    captured = capsys.readouterr()
-    assert captured.out == "".join(o + "\n" for o in out) and len(out) == len(awkward)   # 입력과 같은 줄 수
-    assert [bool(o) for o in out] == [True, False, False, True, True, True, True, False]  # 빈 줄 → 빈 줄
-    assert "127 토큰보다 길어" in captured.err and "번역 5/5 줄" in captured.err     # 긴 줄 경고, 진행은 stderr
-    target = tmp_path / "out.txt"
-    monkeypatch.setattr(sys, "stdin", io.StringIO("the man sees the dog\n\nthe small child"))
-    again = train.main(["--translate-file", "-", "--checkpoint", run_dir, "--output", str(target)])
-    assert capsys.readouterr().out == ""                                        # --output 이면 표준 출력은 비어 있다
-    assert target.read_text(encoding="utf-8") == "".join(o + "\n" for o in again)
-    assert again == [out[0], "", out[6]]                                        # 같은 문장은 같은 번역
-    assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
 
 
 def test_train_score_equals_sacrebleu_and_refuses_different_lengths(tmp_path, capsys):
