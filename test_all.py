@@ -931,8 +931,8 @@ def _data_official_archives():
 _DATA_QUIET = dict(backoff=0.0, progress=False, log=lambda *a: None)
 
 
-def test_data_download_resumes_after_cut_connection(tmp_path):
-    files, europarl = _data_official_archives(), "/wmt13/training-parallel-europarl-v7.tgz"
+def test_data_download_resumes_after_cut_connection_and_refuses_corrupt_archives(tmp_path):
+    files, europarl, dev = _data_official_archives(), "/wmt13/training-parallel-europarl-v7.tgz", "/wmt14/dev.tgz"
     root = str(tmp_path / "wmt14")
     _data_write(f"{root}/downloads/training-parallel-nc-v9.tgz.part", files["/wmt14/training-parallel-nc-v9.tgz"][:40])
     with _data_server(files, cut=[europarl]) as (url, requests):
@@ -942,21 +942,15 @@ def test_data_download_resumes_after_cut_connection(tmp_path):
         n_before = len(requests)
         data.download_wmt14(root, base_url=url, **_DATA_QUIET)        # 두 번째 실행은 아무것도 받지 않는다
         assert len(requests) == n_before
-    train = data.load_wmt14(root, "train")
-    assert len(train) == 204 and train[0] == ("europarl-v7.de-en.en 0 Straße", "europarl-v7.de-en.de 0 Straße")
-    assert len(data.load_wmt14(root, "valid")) == 2 and len(data.load_wmt14(root, "test")) == 3
-    assert not [f for _, _, names in os.walk(root) for f in names if "fr-en" in f]   # 필요한 파일만 푼다
-    assert sorted(os.listdir(f"{root}/downloads")) == sorted(os.path.basename(p) for p in files)
-
-
-def test_data_download_refuses_corrupt_archive_and_bad_checksum(tmp_path):
-    files, dev = _data_official_archives(), "/wmt14/dev.tgz"
-    good, bad = files[dev], bytearray(files[dev])
-    bad[len(bad) // 2:len(bad) // 2 + 8] = bytes(b ^ 0xFF for b in bad[len(bad) // 2:len(bad) // 2 + 8])  # 가운데 손상
-    files[dev] = bytes(bad)
-    members = next(a for a in data.WMT14_ARCHIVES if a.name == "dev").members
-    root = str(tmp_path / "w")
-    with _data_server(files) as (url, _):
+        train = data.load_wmt14(root, "train")
+        assert len(train) == 204 and train[0] == ("europarl-v7.de-en.en 0 Straße", "europarl-v7.de-en.de 0 Straße")
+        assert len(data.load_wmt14(root, "valid")) == 2 and len(data.load_wmt14(root, "test")) == 3
+        assert not [f for _, _, names in os.walk(root) for f in names if "fr-en" in f]   # 필요한 파일만 푼다
+        assert sorted(os.listdir(f"{root}/downloads")) == sorted(os.path.basename(p) for p in files)
+        good, bad = files[dev], bytearray(files[dev])                   # 가운데 8바이트가 손상된 아카이브
+        bad[len(bad) // 2:len(bad) // 2 + 8] = bytes(b ^ 0xFF for b in bad[len(bad) // 2:len(bad) // 2 + 8])
+        files[dev], root = bytes(bad), str(tmp_path / "w")
+        members = next(a for a in data.WMT14_ARCHIVES if a.name == "dev").members
         with pytest.raises(ValueError, match="손상"):
             data.download_wmt14(root, base_url=url, archives=[data.Archive("dev", "wmt14/dev.tgz", members)],
                                 **_DATA_QUIET)
@@ -973,19 +967,14 @@ def test_data_download_refuses_corrupt_archive_and_bad_checksum(tmp_path):
             data.download_wmt14(str(tmp_path / "x"), base_url=url + "/nothing", archives=right, **_DATA_QUIET)
 
 
-def _data_multi30k_files():
-    """Multi30k 공식 .gz 여섯 개의 작은 판: (URL 경로 → gz 바이트, 체크섬 표, 단순 배치 파일 → 내용)."""
+def test_data_download_multi30k_layout_resume_and_refusals(tmp_path, capsys):
     stems, files, table, texts = {"train": "train", "valid": "val", "test": "test_2016_flickr"}, {}, [], {}
-    for split, lang in ((s, l) for s in stems for l in ("en", "de")):
+    for split, lang in ((s, l) for s in stems for l in ("en", "de")):    # 공식 .gz 여섯 개의 작은 판
         texts[f"{split}.{lang}"] = "".join(f"{split} {lang} {i} Straße\n" for i in range(50))
         name = f"{stems[split]}.{lang}.gz"
         files[f"/{name}"] = gzip.compress(texts[f"{split}.{lang}"].encode("utf-8"), mtime=0)
         table.append((name, hashlib.sha256(files[f"/{name}"]).hexdigest()))
-    return files, tuple(table), texts
-
-
-def test_data_download_multi30k_layout_resume_and_refusals(tmp_path, capsys):
-    files, table, texts = _data_multi30k_files()
+    table = tuple(table)
     assert sorted(n for n, _ in table) == sorted(n for n, _ in data.MULTI30K_SHA256)  # 진짜 표와 같은 여섯 이름
     root, good = str(tmp_path / "m30k"), files["/val.de.gz"]
     with _data_server(files, cut=["/train.de.gz"]) as (url, requests):
