@@ -1631,6 +1631,10 @@ def test_bleu_token_accuracy_ignores_padding():
 # (Σ sin² + cos² = d/2, Σ cos ω_i), label smoothing's optimum 1 − ε + ε/V, the focal weight (1 − p)^γ, the
 # paper's peak d_model^-0.5·warmup^-0.5, BERT's 15% / 80-10-10, LayerNorm's unit std, DropPath's survival 1 − p;
 # glyphs against DejaVu Sans' own glyph table; the dataset statistics (moved from data.py) against counts by hand.
+with open(os.path.join(_TRAIN_ROOT, "tests", "figure_inputs.json"), encoding="utf-8") as _f:
+    _PLOTS_FIXTURE = json.load(_f)     # literal figure inputs, made-up metrics, a short-run config, two metrics.csv
+
+
 @pytest.fixture
 def _plots_threads():
     """Figures use small tensors: one torch thread (as `python plots.py` does), restored afterwards."""
@@ -1651,9 +1655,8 @@ def _plots_missing_glyphs(fig):
 def _plots_inputs():
     """Tiny inputs for every figure (name -> kwargs; the literal ones in tests/figure_inputs.json). An untrained tiny
     model on real demo sentences is enough to exercise every trained-model figure."""
-    with open(os.path.join(_TRAIN_ROOT, "tests", "figure_inputs.json"), encoding="utf-8") as f:
-        fixture = json.load(f)
-    pairs, metrics = data.demo_corpus(40, seed=0), fixture["metrics"]
+    pairs, fixture = data.demo_corpus(40, seed=0), _PLOTS_FIXTURE
+    metrics = fixture["metrics"]
     bpe = data.train_bpe([s for pair in pairs for s in pair], 150)
     torch.manual_seed(0)
     net = model.Transformer(len(bpe), len(bpe), d_model=16, num_heads=2, num_layers=2, d_ff=32, dropout=0.0,
@@ -1777,9 +1780,7 @@ def test_plots_multi30k_figure_uses_wall_clock_minutes_and_skips_without_a_run(t
     run = root / "multi30k_20261126-120000"
     run.mkdir(parents=True)
     (run / "checkpoint_last.pt").write_bytes(b"")
-    (run / "metrics.csv").write_text("step,train_loss,lr,valid_loss,token_accuracy,bleu,tokens_per_s,elapsed_s\n"
-                                     "50,6.0,1e-3,,,,1900,100.0\n100,5.0,1e-3,4.5,0.4,12.5,1900,230.0\n"
-                                     "150,4.0,1e-3,3.9,0.5,20.0,1900,330.0\n")
+    (run / "metrics.csv").write_text(_PLOTS_FIXTURE["multi30k_metrics_csv"])     # 경과 100, 230, 330 초
     assert plots.main(argv)["multi30k_training"] == {"bleu_final": 20.0, "train_loss_final": 4.0,
                                                      "valid_loss_final": 3.9, "minutes": 5.5}
     assert (out / "multi30k_training.png").read_bytes()[:4] == b"\x89PNG"
@@ -1803,18 +1804,15 @@ def test_plots_cli_list_only_run_and_errors(tmp_path, capsys):
         assert exc.value.code == 2 and os.path.basename(argv[1]) in err and len(err.strip().splitlines()) == 1
     run = tmp_path / "run"
     run.mkdir()
-    (run / "metrics.csv").write_text("step,train_loss,lr,valid_loss,token_accuracy,bleu,tokens_per_s\n"
-                                     "1,3.0,1e-4,,,,100\n2,2.0,2e-4,2.5,0.4,3.0,120\n")
+    (run / "metrics.csv").write_text(_PLOTS_FIXTURE["run_metrics_csv"])          # 두 줄짜리 런
     paths = plots.main(["--run", str(run)])
     assert sorted(map(os.path.basename, paths)) == ["learning_rate.png", "loss_curves.png", "training_dashboard.png"]
     assert all(os.path.getsize(p) > 1000 for p in paths)
 
 
 def test_plots_trained_demo_reuses_a_finished_run(tmp_path, _plots_threads):
-    cfg = train.preset_config("tiny").replace(
-        train_pairs=32, valid_pairs=8, test_pairs=8, vocab_size=150, d_model=16, num_heads=2, num_layers=1, d_ff=32,
-        max_tokens=256, warmup=1, max_steps=2, log_every=1, eval_every=2, eval_bleu_sentences=4, save_every=2,
-        run_dir=str(tmp_path / "plots_demo"))
+    cfg = train.preset_config("tiny").replace(**_PLOTS_FIXTURE["short_run"], max_steps=2, log_every=1, eval_every=2,
+                                              eval_bleu_sentences=4, save_every=2, run_dir=str(tmp_path / "plots_demo"))
     logs = []
     first = plots.trained_demo(str(tmp_path), cfg=cfg, log=logs.append)     # trains (no demo_* run there)
     assert all(os.path.isfile(tmp_path / "plots_demo" / f) for f in ("checkpoint_last.pt", "loss_curves.png"))
