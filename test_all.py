@@ -742,20 +742,17 @@ _DATA_ROOT = os.path.dirname(os.path.abspath(data.__file__))
 with open(os.path.join(_DATA_ROOT, "tests", "corpus_files.json"), encoding="utf-8") as _f:
     _DATA_FILES = json.load(_f)                 # 손으로 쓴 BPE 학습 문장, 작은 WMT14·단순 배치 파일, 잘못된 SGM
 _DATA_LINES = _DATA_FILES["bpe_lines"] * 5
-_DATA_POOLS = [  # 한국어·자모·이모지(ZWJ, 국기)·결합 문자·여러 공백·제어 문자·서로게이트·한자·보조 평면·특수 토큰처럼 보이는 글자
-    lambda r: r.choice("abcdefghijklmnopqrstuvwxyzABCXYZ0123456789.,;:!?'\"()[]<>/-_&"),
-    lambda r: chr(r.randint(0xAC00, 0xD7A3)), lambda r: chr(r.randint(0x1100, 0x1112)) + chr(r.randint(0x1161, 0x1175)),
-    lambda r: chr(r.randint(0x1F600, 0x1F64F)), lambda r: "\U0001F1F0\U0001F1F7",
-    lambda r: "\U0001F469\u200D\U0001F4BB" + chr(r.randint(0x1F3FB, 0x1F3FF)),
-    lambda r: r.choice("aeiouAEIOU") + chr(r.randint(0x0300, 0x036F)),
-    lambda r: chr(r.randint(0x0300, 0x036F)), lambda r: chr(r.randint(0x4E00, 0x9FFF)),
-    lambda r: r.choice([" ", "  ", "\t", "\n", "\r", "\u00a0", "\u2028", "\u3000", "\x85", "\x1f"]),
-    lambda r: r.choice(["\x00", "\x07", "\x7f", "\x9f", "\ufeff", "\u200b", "\ud800"]),
-    lambda r: chr(r.randint(0x10000, 0x10FFFF)), lambda r: r.choice(["[MASK]", "[PAD]", "</w>", "<x0>", "@@"])]
 
 
 def _data_random_string(rng):
-    return "".join(rng.choice(_DATA_POOLS)(rng) for _ in range(rng.randint(0, 30)))
+    """0~30 번: 글자 모음 하나를 골라 그 조각을 잇는다 (tests/corpus_files.json 의 random_pools: 한국어·자모·
+    이모지(ZWJ, 국기)·결합 문자·여러 공백·제어 문자·서로게이트·한자·보조 평면·특수 토큰처럼 보이는 글자)."""
+    def part(kind, *a):                         # ["text", s], ["choice", 후보들], ["range", 처음, 끝] (16진 코드 포인트)
+        if kind == "range":
+            return chr(rng.randint(int(a[0], 16), int(a[1], 16)))
+        return rng.choice(a[0]) if kind == "choice" else a[0]
+    pools = _DATA_FILES["random_pools"]
+    return "".join("".join(part(*p) for p in rng.choice(pools)) for _ in range(rng.randint(0, 30)))
 
 
 def test_data_normalize_idempotent_and_bpe_round_trip_1000_random_strings():
