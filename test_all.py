@@ -1425,7 +1425,8 @@ def test_train_nan_weight_skips_updates_counts_them_and_leaves_weights_unchanged
         trainer.train()
     assert trainer.step == 0 and trainer.nonfinite_total == 3
     assert not trainer.optimizer.state                        # Adam 은 한 번도 움직이지 않았다
-    assert all(torch.allclose(before[k], v, equal_nan=True, rtol=0, atol=0) for k, v in trainer.model.named_parameters())
+    assert all(torch.allclose(before[k], v, equal_nan=True, rtol=0, atol=0)
+               for k, v in trainer.model.named_parameters())
 
 
 def test_train_gradient_accumulation_weights_micro_batches_by_tokens(tmp_path):
@@ -1677,7 +1678,8 @@ def test_plots_figure_list_reading_order_and_names(_plots_inputs):
     assert set(kinds[kinds.index("trained"):]) == {"trained", "metrics", "multi30k"}   # trained-model figures last
     assert all(make.__name__ == f"fig_{name}" for name, make, _ in plots.FIGURES)
     def own(m):               # functions and classes a module defines itself (main() is every file's entry point)
-        return {n for n, v in vars(m).items() if callable(v) and getattr(v, "__module__", None) == m.__name__} - {"main"}
+        return {n for n, v in vars(m).items() if callable(v) and getattr(v, "__module__", None) == m.__name__
+                and n != "main"}
     others = (embeddings, attention, layers, model, schedules, losses, data, train)
     assert not own(plots) & set().union(*map(own, others))        # no plots.look_ahead_mask next to attention's
 
