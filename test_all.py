@@ -45,6 +45,12 @@ from data import demo_corpus, demo_kind, demo_splits, needs_reordering
 from train import _bleu_tokenize_13a, bleu, token_accuracy
 
 
+def _fixture(name):
+    """tests/<name>.json: 테스트의 리터럴 데이터 (손으로 쓴 쌍, 작은 파일의 내용, 잘못된 인자와 명령줄 표 …)."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "tests", name + ".json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
 # =============================================================================
 # section: model
 # =============================================================================
@@ -451,8 +457,7 @@ def test_init_schemes_have_their_distributions():
         assert torch.all(m.encoder.layers[0].ffn.w_1.bias == 0)
 
 
-with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "tests", "bad_calls.json"), encoding="utf-8") as _f:
-    _BAD_CALLS = json.load(_f)        # 인자가 모두 리터럴인 잘못된 호출: 이름 → [모듈.함수, 위치 인자, 키워드 인자, 오류 문구]
+_BAD_CALLS = _fixture("bad_calls")   # 인자가 모두 리터럴인 잘못된 호출: 이름 → [모듈.함수, 위치 인자, 키워드 인자, 오류 문구]
 
 
 def _bad_calls(section):
@@ -506,39 +511,22 @@ def _schedules_run(optimizer, scheduler, steps):
 
 _LR = torch.optim.lr_scheduler
 _P = functools.partial
-# 이름: (우리 lr(step), 우리 모멘텀(step) 또는 None, PyTorch 스케줄러, 업데이트 수, shift)
-# 우리 step k 는 PyTorch 의 (k − 1 + shift) 번째 업데이트와 같다. 감쇠 계열은 shift = 1:
-# PyTorch 는 첫 업데이트가 peak 이고, 우리는 step = warmup = 0 이 peak 이다 (schedules.py 설명).
-_SCHEDULE_CASES = {
-    **{f"one_cycle_{anneal}_{'three' if three else 'two'}_phase": (
-        _P(schedules.one_cycle_lr, max_lr=0.01, total_steps=50, pct_start=pct, anneal=anneal, three_phase=three),
-        _P(schedules.one_cycle_momentum, total_steps=50, pct_start=pct, anneal=anneal, three_phase=three),
-        _P(_LR.OneCycleLR, max_lr=0.01, total_steps=50, pct_start=pct, anneal_strategy=anneal, three_phase=three,
-           base_momentum=0.85, max_momentum=0.95), 50, 0)
-       for anneal, three, pct in (("cos", False, 0.3), ("linear", False, 0.25), ("cos", True, 0.3))},
-    # 워밍업 w 를 둔 cyclic_lr 은 PyTorch 곡선을 w 스텝 민 것이다
-    **{f"cyclic_{up}_{down}_warmup_{w}": (
-        lambda s, up=up, down=down, w=w: schedules.cyclic_lr(s + w, 0.001, 0.006, up, down, warmup_steps=w), None,
-        _P(_LR.CyclicLR, base_lr=0.001, max_lr=0.006, step_size_up=up, step_size_down=down, mode="triangular",
-           cycle_momentum=False), 40, 0)
-       for up, down in ((5, None), (4, 7)) for w in (0, 6)},
-    "polynomial": (_P(schedules.polynomial_lr, peak_lr=0.1, warmup_steps=0, total_steps=30, power=2.0), None,
-                   _P(_LR.PolynomialLR, total_iters=30, power=2.0), 30, 1),
-    "linear": (_P(schedules.linear_lr, peak_lr=0.1, warmup_steps=0, total_steps=30), None,
-               _P(_LR.PolynomialLR, total_iters=30, power=1.0), 30, 1),
-    "cosine": (_P(schedules.cosine_lr, peak_lr=0.1, warmup_steps=0, total_steps=30, min_lr=0.001), None,
-               _P(_LR.CosineAnnealingLR, T_max=30, eta_min=0.001), 30, 1),
-}
+_SCHEDULE_CASES = _fixture("schedule_cases")   # 이름: 우리 스케줄 [함수, 키워드 인자], PyTorch 스케줄러, 업데이트 수 …
 
 
-@pytest.mark.parametrize("lr_fn, momentum_fn, make_ref, steps, shift", _SCHEDULE_CASES.values(),
-                         ids=list(_SCHEDULE_CASES))
-def test_schedules_match_pytorch_schedulers(lr_fn, momentum_fn, make_ref, steps, shift):
-    opt = _schedules_adam()
-    expected = _schedules_run(opt, make_ref(opt), steps + shift)[shift:]
-    updates = range(1, steps + 1)                 # 우리 step k
+@pytest.mark.parametrize("name", list(_SCHEDULE_CASES["against_pytorch"]))
+def test_schedules_match_pytorch_schedulers(name):
+    # 우리 step k + offset 은 PyTorch 의 (k − 1 + shift) 번째 업데이트와 같다. 감쇠 계열은 shift = 1: PyTorch 는
+    # 첫 업데이트가 peak 이고, 우리는 step = warmup = 0 이 peak 이다 (schedules.py 설명). 워밍업 w 를 둔 cyclic_lr 은
+    # PyTorch 곡선을 w 스텝 민 것이다 (offset = w).
+    case = _SCHEDULE_CASES["against_pytorch"][name]
+    opt, steps, shift = _schedules_adam(), case["steps"], case["shift"]
+    expected = _schedules_run(opt, getattr(_LR, case["torch"][0])(opt, **case["torch"][1]), steps + shift)[shift:]
+    updates = [k + case.get("offset", 0) for k in range(1, steps + 1)]
+    lr_fn = _P(getattr(schedules, case["lr"][0]), **case["lr"][1])
     assert [lr_fn(k) for k in updates] == pytest.approx([lr for lr, _ in expected], rel=1e-12, abs=1e-18)
-    if momentum_fn is not None:
+    if "momentum" in case:
+        momentum_fn = _P(getattr(schedules, case["momentum"][0]), **case["momentum"][1])
         assert [momentum_fn(k) for k in updates] == pytest.approx([beta for _, beta in expected], rel=1e-12, abs=0)
 
 
@@ -554,15 +542,9 @@ def test_schedules_paper_peak_at_warmup():
             assert math.isclose(schedules.transformer_lr(4 * warmup, d_model, warmup), peak / 2, rel_tol=1e-12)
 
 
-@pytest.mark.parametrize("fn", [
-    _P(schedules.transformer_lr, d_model=512, warmup_steps=8),
-    _P(schedules.linear_lr, peak_lr=1e-3, warmup_steps=5, total_steps=20),
-    _P(schedules.cosine_lr, peak_lr=1e-3, warmup_steps=5, total_steps=20, min_lr=1e-5),
-    _P(schedules.polynomial_lr, peak_lr=1e-3, warmup_steps=5, total_steps=20, power=0.5),
-    _P(schedules.one_cycle_lr, max_lr=1e-3, total_steps=20),
-    _P(schedules.cyclic_lr, base_lr=1e-4, max_lr=1e-3, step_size_up=3, warmup_steps=4),
-], ids=["paper", "linear", "cosine", "polynomial", "one_cycle", "cyclic"])
-def test_schedules_lambda_lr_equals_pure_function_and_resumes(fn):
+@pytest.mark.parametrize("name", list(_SCHEDULE_CASES["lambda_lr"]))
+def test_schedules_lambda_lr_equals_pure_function_and_resumes(name):
+    fn = _P(getattr(schedules, _SCHEDULE_CASES["lambda_lr"][name][0]), **_SCHEDULE_CASES["lambda_lr"][name][1])
     opt = _schedules_adam(lr=7.0)  # 옵티마이저의 lr 은 무시되어야 한다
     _LR.StepLR(opt, step_size=5)  # 앞선 스케줄러가 남긴 initial_lr = 7.0 도 무시
     sched = schedules.as_lambda_lr(opt, fn)
@@ -739,8 +721,7 @@ def test_schedules_losses_bad_input_raises_one_korean_line(call, match):
 # 참조: BPE 는 data.learn_merges_naive (병합마다 모든 쌍을 다시 세는 순진한 학습)와 무작위 문자열 왕복,
 # 코퍼스는 손으로 만든 WMT14 공식 배치·단순 배치, 내려받기는 127.0.0.1 의 로컬 HTTP 서버 (연결 끊기, 손상).
 _DATA_ROOT = os.path.dirname(os.path.abspath(data.__file__))
-with open(os.path.join(_DATA_ROOT, "tests", "corpus_files.json"), encoding="utf-8") as _f:
-    _DATA_FILES = json.load(_f)                 # 손으로 쓴 BPE 학습 문장, 작은 WMT14·단순 배치 파일, 잘못된 SGM
+_DATA_FILES = _fixture("corpus_files")         # 손으로 쓴 BPE 학습 문장, 작은 WMT14·단순 배치 파일, 잘못된 SGM …
 _DATA_LINES = _DATA_FILES["bpe_lines"] * 5
 
 
@@ -1175,8 +1156,7 @@ def test_data_mlm_proportions_on_100k_tokens():
 # 참조: 손으로 쓴 독일어 (tests/demo_pairs.json: 생성기 출력에서 베끼지 않은 쌍과 각 쌍이 그리는 문장 구조,
 # 규칙마다 그 규칙을 보이는 쌍의 목록 "rules"). 코드 검사는 코드만 할 수 있는 것: 큰 표본의 영어 하나 → 독일어 하나,
 # 분할 크기·결정성, 어순을 바꾸는 문장의 비율.
-with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "tests", "demo_pairs.json"), encoding="utf-8") as _f:
-    _DEMO_FIXTURE = json.load(_f)
+_DEMO_FIXTURE = _fixture("demo_pairs")
 
 
 def test_demo_hand_written_pairs_reordering_and_kinds():
@@ -1298,8 +1278,7 @@ def test_train_translate_file_average_checkpoints_load_run_and_translate(tmp_pat
     _, run_dir = _train_tiny(tmp_path, "tr", "--max-steps", "40", "--warmup", "5", "--save-every", "10",
                              "--eval-every", "40", "--max-len", "128")     # 작은 위치 표: 긴 줄도 빨리 끝난다
     # --translate-file: 입력 한 줄 → 출력 한 줄 (tests/train_cases.json 의 awkward_lines: 빈 줄, 공백뿐, 3,001 단어 …)
-    with open(os.path.join(_TRAIN_ROOT, "tests", "train_cases.json"), encoding="utf-8") as f:
-        awkward = json.load(f)["awkward_lines"]
+    awkward = _fixture("train_cases")["awkward_lines"]
     (tmp_path / "in.txt").write_text("\n".join(awkward) + "\n", encoding="utf-8")
     capsys.readouterr()
     out = train.main(["--translate-file", str(tmp_path / "in.txt"), "--checkpoint", run_dir])
@@ -1335,8 +1314,7 @@ def test_train_translate_file_average_checkpoints_load_run_and_translate(tmp_pat
 
 def test_train_bad_input_exits_2_with_one_line_and_no_traceback(tmp_path, capsys):
     # tests/train_cases.json: 잘못된 명령줄 → 오류 줄에 있어야 할 조각 ({tmp} = tmp_path), valid.de 만 한 줄 모자란 코퍼스
-    with open(os.path.join(_TRAIN_ROOT, "tests", "train_cases.json"), encoding="utf-8") as f:
-        cases = json.load(f)
+    cases = _fixture("train_cases")
     (tmp_path / "empty").mkdir(), (tmp_path / "uneven").mkdir()
     for name, text in cases["uneven_corpus"].items():
         (tmp_path / "uneven" / name).write_text(text)
@@ -1584,8 +1562,7 @@ train.main(sys.argv[1:])
 # 기준: sacreBLEU 2.6.0. tests/bleu_cases.json 의 숫자와 토큰은 sacreBLEU 2.6.0 (scratch venv,
 # /work/main/.scratch/venv-sacrebleu) 으로 한 번 계산해 적은 값이다: sacrebleu.corpus_bleu(hypotheses,
 # [references]).score (기본값: 13a, exp 스무딩, 대소문자 구분, n = 1..4) 와 Tokenizer13a 의 출력.
-with open(os.path.join(_TRAIN_ROOT, "tests", "bleu_cases.json"), encoding="utf-8") as _f:
-    _BLEU_CASES = json.load(_f)
+_BLEU_CASES = _fixture("bleu_cases")
 
 
 @pytest.mark.parametrize("name", sorted(_BLEU_CASES["bleu"]))
@@ -1629,8 +1606,7 @@ def test_bleu_token_accuracy_ignores_padding():
 # (Σ sin² + cos² = d/2, Σ cos ω_i), label smoothing's optimum 1 − ε + ε/V, the focal weight (1 − p)^γ, the
 # paper's peak d_model^-0.5·warmup^-0.5, BERT's 15% / 80-10-10, LayerNorm's unit std, DropPath's survival 1 − p;
 # glyphs against DejaVu Sans' own glyph table; the dataset statistics (moved from data.py) against counts by hand.
-with open(os.path.join(_TRAIN_ROOT, "tests", "figure_inputs.json"), encoding="utf-8") as _f:
-    _PLOTS_FIXTURE = json.load(_f)     # literal figure inputs, made-up metrics, a short-run config, two metrics.csv
+_PLOTS_FIXTURE = _fixture("figure_inputs")   # figure inputs, made-up metrics, a short-run config, two metrics.csv
 
 
 @pytest.fixture
