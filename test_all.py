@@ -45,6 +45,12 @@ from data import demo_corpus, demo_kind, demo_splits, needs_reordering
 from train import _bleu_tokenize_13a, bleu, token_accuracy
 
 
+def _fixture(name):
+    """tests/<name>.json: 테스트의 리터럴 데이터 (손으로 쓴 쌍, 작은 파일의 내용, 잘못된 인자와 명령줄 표 …)."""
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "tests", name + ".json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
 # =============================================================================
 # section: model
 # =============================================================================
@@ -451,19 +457,22 @@ def test_init_schemes_have_their_distributions():
         assert torch.all(m.encoder.layers[0].ffn.w_1.bias == 0)
 
 
+_BAD_CALLS = _fixture("bad_calls")   # 인자가 모두 리터럴인 잘못된 호출: 이름 → [모듈.함수, 위치 인자, 키워드 인자, 오류 문구]
+
+
+def _bad_calls(section):
+    """tests/bad_calls.json 의 한 절 → {이름: (호출, 오류 문구)}."""
+    def call(name, args, kwargs):
+        module, function = name.split(".")
+        return lambda: getattr(globals()[module], function)(*args, **kwargs)
+    return {key: (call(name, args, kwargs), match) for key, (name, args, kwargs, match) in _BAD_CALLS[section].items()}
+
+
 _MODEL_BAD_ARGUMENTS = {
-    "odd_d_model_for_sinusoids": (lambda: embeddings.sinusoidal_encoding(5, 7), "짝수"),
+    **_bad_calls("model"),                                      # 여기에는 텐서나 모델이 필요한 호출만
     "position_past_max_len": (lambda: embeddings.PositionalEncoding(8, 0.0, 6)(torch.zeros(2, 2, 8), offset=5),
                               "max_len=6"),
-    "unknown_embedding_init": (lambda: embeddings.TokenEmbedding(10, 8, init="uniform"), "init"),
-    "pad_id_outside_vocabulary": (lambda: embeddings.TokenEmbedding(10, 8, pad_id=10), "pad_id"),
-    "more_special_tokens_than_d_model": (lambda: embeddings.special_token_vectors(8, 4), "special_init=False"),
     "unknown_positional": (lambda: _model_small(positional="rotary"), "positional"),
-    "heads_not_dividing_d_model": (lambda: attention.MultiHeadAttention(10, 3), "num_heads"),
-    "unknown_activation": (lambda: layers.PositionwiseFeedForward(8, 32, activation="tanh"), "activation"),
-    "drop_prob_one": (lambda: layers.DropPath(1.0), "drop_prob"),
-    "shared_embeddings_two_vocabularies": (lambda: model.Transformer(10, 12, d_model=8, num_heads=2, num_layers=1,
-                                                                     d_ff=16, share_embeddings=True), "공동 어휘"),
     "unknown_init_scheme": (lambda: model.init_weights(_model_small(), "orthogonal"), "scheme"),
     "source_longer_than_max_len": (lambda: _model_small(8, max_len=8)(torch.ones(1, 9, dtype=torch.long),
                                                                       torch.ones(1, 2, dtype=torch.long)), "원문 길이"),
@@ -502,39 +511,22 @@ def _schedules_run(optimizer, scheduler, steps):
 
 _LR = torch.optim.lr_scheduler
 _P = functools.partial
-# 이름: (우리 lr(step), 우리 모멘텀(step) 또는 None, PyTorch 스케줄러, 업데이트 수, shift)
-# 우리 step k 는 PyTorch 의 (k − 1 + shift) 번째 업데이트와 같다. 감쇠 계열은 shift = 1:
-# PyTorch 는 첫 업데이트가 peak 이고, 우리는 step = warmup = 0 이 peak 이다 (schedules.py 설명).
-_SCHEDULE_CASES = {
-    **{f"one_cycle_{anneal}_{'three' if three else 'two'}_phase": (
-        _P(schedules.one_cycle_lr, max_lr=0.01, total_steps=50, pct_start=pct, anneal=anneal, three_phase=three),
-        _P(schedules.one_cycle_momentum, total_steps=50, pct_start=pct, anneal=anneal, three_phase=three),
-        _P(_LR.OneCycleLR, max_lr=0.01, total_steps=50, pct_start=pct, anneal_strategy=anneal, three_phase=three,
-           base_momentum=0.85, max_momentum=0.95), 50, 0)
-       for anneal, three, pct in (("cos", False, 0.3), ("linear", False, 0.25), ("cos", True, 0.3))},
-    # 워밍업 w 를 둔 cyclic_lr 은 PyTorch 곡선을 w 스텝 민 것이다
-    **{f"cyclic_{up}_{down}_warmup_{w}": (
-        lambda s, up=up, down=down, w=w: schedules.cyclic_lr(s + w, 0.001, 0.006, up, down, warmup_steps=w), None,
-        _P(_LR.CyclicLR, base_lr=0.001, max_lr=0.006, step_size_up=up, step_size_down=down, mode="triangular",
-           cycle_momentum=False), 40, 0)
-       for up, down in ((5, None), (4, 7)) for w in (0, 6)},
-    "polynomial": (_P(schedules.polynomial_lr, peak_lr=0.1, warmup_steps=0, total_steps=30, power=2.0), None,
-                   _P(_LR.PolynomialLR, total_iters=30, power=2.0), 30, 1),
-    "linear": (_P(schedules.linear_lr, peak_lr=0.1, warmup_steps=0, total_steps=30), None,
-               _P(_LR.PolynomialLR, total_iters=30, power=1.0), 30, 1),
-    "cosine": (_P(schedules.cosine_lr, peak_lr=0.1, warmup_steps=0, total_steps=30, min_lr=0.001), None,
-               _P(_LR.CosineAnnealingLR, T_max=30, eta_min=0.001), 30, 1),
-}
+_SCHEDULE_CASES = _fixture("schedule_cases")   # 이름: 우리 스케줄 [함수, 키워드 인자], PyTorch 스케줄러, 업데이트 수 …
 
 
-@pytest.mark.parametrize("lr_fn, momentum_fn, make_ref, steps, shift", _SCHEDULE_CASES.values(),
-                         ids=list(_SCHEDULE_CASES))
-def test_schedules_match_pytorch_schedulers(lr_fn, momentum_fn, make_ref, steps, shift):
-    opt = _schedules_adam()
-    expected = _schedules_run(opt, make_ref(opt), steps + shift)[shift:]
-    updates = range(1, steps + 1)                 # 우리 step k
+@pytest.mark.parametrize("name", list(_SCHEDULE_CASES["against_pytorch"]))
+def test_schedules_match_pytorch_schedulers(name):
+    # 우리 step k + offset 은 PyTorch 의 (k − 1 + shift) 번째 업데이트와 같다. 감쇠 계열은 shift = 1: PyTorch 는
+    # 첫 업데이트가 peak 이고, 우리는 step = warmup = 0 이 peak 이다 (schedules.py 설명). 워밍업 w 를 둔 cyclic_lr 은
+    # PyTorch 곡선을 w 스텝 민 것이다 (offset = w).
+    case = _SCHEDULE_CASES["against_pytorch"][name]
+    opt, steps, shift = _schedules_adam(), case["steps"], case["shift"]
+    expected = _schedules_run(opt, getattr(_LR, case["torch"][0])(opt, **case["torch"][1]), steps + shift)[shift:]
+    updates = [k + case.get("offset", 0) for k in range(1, steps + 1)]
+    lr_fn = _P(getattr(schedules, case["lr"][0]), **case["lr"][1])
     assert [lr_fn(k) for k in updates] == pytest.approx([lr for lr, _ in expected], rel=1e-12, abs=1e-18)
-    if momentum_fn is not None:
+    if "momentum" in case:
+        momentum_fn = _P(getattr(schedules, case["momentum"][0]), **case["momentum"][1])
         assert [momentum_fn(k) for k in updates] == pytest.approx([beta for _, beta in expected], rel=1e-12, abs=0)
 
 
@@ -550,15 +542,9 @@ def test_schedules_paper_peak_at_warmup():
             assert math.isclose(schedules.transformer_lr(4 * warmup, d_model, warmup), peak / 2, rel_tol=1e-12)
 
 
-@pytest.mark.parametrize("fn", [
-    _P(schedules.transformer_lr, d_model=512, warmup_steps=8),
-    _P(schedules.linear_lr, peak_lr=1e-3, warmup_steps=5, total_steps=20),
-    _P(schedules.cosine_lr, peak_lr=1e-3, warmup_steps=5, total_steps=20, min_lr=1e-5),
-    _P(schedules.polynomial_lr, peak_lr=1e-3, warmup_steps=5, total_steps=20, power=0.5),
-    _P(schedules.one_cycle_lr, max_lr=1e-3, total_steps=20),
-    _P(schedules.cyclic_lr, base_lr=1e-4, max_lr=1e-3, step_size_up=3, warmup_steps=4),
-], ids=["paper", "linear", "cosine", "polynomial", "one_cycle", "cyclic"])
-def test_schedules_lambda_lr_equals_pure_function_and_resumes(fn):
+@pytest.mark.parametrize("name", list(_SCHEDULE_CASES["lambda_lr"]))
+def test_schedules_lambda_lr_equals_pure_function_and_resumes(name):
+    fn = _P(getattr(schedules, _SCHEDULE_CASES["lambda_lr"][name][0]), **_SCHEDULE_CASES["lambda_lr"][name][1])
     opt = _schedules_adam(lr=7.0)  # 옵티마이저의 lr 은 무시되어야 한다
     _LR.StepLR(opt, step_size=5)  # 앞선 스케줄러가 남긴 initial_lr = 7.0 도 무시
     sched = schedules.as_lambda_lr(opt, fn)
@@ -708,21 +694,7 @@ def test_losses_masked_lm_uses_masked_positions_only():
 
 
 _SCHEDULES_LOSSES_BAD_INPUT = {
-    **{f"step_0_{name}": (lambda fn=fn: fn(0), "step 은 1 이상") for name, fn in (
-        ("paper", schedules.transformer_lr),
-        ("linear", _P(schedules.linear_lr, peak_lr=1.0, warmup_steps=2, total_steps=5)),
-        ("cosine", _P(schedules.cosine_lr, peak_lr=1.0, warmup_steps=2, total_steps=5)),
-        ("one_cycle", _P(schedules.one_cycle_lr, max_lr=1.0, total_steps=20)),
-        ("momentum", _P(schedules.one_cycle_momentum, total_steps=20)),
-        ("cyclic", _P(schedules.cyclic_lr, base_lr=0.1, max_lr=1.0, step_size_up=2)))},
-    "paper_warmup_0": (lambda: schedules.transformer_lr(1, 512, 0), "warmup_steps"),
-    "warmup_not_before_total": (lambda: schedules.cosine_lr(1, 1.0, warmup_steps=10, total_steps=10),
-                                "warmup_steps < total_steps"),
-    "pct_start_too_small": (lambda: schedules.one_cycle_lr(1, 1.0, total_steps=3, pct_start=0.3), "pct_start"),
-    "unknown_anneal": (lambda: schedules.one_cycle_lr(1, 1.0, total_steps=20, anneal="exp"), "anneal"),
-    "three_phase_rise_too_long": (lambda: schedules.one_cycle_lr(1, 1.0, 20, pct_start=0.6, three_phase=True),
-                                  "three_phase"),
-    "cyclic_step_size_0": (lambda: schedules.cyclic_lr(1, 0.1, 1.0, step_size_up=0), "step_size_up"),
+    **_bad_calls("schedules_losses"),                           # 여기에는 텐서나 옵티마이저가 필요한 호출만
     "negative_focal_gamma": (lambda: losses.focal_weight(torch.tensor([0.5]), gamma=-1.0), "gamma"),
     "not_callable": (lambda: schedules.as_lambda_lr(_schedules_adam(), 0.1), "호출 가능한"),
     "target_outside_vocabulary": (lambda: losses.label_smoothed_cross_entropy(torch.randn(2, 5), torch.tensor([1, 5])),
@@ -749,24 +721,19 @@ def test_schedules_losses_bad_input_raises_one_korean_line(call, match):
 # 참조: BPE 는 data.learn_merges_naive (병합마다 모든 쌍을 다시 세는 순진한 학습)와 무작위 문자열 왕복,
 # 코퍼스는 손으로 만든 WMT14 공식 배치·단순 배치, 내려받기는 127.0.0.1 의 로컬 HTTP 서버 (연결 끊기, 손상).
 _DATA_ROOT = os.path.dirname(os.path.abspath(data.__file__))
-_DATA_LINES = ["the quick brown fox jumps over the lazy dog .",
-               "der schnelle braune Fuchs springt über den faulen Hund .", "the dog sleeps , the fox runs .",
-               "der Hund schläft , der Fuchs läuft .", "yesterday the man saw the dog .",
-               "gestern sah der Mann den Hund .", "오늘 날씨가 좋다 . 한국어 문장도 섞는다 .", "Café naïve Œuvre straße Maß Größe"] * 5
-_DATA_POOLS = [  # 한국어·자모·이모지(ZWJ, 국기)·결합 문자·여러 공백·제어 문자·서로게이트·한자·보조 평면·특수 토큰처럼 보이는 글자
-    lambda r: r.choice("abcdefghijklmnopqrstuvwxyzABCXYZ0123456789.,;:!?'\"()[]<>/-_&"),
-    lambda r: chr(r.randint(0xAC00, 0xD7A3)), lambda r: chr(r.randint(0x1100, 0x1112)) + chr(r.randint(0x1161, 0x1175)),
-    lambda r: chr(r.randint(0x1F600, 0x1F64F)), lambda r: "\U0001F1F0\U0001F1F7",
-    lambda r: "\U0001F469\u200D\U0001F4BB" + chr(r.randint(0x1F3FB, 0x1F3FF)),
-    lambda r: r.choice("aeiouAEIOU") + chr(r.randint(0x0300, 0x036F)),
-    lambda r: chr(r.randint(0x0300, 0x036F)), lambda r: chr(r.randint(0x4E00, 0x9FFF)),
-    lambda r: r.choice([" ", "  ", "\t", "\n", "\r", "\u00a0", "\u2028", "\u3000", "\x85", "\x1f"]),
-    lambda r: r.choice(["\x00", "\x07", "\x7f", "\x9f", "\ufeff", "\u200b", "\ud800"]),
-    lambda r: chr(r.randint(0x10000, 0x10FFFF)), lambda r: r.choice(["[MASK]", "[PAD]", "</w>", "<x0>", "@@"])]
+_DATA_FILES = _fixture("corpus_files")         # 손으로 쓴 BPE 학습 문장, 작은 WMT14·단순 배치 파일, 잘못된 SGM …
+_DATA_LINES = _DATA_FILES["bpe_lines"] * 5
 
 
 def _data_random_string(rng):
-    return "".join(rng.choice(_DATA_POOLS)(rng) for _ in range(rng.randint(0, 30)))
+    """0~30 번: 글자 모음 하나를 골라 그 조각을 잇는다 (tests/corpus_files.json 의 random_pools: 한국어·자모·
+    이모지(ZWJ, 국기)·결합 문자·여러 공백·제어 문자·서로게이트·한자·보조 평면·특수 토큰처럼 보이는 글자)."""
+    def part(kind, *a):                         # ["text", s], ["choice", 후보들], ["range", 처음, 끝] (16진 코드 포인트)
+        if kind == "range":
+            return chr(rng.randint(int(a[0], 16), int(a[1], 16)))
+        return rng.choice(a[0]) if kind == "choice" else a[0]
+    pools = _DATA_FILES["random_pools"]
+    return "".join("".join(part(*p) for p in rng.choice(pools)) for _ in range(rng.randint(0, 30)))
 
 
 def test_data_normalize_idempotent_and_bpe_round_trip_1000_random_strings():
@@ -854,28 +821,11 @@ def _data_write(path, content):
         f.write(content if isinstance(content, bytes) else content.encode("utf-8"))
 
 
-def _data_sgm(side, docs=(("d1", ("Tom & Jerry run .", "A & B")), ("d2", ("Second doc .",)))):
-    """side 0 = 영어 원문, 1 = 독일어 참조 (d1 둘째 구절 'A & B' 는 두 언어가 같다)."""
-    german = {"Tom & Jerry run .": "Tom & Jerry rennen .", "Second doc .": "Zweites Dokument ."}
-    out = ['<srcset setid="newstest2014" srclang="any">']
-    for doc_id, segs in docs:
-        out.append(f'<doc sysid="ref" docid="{doc_id}" genre="news" origlang="en">')
-        out += [f'<seg id="{k + 1}">{german.get(s, s) if side else s}</seg>' for k, s in enumerate(segs)] + ["</doc>"]
-    return "\n".join(out + ["</srcset>", ""])
-
-
 def test_data_wmt14_official_and_simple_layouts_and_errors(tmp_path):
-    root = str(tmp_path / "wmt")
-    for path, content in {"training/europarl-v7.de-en": ("Resumption of the session\nhello\rworld\n",
-                                                         "Wiederaufnahme der Sitzung\nhallo Welt\n"),
-                          "commoncrawl.de-en": ("crawl one\n\ncrawl three\n", "Crawl eins\nleer\nCrawl drei\n"),
-                          "training/news-commentary-v9.de-en": ("news " * 300 + "\nshort news\n",
-                                                                "N " * 300 + "\nkurz\n"),
-                          "dev/newstest2013": ("valid one\nvalid two\n", "gültig eins\ngültig zwei\n")}.items():
-        _data_write(f"{root}/{path}.en", content[0])
-        _data_write(f"{root}/{path}.de", content[1])
-    _data_write(f"{root}/test-full/newstest2014-deen-src.en.sgm", _data_sgm(0))
-    _data_write(f"{root}/test-full/newstest2014-deen-ref.de.sgm", _data_sgm(1))
+    root, simple, sgm = str(tmp_path / "wmt"), str(tmp_path / "simple"), str(tmp_path / "simple" / "sgm")
+    for folder, files in ((root, "wmt14"), (simple, "simple"), (sgm, "sgm_refused")):
+        for name, content in _DATA_FILES[files].items():
+            _data_write(f"{folder}/{name}", content)
     assert data.load_wmt14(root, "train") == [("Resumption of the session", "Wiederaufnahme der Sitzung"),
                                               ("hello world", "hallo Welt"),  # 맨 \r 은 줄을 나누지 않는다
                                               ("crawl one", "Crawl eins"), ("crawl three", "Crawl drei"),  # 빈 쪽 쌍 빠짐
@@ -886,10 +836,6 @@ def test_data_wmt14_official_and_simple_layouts_and_errors(tmp_path):
                                              ("Second doc .", "Zweites Dokument .")]
     with pytest.raises(ValueError, match="split"):
         data.load_wmt14(root, "dev")
-    simple = str(tmp_path / "simple")                                   # 단순 배치: 마지막 줄에 \n 없음
-    for name, content in {"train.en": "a b\r c\nx\n\nlast", "train.de": "A B C\n\nY\nLetzte\n", "test.en": "t\n",
-                          "test.de": "T\n", "valid.en": "1\n2\n3\n", "valid.de": "1\n2\n"}.items():
-        _data_write(f"{simple}/{name}", content)
     assert data.load_wmt14(simple, "train") == [("a b c", "A B C"), ("last", "Letzte")]
     assert data.load_wmt14(simple, "test") == [("t", "T")]
     with pytest.raises(ValueError) as err:                            # 줄 수가 다르면 두 파일과 두 개수
@@ -901,12 +847,8 @@ def test_data_wmt14_official_and_simple_layouts_and_errors(tmp_path):
     os.remove(f"{simple}/valid.en")
     with pytest.raises(FileNotFoundError, match="valid.en' 가 없습니다"):
         data.load_wmt14(simple, "valid")
-    sgm = f"{simple}/sgm"                                               # SGM: 어긋난 문서 id, 닫히지 않은 <seg>
-    _data_write(f"{sgm}/newstest2014-deen-src.en.sgm", _data_sgm(0))
-    _data_write(f"{sgm}/newstest2014-deen-ref.de.sgm", _data_sgm(1, (("d1", ("A & B", "A & B")), ("dX", ("x",)))))
-    with pytest.raises(ValueError, match="dX"):
+    with pytest.raises(ValueError, match="dX"):                         # SGM: 어긋난 문서 id, 닫히지 않은 <seg>
         data.load_wmt14(sgm, "test")
-    _data_write(f"{sgm}/bad.sgm", '<doc docid="d1">\n<seg id="1">open\n</doc>\n')
     with pytest.raises(ValueError, match="seg"):
         list(data.read_sgm(f"{sgm}/bad.sgm"))
 
@@ -955,7 +897,7 @@ def _data_official_archives():
         buf = io.BytesIO()
         with tarfile.open(fileobj=buf, mode="w:gz") as tar:
             for name, _ in archive.members + (("europarl-v7.fr-en.fr", None),):
-                content = (_data_sgm(name.endswith("de.sgm")) if name.endswith(".sgm") else
+                content = (_DATA_FILES["wmt14"][f"test-full/{name}"] if name.endswith(".sgm") else
                            "".join(f"{name} {k} Straße\n" for k in range(200 if "europarl" in name else 2))).encode()
                 info = tarfile.TarInfo(f"some/dir/{name}")
                 info.size = len(content)
@@ -967,8 +909,8 @@ def _data_official_archives():
 _DATA_QUIET = dict(backoff=0.0, progress=False, log=lambda *a: None)
 
 
-def test_data_download_resumes_after_cut_connection(tmp_path):
-    files, europarl = _data_official_archives(), "/wmt13/training-parallel-europarl-v7.tgz"
+def test_data_download_resumes_after_cut_connection_and_refuses_corrupt_archives(tmp_path):
+    files, europarl, dev = _data_official_archives(), "/wmt13/training-parallel-europarl-v7.tgz", "/wmt14/dev.tgz"
     root = str(tmp_path / "wmt14")
     _data_write(f"{root}/downloads/training-parallel-nc-v9.tgz.part", files["/wmt14/training-parallel-nc-v9.tgz"][:40])
     with _data_server(files, cut=[europarl]) as (url, requests):
@@ -978,21 +920,15 @@ def test_data_download_resumes_after_cut_connection(tmp_path):
         n_before = len(requests)
         data.download_wmt14(root, base_url=url, **_DATA_QUIET)        # 두 번째 실행은 아무것도 받지 않는다
         assert len(requests) == n_before
-    train = data.load_wmt14(root, "train")
-    assert len(train) == 204 and train[0] == ("europarl-v7.de-en.en 0 Straße", "europarl-v7.de-en.de 0 Straße")
-    assert len(data.load_wmt14(root, "valid")) == 2 and len(data.load_wmt14(root, "test")) == 3
-    assert not [f for _, _, names in os.walk(root) for f in names if "fr-en" in f]   # 필요한 파일만 푼다
-    assert sorted(os.listdir(f"{root}/downloads")) == sorted(os.path.basename(p) for p in files)
-
-
-def test_data_download_refuses_corrupt_archive_and_bad_checksum(tmp_path):
-    files, dev = _data_official_archives(), "/wmt14/dev.tgz"
-    good, bad = files[dev], bytearray(files[dev])
-    bad[len(bad) // 2:len(bad) // 2 + 8] = bytes(b ^ 0xFF for b in bad[len(bad) // 2:len(bad) // 2 + 8])  # 가운데 손상
-    files[dev] = bytes(bad)
-    members = next(a for a in data.WMT14_ARCHIVES if a.name == "dev").members
-    root = str(tmp_path / "w")
-    with _data_server(files) as (url, _):
+        train = data.load_wmt14(root, "train")
+        assert len(train) == 204 and train[0] == ("europarl-v7.de-en.en 0 Straße", "europarl-v7.de-en.de 0 Straße")
+        assert len(data.load_wmt14(root, "valid")) == 2 and len(data.load_wmt14(root, "test")) == 3
+        assert not [f for _, _, names in os.walk(root) for f in names if "fr-en" in f]   # 필요한 파일만 푼다
+        assert sorted(os.listdir(f"{root}/downloads")) == sorted(os.path.basename(p) for p in files)
+        good, bad = files[dev], bytearray(files[dev])                   # 가운데 8바이트가 손상된 아카이브
+        bad[len(bad) // 2:len(bad) // 2 + 8] = bytes(b ^ 0xFF for b in bad[len(bad) // 2:len(bad) // 2 + 8])
+        files[dev], root = bytes(bad), str(tmp_path / "w")
+        members = next(a for a in data.WMT14_ARCHIVES if a.name == "dev").members
         with pytest.raises(ValueError, match="손상"):
             data.download_wmt14(root, base_url=url, archives=[data.Archive("dev", "wmt14/dev.tgz", members)],
                                 **_DATA_QUIET)
@@ -1009,19 +945,14 @@ def test_data_download_refuses_corrupt_archive_and_bad_checksum(tmp_path):
             data.download_wmt14(str(tmp_path / "x"), base_url=url + "/nothing", archives=right, **_DATA_QUIET)
 
 
-def _data_multi30k_files():
-    """Multi30k 공식 .gz 여섯 개의 작은 판: (URL 경로 → gz 바이트, 체크섬 표, 단순 배치 파일 → 내용)."""
+def test_data_download_multi30k_layout_resume_and_refusals(tmp_path, capsys):
     stems, files, table, texts = {"train": "train", "valid": "val", "test": "test_2016_flickr"}, {}, [], {}
-    for split, lang in ((s, l) for s in stems for l in ("en", "de")):
+    for split, lang in ((s, l) for s in stems for l in ("en", "de")):    # 공식 .gz 여섯 개의 작은 판
         texts[f"{split}.{lang}"] = "".join(f"{split} {lang} {i} Straße\n" for i in range(50))
         name = f"{stems[split]}.{lang}.gz"
         files[f"/{name}"] = gzip.compress(texts[f"{split}.{lang}"].encode("utf-8"), mtime=0)
         table.append((name, hashlib.sha256(files[f"/{name}"]).hexdigest()))
-    return files, tuple(table), texts
-
-
-def test_data_download_multi30k_layout_resume_and_refusals(tmp_path, capsys):
-    files, table, texts = _data_multi30k_files()
+    table = tuple(table)
     assert sorted(n for n, _ in table) == sorted(n for n, _ in data.MULTI30K_SHA256)  # 진짜 표와 같은 여섯 이름
     root, good = str(tmp_path / "m30k"), files["/val.de.gz"]
     with _data_server(files, cut=["/train.de.gz"]) as (url, requests):
@@ -1222,15 +1153,17 @@ def test_data_mlm_proportions_on_100k_tokens():
 # =============================================================================
 # section: demo
 # =============================================================================
-# 참조: 손으로 쓴 독일어 (tests/demo_pairs.json — 생성기 출력에서 베끼지 않았다; 각 쌍에 생성기가 그리는 문장
-# 구조를 함께 적어 _demo_render 로 확인한다) 와, 표본 검사를 위해 테스트가 따로 적은 작은 문법표.
-with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "tests", "demo_pairs.json"), encoding="utf-8") as _f:
-    _DEMO_FIXTURE = json.load(_f)
+# 참조: 손으로 쓴 독일어 (tests/demo_pairs.json: 생성기 출력에서 베끼지 않은 쌍과 각 쌍이 그리는 문장 구조,
+# 규칙마다 그 규칙을 보이는 쌍의 목록 "rules"). 코드 검사는 코드만 할 수 있는 것: 큰 표본의 영어 하나 → 독일어 하나,
+# 분할 크기·결정성, 어순을 바꾸는 문장의 비율.
+_DEMO_FIXTURE = _fixture("demo_pairs")
 
 
 def test_demo_hand_written_pairs_reordering_and_kinds():
     for pair in _DEMO_FIXTURE["pairs"]:
         assert data._demo_render(pair["sentence"]) == (pair["english"], pair["german"]), pair["english"]
+    english = {pair["english"] for pair in _DEMO_FIXTURE["pairs"]}             # 규칙마다 손으로 쓴 쌍이 있다
+    assert all(examples and set(examples) <= english for examples in _DEMO_FIXTURE["rules"].values())
     for english, expected in _DEMO_FIXTURE["reordering"]:
         assert needs_reordering(english) is expected, english
     for english, kind in _DEMO_FIXTURE["kinds"]:
@@ -1247,13 +1180,9 @@ def test_demo_rejects_bad_input():
 def test_data_py_copied_alone_keeps_bpe_and_names_the_missing_demo_lexicon(tmp_path):
     # 과제에 data.py 한 파일만 옮겨도 BPE 는 돌고, 데모만 낱말 표 파일을 밝힌 한 줄 오류로 멈춘다.
     shutil.copy(os.path.join(_DATA_ROOT, "data.py"), tmp_path)
-    code = ("import data\n"
-            "bpe = data.train_bpe(['the cat sat', 'the dog sat'] * 5, 40)\n"
+    code = ("import data\nbpe = data.train_bpe(['the cat sat', 'the dog sat'] * 5, 40)\n"
             "assert bpe.decode(bpe.encode('the cat sat')) == 'the cat sat'\n"
-            "try:\n"
-            "    data.demo_corpus(3)\n"
-            "except FileNotFoundError as exc:\n"
-            "    print(exc)\n")
+            "try:\n    data.demo_corpus(3)\nexcept FileNotFoundError as exc:\n    print(exc)\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr
@@ -1270,8 +1199,7 @@ def test_demo_size_determinism_and_disjoint_splits():
     splits = _demo_big_splits()
     english = {k: {en for en, _ in splits[k]} for k in ("train", "valid", "test")}
     assert [len(splits[k]) for k in english] == [len(english[k]) for k in english] == [50_000, 500, 500]  # 서로 다름
-    assert not (english["train"] & english["valid"] or english["train"] & english["test"] or
-                english["valid"] & english["test"])
+    assert len(set().union(*english.values())) == 51_000                                  # 분할끼리 서로소
     assert demo_splits(num_train=100, num_valid=500, num_test=500)["test"] == splits["test"]  # 학습 크기와 무관
     a, b, c = demo_corpus(300, seed=7), demo_corpus(300, seed=7), demo_corpus(300, seed=8)
     assert a == b and a != c and demo_corpus(100, seed=7) == a[:100]
@@ -1293,92 +1221,6 @@ def test_demo_lengths_kinds_and_reordering_share():
     kinds = {demo_kind(en) for en, _ in test}
     assert {"simple", "negation", "fronted", "subordinate", "plural", "number", "genitive"} <= kinds
     assert 0.4 < sum(needs_reordering(en) for en, _ in test) / len(test) < 0.95
-
-
-# 테스트 쪽 독립 표: 독일어 명사의 성, 격별 정관사 (남, 여, 중, 복수).
-_DEMO_T_GENDER = {g: set(nouns.split()) for g, nouns in {
-    "m": "Mann Lehrer Arzt Freund König Bäcker Bruder Vater Schüler Koch Hund Vogel Wolf Apfel Kuchen Brief Tisch "
-         "Stuhl Ball Schlüssel Hut Schuh Stift",
-    "f": "Frau Königin Schwester Mutter Katze Maus Kuh Ente Banane Orange Blume Tasche Tasse Zeitung Flasche Lampe "
-         "Kiste Uhr",
-    "n": "Kind Mädchen Baby Pferd Kaninchen Schwein Ei Buch Auto Haus Bild Telefon Glas"}.items()}
-_DEMO_T_THE = {"nom": "der die das die", "acc": "den die das die", "dat": "dem der dem den", "gen": "des der des der"}
-
-
-def test_demo_lexicon_genders_and_noun_phrase_agreement_on_samples():
-    assert {row[3]: row[2] for row in data._DEMO_NOUNS} == {n: g for g, ns in _DEMO_T_GENDER.items() for n in ns}
-    for row in data._DEMO_NOUNS:                                    # 2격: 남·중성 -(e)s, 여성은 단수 그대로
-        assert row[4] == row[3] if row[2] == "f" else row[4] in (row[3] + "s", row[3] + "es"), row
-    english_nouns = {form: (row[3], form == row[1]) for row in data._DEMO_NOUNS for form in row[:2]}
-    verbs = {f for v in data._DEMO_VERBS for f in v[7].split()}
-    past_forms = {v[6].split()[2] for v in data._DEMO_VERBS if v[6]} | {"did", "was", "were"}
-    checked = agreed = 0
-    for en, de in _demo_big_splits()["train"][:6000]:
-        words, german = en.replace(",", "").split(), de.replace(",", "").split()
-        if not {"because", "that"} & set(words):                          # 주어-동사 일치 (독일어 어미 규칙)
-            head = next(w for w in words if w in english_nouns or w in ("I", "he", "she", "we", "they"))
-            finite = next(w for w in german if w in verbs)
-            if head in ("we", "they") or english_nouns.get(head, (0, False))[1]:
-                assert finite.endswith("n") or finite == "sind", (en, de)    # 복수 → -n
-            elif past_forms & set(words):
-                assert not finite.endswith("n"), (en, de)                      # 단수 과거
-            else:                                                              # ich → -e, er/sie/단수 명사 → -t
-                assert finite.endswith("e" if head == "I" else "t") or finite in ("weiß", "bin")[:1 + (head == "I")]
-            agreed += 1
-        # 이 문법에서는 명사의 순서가 두 언어에서 같다: k 번째 영어 명사 ↔ k 번째 대문자 독일어 단어
-        nouns = [i for i, w in enumerate(words) if w in english_nouns]
-        caps = [j for j, w in enumerate(german) if w[0].isupper()]
-        assert len(nouns) == len(caps), (en, de)
-        for i, j in zip(nouns, caps):
-            start = i - (i > 0) - (i > 1 and words[i - 1] in data._DEMO_ADJ)  # [the] [형용사] 명사
-            before = words[start - 1] if start > 0 else None
-            case = {"with": "dat", "without": "acc", "of": "gen", None: "nom"}.get(before)
-            if words[start] != "the" or case is None:
-                continue
-            lemma, plural = english_nouns[words[i]]
-            slot = 3 if plural else "mfn".index(next(g for g, ns in _DEMO_T_GENDER.items() if lemma in ns))
-            article = german[j - 1 - (start < i - 1)]
-            assert article == _DEMO_T_THE[case].split()[slot], (en, de)
-            if start < i - 1:                                                  # 약변화: 단수 1격과 여/중 4격만 -e
-                weak = "e" if (case == "nom" or (case == "acc" and slot in (1, 2))) and not plural else "en"
-                assert german[j - 1].endswith(weak) and (weak == "en" or not german[j - 1].endswith("en")), (en, de)
-            checked += 1
-    assert checked > 1500 and agreed > 2000
-
-
-def test_demo_word_order_and_negation_on_samples():
-    verbs = {f for v in data._DEMO_VERBS for f in v[7].split()}
-    adverbs = {a[1] for a in data._DEMO_ADVERBS}
-    predicative = {a[1] for a in data._DEMO_ADJECTIVES}
-    seen = dict.fromkeys(("sub", "nicht", "kein", "fronted", "weil_first", "main"), 0)
-    for en, de in _demo_big_splits()["train"][:3000]:
-        segments = [part.split() for part in de.split(",")]
-        clauses = en.replace("because ", ",").replace(" that ", ",").split(",")    # 절 순서는 두 언어가 같다
-        for seg, clause in zip(segments, [c for c in clauses if c.strip()], strict=True):
-            assert sum(w in verbs for w in seg) == 1, de                   # 절마다 정동사 하나
-            if seg[0] in ("weil", "dass"):                                 # 부문장: 정동사가 맨 끝
-                assert seg[-1] in verbs, de
-                seen["sub"] += 1
-            kein = any(w.startswith("kein") for w in seg)
-            assert ("not" in clause.split()) == ("nicht" in seg or kein) and not ("nicht" in seg and kein), de
-            seen["kein"] += kein
-            if "nicht" in seg:        # nicht 뒤: 전치사구, 서술 형용사, 부문장이면 정동사뿐 (한정 목적어는 앞)
-                assert not {"mit", "ohne", "auf"} & set(seg[:seg.index("nicht")]), de
-                rest = seg[seg.index("nicht") + 1:-1 if seg[0] in ("weil", "dass") else None]
-                assert rest == [] or rest[0] in ("mit", "ohne", "auf") or \
-                    (len(rest) == 1 and rest[0] in predicative), de
-                seen["nicht"] += 1
-        if segments[0][0] in adverbs:                                       # 부사 + 정동사 (V2), 곧 주어
-            assert segments[0][1] in verbs and segments[0][2] not in verbs | {"nicht"}, de
-            seen["fronted"] += 1
-        elif de.startswith("weil"):                                         # 앞세운 weil 절 뒤: 정동사 먼저
-            assert segments[1][0] in verbs, de
-            seen["weil_first"] += 1
-        else:                                                               # 주어(명사구) 뒤 둘째 자리
-            pos = next(i for i, w in enumerate(segments[0]) if w in verbs)
-            assert pos >= 1 and "nicht" not in segments[0][:pos], de
-            seen["main"] += 1
-    assert min(seen.values()) > 50, seen
 
 
 # =============================================================================
@@ -1412,17 +1254,17 @@ def test_train_tiny_memorises_64_pairs_and_prints_the_figure_command(tmp_path, c
     assert 0 <= report["bleu"] <= 100 and f"python plots.py --run {run_dir}" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("how", ["--resume DIR", "--run-dir DIR --resume"])
-def test_train_resume_gives_identical_losses(tmp_path, how):
+def test_train_resume_gives_identical_losses(tmp_path):
     # 기준: 끊지 않고 같은 설정으로 끝까지 학습한 런 (metrics.csv 의 손실과 마지막 가중치가 비트까지 같다)
     args = ("--max-steps", "40", "--log-every", "5", "--eval-every", "20", "--save-every", "20", "--dropout", "0.1")
     _, full = _train_tiny(tmp_path, "full", *args)
-    _, cut = _train_tiny(tmp_path, "cut", *args, "--stop-after", "15")
-    assert _train_losses(cut)[-1][0] == "15"
-    train.main(["--preset", "tiny", "--threads", "1", *args, *how.replace("DIR", cut).split()])
-    assert _train_losses(cut) == _train_losses(full)
-    a, b = (train.load_checkpoint(os.path.join(d, "checkpoint_last.pt"))["model"] for d in (full, cut))
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    for i, how in enumerate(["--resume DIR", "--run-dir DIR --resume"]):
+        _, cut = _train_tiny(tmp_path, f"cut{i}", *args, "--stop-after", "15")
+        assert _train_losses(cut)[-1][0] == "15"
+        train.main(["--preset", "tiny", "--threads", "1", *args, *how.replace("DIR", cut).split()])
+        assert _train_losses(cut) == _train_losses(full), how
+        a, b = (train.load_checkpoint(os.path.join(d, "checkpoint_last.pt"))["model"] for d in (full, cut))
+        assert all(torch.equal(a[k], b[k]) for k in a), how
 
 
 def test_train_bf16_autocast_on_cpu_stays_finite(tmp_path):
@@ -1432,8 +1274,26 @@ def test_train_bf16_autocast_on_cpu_stays_finite(tmp_path):
     assert len(losses) == 3 and all(math.isfinite(l) for l in losses) and losses[-1] < losses[0]
 
 
-def test_train_average_checkpoints_load_run_and_translate(tmp_path, capsys):
-    _, run_dir = _train_tiny(tmp_path, "tr", "--max-steps", "40", "--save-every", "10", "--eval-every", "40")
+def test_train_translate_file_average_checkpoints_load_run_and_translate(tmp_path, capsys, monkeypatch):
+    _, run_dir = _train_tiny(tmp_path, "tr", "--max-steps", "40", "--warmup", "5", "--save-every", "10",
+                             "--eval-every", "40", "--max-len", "128")     # 작은 위치 표: 긴 줄도 빨리 끝난다
+    # --translate-file: 입력 한 줄 → 출력 한 줄 (tests/train_cases.json 의 awkward_lines: 빈 줄, 공백뿐, 3,001 단어 …)
+    awkward = _fixture("train_cases")["awkward_lines"]
+    (tmp_path / "in.txt").write_text("\n".join(awkward) + "\n", encoding="utf-8")
+    capsys.readouterr()
+    out = train.main(["--translate-file", str(tmp_path / "in.txt"), "--checkpoint", run_dir])
+    captured = capsys.readouterr()
+    assert captured.out == "".join(o + "\n" for o in out) and len(out) == len(awkward)   # 입력과 같은 줄 수
+    assert [bool(o) for o in out] == [True, False, False, True, True, True, True, False]  # 빈 줄 → 빈 줄
+    assert "127 토큰보다 길어" in captured.err and "번역 5/5 줄" in captured.err     # 긴 줄 경고, 진행은 stderr
+    target = tmp_path / "out.txt"
+    monkeypatch.setattr(sys, "stdin", io.StringIO("the man sees the dog\n\nthe small child"))
+    again = train.main(["--translate-file", "-", "--checkpoint", run_dir, "--output", str(target)])
+    assert capsys.readouterr().out == ""                                        # --output 이면 표준 출력은 비어 있다
+    assert target.read_text(encoding="utf-8") == "".join(o + "\n" for o in again)
+    assert again == [out[0], "", out[6]]                                        # 같은 문장은 같은 번역
+    assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
+    # --average-checkpoints: 마지막 스텝 체크포인트 3개의 평균
     out = train.main(["--average-checkpoints", "3", "--checkpoint", run_dir])
     steps = [os.path.basename(p) for p in train.step_checkpoints(run_dir)]
     assert steps == ["checkpoint_step20.pt", "checkpoint_step30.pt", "checkpoint_step40.pt"]
@@ -1452,31 +1312,25 @@ def test_train_average_checkpoints_load_run_and_translate(tmp_path, capsys):
     assert isinstance(text, str) and capsys.readouterr().out.strip() == text
 
 
-@pytest.mark.parametrize("argv, needle", [
-    ("--preset nope", "invalid choice"), ("--preset tiny --max-steps -5", "양수"),
-    ("--preset tiny --amp fp16 --device cpu", "fp16"), ("--preset rtx3090 --data-dir {tmp}/missing", "없습니다"),
-    ("--preset rtx3090 --data-dir {tmp}/empty", "train.en' 가 없습니다"),
-    ("--preset multi30k --data-dir {tmp}/multi30k", "python data.py download multi30k"),
-    ("--data-dir {tmp}/uneven", "{tmp}/uneven/valid.de' 2줄"),
-    ("--data-dir {tmp}/uneven --src de --tgt fr", "{tmp}/uneven/train.fr"),
-    ("--src de --tgt en", "데모 코퍼스는 영어→독일어뿐"), ("--preset tiny --warmup 0", "--warmup 은 1 이상"),
-    ("--translate hello --checkpoint {tmp}/broken.pt", "읽을 수 없습니다"),
-    ("--data-dir {tmp}/missing", "{tmp}/missing"), ("--data-dir {tmp}/empty", "{tmp}/empty"),
-])
-def test_train_bad_input_exits_2_with_one_line(tmp_path, capsys, argv, needle):
-    uneven = tmp_path / "uneven"                           # valid.de 만 한 줄 모자란 코퍼스
-    (tmp_path / "empty").mkdir(), uneven.mkdir()
-    for name, text in (("train", "a\nb\nc\n"), ("valid", "a\nb\nc\n"), ("test", "a\n")):
-        (uneven / f"{name}.en").write_text(text)
-        (uneven / f"{name}.de").write_text(text if name != "valid" else "a\nb\n")
+def test_train_bad_input_exits_2_with_one_line_and_no_traceback(tmp_path, capsys):
+    # tests/train_cases.json: 잘못된 명령줄 → 오류 줄에 있어야 할 조각 ({tmp} = tmp_path), valid.de 만 한 줄 모자란 코퍼스
+    cases = _fixture("train_cases")
+    (tmp_path / "empty").mkdir(), (tmp_path / "uneven").mkdir()
+    for name, text in cases["uneven_corpus"].items():
+        (tmp_path / "uneven" / name).write_text(text)
     (tmp_path / "broken.pt").write_bytes(b"PK\x03\x04 not a checkpoint")
     before = sorted(os.listdir(tmp_path))
-    with pytest.raises(SystemExit) as info:
-        train.main(argv.replace("{tmp}", str(tmp_path)).split())
-    err = capsys.readouterr().err.strip().splitlines()
-    assert info.value.code == 2 and needle.replace("{tmp}", str(tmp_path)) in err[-1] and "Traceback" not in "\n".join(err)
-    assert sorted(os.listdir(tmp_path)) == before           # 디스크의 것은 그대로
+    for argv, needle in cases["bad_input"].items():
+        with pytest.raises(SystemExit) as info:
+            train.main(argv.replace("{tmp}", str(tmp_path)).split())
+        err = capsys.readouterr().err.strip().splitlines()
+        assert info.value.code == 2 and needle.replace("{tmp}", str(tmp_path)) in err[-1], (argv, err)
+        assert "Traceback" not in "\n".join(err) and sorted(os.listdir(tmp_path)) == before, argv   # 디스크는 그대로
     assert (tmp_path / "broken.pt").read_bytes() == b"PK\x03\x04 not a checkpoint"
+    proc = subprocess.run([sys.executable, os.path.join(_TRAIN_ROOT, "train.py"), "--preset", "tiny", "--amp", "fp16",
+                           "--device", "cpu"], capture_output=True, text=True, cwd=tmp_path, timeout=120)  # 진짜 프로세스
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "fp16" in proc.stderr
+    assert "Traceback" not in proc.stderr
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc 만의 동작")
@@ -1502,13 +1356,6 @@ def test_train_cpu_device_keeps_freed_buffers_instead_of_refaulting_them():
         faults[mode] = int(proc.stdout)
     assert faults["plain"] > 12_500, faults            # 51 MB = 12,500 쪽: 기본 malloc 은 스텝마다 다시 폴트
     assert faults["setup"] * 4 < faults["plain"], faults
-
-
-def test_train_cli_error_has_no_traceback(tmp_path):
-    proc = subprocess.run([sys.executable, os.path.join(_TRAIN_ROOT, "train.py"), "--preset", "tiny", "--amp", "fp16",
-                           "--device", "cpu"], capture_output=True, text=True, cwd=tmp_path, timeout=120)
-    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0 and "fp16" in proc.stderr
-    assert "Traceback" not in proc.stderr
 
 
 def test_train_epoch_batches_are_rank_disjoint_and_equal_length():
@@ -1556,7 +1403,8 @@ def test_train_nan_weight_skips_updates_counts_them_and_leaves_weights_unchanged
         trainer.train()
     assert trainer.step == 0 and trainer.nonfinite_total == 3
     assert not trainer.optimizer.state                        # Adam 은 한 번도 움직이지 않았다
-    assert all(torch.allclose(before[k], v, equal_nan=True, rtol=0, atol=0) for k, v in trainer.model.named_parameters())
+    assert all(torch.allclose(before[k], v, equal_nan=True, rtol=0, atol=0)
+               for k, v in trainer.model.named_parameters())
 
 
 def test_train_gradient_accumulation_weights_micro_batches_by_tokens(tmp_path):
@@ -1650,26 +1498,6 @@ def test_train_de_en_on_a_tiny_corpus_prepares_itself_and_translates_german_to_e
     assert len(elapsed) >= 2 and elapsed[0] > 0 and elapsed == sorted(elapsed)
 
 
-def test_train_translate_file_keeps_one_line_per_input_line(tmp_path, capsys, monkeypatch):
-    _, run_dir = _train_tiny(tmp_path, "tf", "--max-steps", "20", "--warmup", "5", "--save-every", "10",
-                             "--eval-every", "20", "--max-len", "128")     # 작은 위치 표: 긴 줄도 빨리 끝난다
-    awkward = ["the man sees the dog", "", "   ", "?!...", "漢字 😀 ñandú", "x" * 3000 + " dog", "the small child", "\u00a0"]
-    (tmp_path / "in.txt").write_text("\n".join(awkward) + "\n", encoding="utf-8")
-    capsys.readouterr()
-    out = train.main(["--translate-file", str(tmp_path / "in.txt"), "--checkpoint", run_dir])
-    captured = capsys.readouterr()
-    assert captured.out == "".join(o + "\n" for o in out) and len(out) == len(awkward)   # 입력과 같은 줄 수
-    assert [bool(o) for o in out] == [True, False, False, True, True, True, True, False]  # 빈 줄 → 빈 줄
-    assert "127 토큰보다 길어" in captured.err and "번역 5/5 줄" in captured.err     # 긴 줄 경고, 진행은 stderr
-    target = tmp_path / "out.txt"
-    monkeypatch.setattr(sys, "stdin", io.StringIO("the man sees the dog\n\nthe small child"))
-    again = train.main(["--translate-file", "-", "--checkpoint", run_dir, "--output", str(target)])
-    assert capsys.readouterr().out == ""                                        # --output 이면 표준 출력은 비어 있다
-    assert target.read_text(encoding="utf-8") == "".join(o + "\n" for o in again)
-    assert again == [out[0], "", out[6]]                                        # 같은 문장은 같은 번역
-    assert [p.name for p in tmp_path.iterdir() if ".tmp-" in p.name] == []
-
-
 def test_train_score_equals_sacrebleu_and_refuses_different_lengths(tmp_path, capsys):
     # 기준: sacreBLEU 2.6.0 의 출력 (str(BLEU(lowercase=…).corpus_score(hyp, [ref]))), tests/bleu_cases.json 의 문장.
     def score(hyps, refs, *extra):
@@ -1734,8 +1562,7 @@ train.main(sys.argv[1:])
 # 기준: sacreBLEU 2.6.0. tests/bleu_cases.json 의 숫자와 토큰은 sacreBLEU 2.6.0 (scratch venv,
 # /work/main/.scratch/venv-sacrebleu) 으로 한 번 계산해 적은 값이다: sacrebleu.corpus_bleu(hypotheses,
 # [references]).score (기본값: 13a, exp 스무딩, 대소문자 구분, n = 1..4) 와 Tokenizer13a 의 출력.
-with open(os.path.join(_TRAIN_ROOT, "tests", "bleu_cases.json"), encoding="utf-8") as _f:
-    _BLEU_CASES = json.load(_f)
+_BLEU_CASES = _fixture("bleu_cases")
 
 
 @pytest.mark.parametrize("name", sorted(_BLEU_CASES["bleu"]))
@@ -1779,6 +1606,9 @@ def test_bleu_token_accuracy_ignores_padding():
 # (Σ sin² + cos² = d/2, Σ cos ω_i), label smoothing's optimum 1 − ε + ε/V, the focal weight (1 − p)^γ, the
 # paper's peak d_model^-0.5·warmup^-0.5, BERT's 15% / 80-10-10, LayerNorm's unit std, DropPath's survival 1 − p;
 # glyphs against DejaVu Sans' own glyph table; the dataset statistics (moved from data.py) against counts by hand.
+_PLOTS_FIXTURE = _fixture("figure_inputs")   # figure inputs, made-up metrics, a short-run config, two metrics.csv
+
+
 @pytest.fixture
 def _plots_threads():
     """Figures use small tensors: one torch thread (as `python plots.py` does), restored afterwards."""
@@ -1797,40 +1627,23 @@ def _plots_missing_glyphs(fig):
 
 @pytest.fixture(scope="module")
 def _plots_inputs():
-    """Tiny inputs for every figure (name -> kwargs). An untrained tiny model on real demo sentences is enough
-    to exercise every trained-model figure."""
-    pairs = data.demo_corpus(40, seed=0)
+    """Tiny inputs for every figure (name -> kwargs; the literal ones in tests/figure_inputs.json). An untrained tiny
+    model on real demo sentences is enough to exercise every trained-model figure."""
+    pairs, fixture = data.demo_corpus(40, seed=0), _PLOTS_FIXTURE
+    metrics = fixture["metrics"]
     bpe = data.train_bpe([s for pair in pairs for s in pair], 150)
     torch.manual_seed(0)
     net = model.Transformer(len(bpe), len(bpe), d_model=16, num_heads=2, num_layers=2, d_ff=32, dropout=0.0,
                             share_embeddings=True, tie_output=True).eval()
-    metrics = {"step": [1.0, 2.0, 3.0], "train_loss": [3.0, 2.0, 1.5], "lr": [1e-4, 2e-4, 3e-4],
-               "valid_loss": [None, 2.5, 2.0], "token_accuracy": [None, 0.3, 0.5], "bleu": [None, 1.0, 5.0],
-               "tokens_per_s": [100.0, 110.0, 120.0]}
     trained = plots.TrainedRun(net, bpe, plots._encode_pairs(bpe, pairs), pairs, metrics, "")
-    cfg = plots.short_run_config().replace(train_pairs=32, valid_pairs=8, test_pairs=8, vocab_size=150, d_model=16,
-                                           num_heads=2, num_layers=1, d_ff=32, max_tokens=256, warmup=1)
-    kwargs = {  # in the order of plots.FIGURES
-        "token_embedding_analysis": dict(vocab_size=60, d_model=16),
-        "special_token_embeddings": dict(vocab_size=30, d_model=8, num_ordinary=3),
-        "positional_encoding_analysis": dict(max_len=30, d_model=16, starts=(0, 5)),
-        "masking_visualization": dict(lengths=(3, 2)), "look_ahead_mask": dict(size=4, d_k=4),
-        "layer_norm_effects": dict(num_layers=2, d_model=8), "ffn_behavior": dict(d_model=8, d_ff=16, num_tokens=64),
-        "residual_effects": dict(depths=(1, 2), d_model=8, seeds=(0,), drop_layers=3, drop_samples=100),
-        "initialization_distributions": dict(d_model=16, d_ff=32, num_layers=1, vocab_size=50),
-        "gradient_flow_initialization": dict(d_model=16, num_heads=2, num_layers=1, d_ff=32, vocab_size=30, batch=2,
-                                             length=4),
-        "lr_scheduler_curves": dict(total_steps=100, warmup_steps=10),
-        "transformer_schedule_analysis": dict(d_models=(64,), warmup_steps=10, total_steps=50, warmups=(5, 10)),
-        "onecycle_lr": dict(total_steps=50), "cyclic_lr_warmup": dict(total_steps=60, step_size_up=5, warmup_steps=10),
-        "label_smoothing_effect": dict(vocab_size=5, steps=5), "focal_loss_weights": dict(gammas=(0.0, 2.0)),
-        "tokenizer_length_distribution": dict(pairs=pairs, vocab_sizes=(150, 250)),
-        "dataset_statistics": dict(pairs=pairs, vocab_size=150, max_tokens=256, budgets=(64, 256)),
-        "mlm_masking_distribution": dict(pairs=pairs, vocab_size=150, seeds=range(2)),
-        "training_simulation": dict(cfg=cfg, steps=3), "warmup_comparison": dict(cfg=cfg, warmups=(1,), steps=2),
-        "metric_comparison": dict(metrics=metrics),
-        "multi30k_training": dict(metrics=dict(metrics, elapsed_s=[30.0, 60.0, 90.0])),
-    }
+    cfg = plots.short_run_config().replace(**fixture["short_run"])
+    kwargs = {name: {k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()}
+              for name, kw in fixture["figures"].items()}
+    for name in ("tokenizer_length_distribution", "dataset_statistics", "mlm_masking_distribution"):
+        kwargs[name]["pairs"] = pairs
+    kwargs["training_simulation"]["cfg"] = kwargs["warmup_comparison"]["cfg"] = cfg
+    kwargs["metric_comparison"] = dict(metrics=metrics)
+    kwargs["multi30k_training"] = dict(metrics=dict(metrics, elapsed_s=[30.0, 60.0, 90.0]))
     kwargs.update({name: dict(trained=trained) for name, _, kind in plots.FIGURES if kind == "trained"})
     return kwargs
 
@@ -1841,7 +1654,8 @@ def test_plots_figure_list_reading_order_and_names(_plots_inputs):
     assert set(kinds[kinds.index("trained"):]) == {"trained", "metrics", "multi30k"}   # trained-model figures last
     assert all(make.__name__ == f"fig_{name}" for name, make, _ in plots.FIGURES)
     def own(m):               # functions and classes a module defines itself (main() is every file's entry point)
-        return {n for n, v in vars(m).items() if callable(v) and getattr(v, "__module__", None) == m.__name__} - {"main"}
+        return {n for n, v in vars(m).items() if callable(v) and getattr(v, "__module__", None) == m.__name__
+                and n != "main"}
     others = (embeddings, attention, layers, model, schedules, losses, data, train)
     assert not own(plots) & set().union(*map(own, others))        # no plots.look_ahead_mask next to attention's
 
@@ -1941,9 +1755,7 @@ def test_plots_multi30k_figure_uses_wall_clock_minutes_and_skips_without_a_run(t
     run = root / "multi30k_20261126-120000"
     run.mkdir(parents=True)
     (run / "checkpoint_last.pt").write_bytes(b"")
-    (run / "metrics.csv").write_text("step,train_loss,lr,valid_loss,token_accuracy,bleu,tokens_per_s,elapsed_s\n"
-                                     "50,6.0,1e-3,,,,1900,100.0\n100,5.0,1e-3,4.5,0.4,12.5,1900,230.0\n"
-                                     "150,4.0,1e-3,3.9,0.5,20.0,1900,330.0\n")
+    (run / "metrics.csv").write_text(_PLOTS_FIXTURE["multi30k_metrics_csv"])     # 경과 100, 230, 330 초
     assert plots.main(argv)["multi30k_training"] == {"bleu_final": 20.0, "train_loss_final": 4.0,
                                                      "valid_loss_final": 3.9, "minutes": 5.5}
     assert (out / "multi30k_training.png").read_bytes()[:4] == b"\x89PNG"
@@ -1967,18 +1779,15 @@ def test_plots_cli_list_only_run_and_errors(tmp_path, capsys):
         assert exc.value.code == 2 and os.path.basename(argv[1]) in err and len(err.strip().splitlines()) == 1
     run = tmp_path / "run"
     run.mkdir()
-    (run / "metrics.csv").write_text("step,train_loss,lr,valid_loss,token_accuracy,bleu,tokens_per_s\n"
-                                     "1,3.0,1e-4,,,,100\n2,2.0,2e-4,2.5,0.4,3.0,120\n")
+    (run / "metrics.csv").write_text(_PLOTS_FIXTURE["run_metrics_csv"])          # 두 줄짜리 런
     paths = plots.main(["--run", str(run)])
     assert sorted(map(os.path.basename, paths)) == ["learning_rate.png", "loss_curves.png", "training_dashboard.png"]
     assert all(os.path.getsize(p) > 1000 for p in paths)
 
 
 def test_plots_trained_demo_reuses_a_finished_run(tmp_path, _plots_threads):
-    cfg = train.preset_config("tiny").replace(
-        train_pairs=32, valid_pairs=8, test_pairs=8, vocab_size=150, d_model=16, num_heads=2, num_layers=1, d_ff=32,
-        max_tokens=256, warmup=1, max_steps=2, log_every=1, eval_every=2, eval_bleu_sentences=4, save_every=2,
-        run_dir=str(tmp_path / "plots_demo"))
+    cfg = train.preset_config("tiny").replace(**_PLOTS_FIXTURE["short_run"], max_steps=2, log_every=1, eval_every=2,
+                                              eval_bleu_sentences=4, save_every=2, run_dir=str(tmp_path / "plots_demo"))
     logs = []
     first = plots.trained_demo(str(tmp_path), cfg=cfg, log=logs.append)     # trains (no demo_* run there)
     assert all(os.path.isfile(tmp_path / "plots_demo" / f) for f in ("checkpoint_last.pt", "loss_curves.png"))
