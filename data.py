@@ -1394,7 +1394,7 @@ def demo_kind(english):
 
 
 # =============================================================================
-# 7. 배치: 토큰 예산, collate, 패딩 비율
+# 7. 배치: 토큰 예산과 collate (패딩 비율은 그림이 재므로 plots.padding_ratio)
 # =============================================================================
 # "Sentence pairs were batched together by approximate sequence length. Each training batch
 # contained a set of sentence pairs containing approximately 25000 source tokens and 25000
@@ -1494,22 +1494,6 @@ def collate(pairs, pad_id=PAD_ID, bos_id=BOS_ID, eos_id=EOS_ID):
         tgt_in[row, :len(t) + 1] = [bos_id, *t]
         tgt_out[row, :len(t) + 1] = [*t, eos_id]
     return torch.from_numpy(src), torch.from_numpy(tgt_in), torch.from_numpy(tgt_out)
-
-
-def padding_ratio(batches, src_lengths, tgt_lengths, specials=1):
-    """배치들을 collate 했을 때 패딩 토큰의 비율 (원문과 번역을 합쳐서).
-
-    >>> padding_ratio([[0, 1]], [1, 3], [2, 2])      # 원문 폭 4: 2+4 중 패딩 2, 번역 폭 3: 패딩 0
-    0.142857...
-    """
-    src = np.asarray(src_lengths, dtype=np.int64) + specials
-    tgt = np.asarray(tgt_lengths, dtype=np.int64) + specials
-    real = padded = 0
-    for batch in batches:
-        idx = np.asarray(batch, dtype=np.int64)
-        real += int(src[idx].sum() + tgt[idx].sum())
-        padded += len(idx) * int(src[idx].max() + tgt[idx].max())
-    return 1.0 - real / padded if padded else 0.0
 
 
 # =============================================================================

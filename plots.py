@@ -707,6 +707,22 @@ def _token_frequencies(sequences, vocab_size):
     return np.bincount(ids, minlength=vocab_size)[:vocab_size]
 
 
+def padding_ratio(batches, src_lengths, tgt_lengths, specials=1):
+    """배치들을 collate 했을 때 패딩 토큰의 비율 (원문과 번역을 합쳐서).
+
+    >>> padding_ratio([[0, 1]], [1, 3], [2, 2])      # 원문 폭 4: 2+4 중 패딩 2, 번역 폭 3: 패딩 0
+    0.142857...
+    """
+    src = np.asarray(src_lengths, dtype=np.int64) + specials
+    tgt = np.asarray(tgt_lengths, dtype=np.int64) + specials
+    real = padded = 0
+    for batch in batches:
+        idx = np.asarray(batch, dtype=np.int64)
+        real += int(src[idx].sum() + tgt[idx].sum())
+        padded += len(idx) * int(src[idx].max() + tgt[idx].max())
+    return 1.0 - real / padded if padded else 0.0
+
+
 def _dataset_statistics(pairs, max_tokens, seed=0):
     """토큰 id 쌍들의 요약: 길이 분포와, 길이별 배치(data.token_batches) 대 무작위 배치의 패딩 비율."""
     src = np.array([len(s) for s, _ in pairs], dtype=np.int64)
@@ -716,8 +732,8 @@ def _dataset_statistics(pairs, max_tokens, seed=0):
     return {"pairs": len(pairs), "src_mean": float(src.mean()), "tgt_mean": float(tgt.mean()),
             "src_p95": float(np.percentile(src, 95)), "tgt_p95": float(np.percentile(tgt, 95)),
             "src_max": int(src.max()), "tgt_max": int(tgt.max()), "batches": len(sorted_batches),
-            "padding_sorted": data.padding_ratio(sorted_batches, src, tgt),
-            "padding_random": data.padding_ratio(random_batches, src, tgt)}
+            "padding_sorted": padding_ratio(sorted_batches, src, tgt),
+            "padding_random": padding_ratio(random_batches, src, tgt)}
 
 
 # §5.1 "Sentences were encoded using byte-pair encoding, which has a shared source-target vocabulary".
@@ -789,7 +805,7 @@ def fig_dataset_statistics(pairs=None, vocab_size=1000, max_tokens=4096, seed=0,
     numbers = dict(stats, padding_sorted_by_budget=dict(zip(budgets, sorted_ratio)),
                    padding_random_by_budget=dict(zip(budgets, random_ratio)), vocab=len(bpe),
                    top_token_share=float(counts[0] / counts.sum()))
-    return _finish(fig, numbers, "Demo corpus statistics (data.token_batches, data.padding_ratio)", axes)
+    return _finish(fig, numbers, "Demo corpus statistics (data.token_batches, padding_ratio)", axes)
 
 
 # BERT §3.1 "chooses 15% of the token positions at random for prediction ... (1) the [MASK] token 80% of

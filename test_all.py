@@ -1113,7 +1113,7 @@ def test_data_token_batches_budget_coverage_and_ranks():
     a = data.token_batches(src, tgt, 400, seed=5, epoch=0)             # 결정적, 에폭마다 다시 섞는다
     assert a == data.token_batches(src, tgt, 400, seed=5, epoch=0) != data.token_batches(src, tgt, 400, seed=5, epoch=1)
     unsorted = data.token_batches(src, tgt, 400, by_length=False)
-    assert data.padding_ratio(a, src, tgt) < 0.1 < data.padding_ratio(unsorted, src, tgt)
+    assert plots.padding_ratio(a, src, tgt) < 0.1 < plots.padding_ratio(unsorted, src, tgt)
     with pytest.raises(ValueError, match="max_tokens"):
         data.token_batches([500], [3], 400)
 
@@ -1128,7 +1128,7 @@ def test_data_collate_and_padding_ratio_match_tensors():
         assert tgt_in[row].tolist() == [data.BOS_ID] + t + [data.PAD_ID] * (4 - len(t))
         assert tgt_out[row].tolist() == t + [data.EOS_ID] + [data.PAD_ID] * (4 - len(t))
     pads = int((src == data.PAD_ID).sum() + (tgt_in == data.PAD_ID).sum())
-    ratio = data.padding_ratio([[0, 1, 2]], [3, 1, 2], [1, 4, 2])
+    ratio = plots.padding_ratio([[0, 1, 2]], [3, 1, 2], [1, 4, 2])
     assert ratio == pytest.approx(pads / (src.numel() + tgt_in.numel()))
 
 
