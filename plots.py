@@ -1432,19 +1432,39 @@ def fig_multi30k_training(metrics, source=""):
 # (이름, 함수 fig_<이름>, 입력) — 파일을 읽는 순서. 입력: None = 기본값 그대로, "pairs" = 데모 코퍼스 문장쌍,
 # "trained" = 학습된 데모 모델(TrainedRun), "metrics" = 그 런의 metrics.csv,
 # "multi30k" = 가장 최근 ``python train.py --preset multi30k`` 런의 metrics.csv (없으면 그 그림은 건너뛴다).
-FIGURES = tuple((name, globals()[f"fig_{name}"], kind) for kind, names in (
-    (None, "token_embedding_analysis special_token_embeddings positional_encoding_analysis"),   # 1. embeddings.py
-    (None, "masking_visualization look_ahead_mask"),                                           # 2. attention.py
-    (None, "layer_norm_effects ffn_behavior residual_effects"),                                # 3. layers.py
-    (None, "initialization_distributions gradient_flow_initialization"),                       # 4. model.py 초기화
-    (None, "lr_scheduler_curves transformer_schedule_analysis onecycle_lr cyclic_lr_warmup"),   # 5. schedules.py
-    (None, "label_smoothing_effect focal_loss_weights"),                                       # 6. losses.py
-    ("pairs", "tokenizer_length_distribution dataset_statistics mlm_masking_distribution"),    # 7. data.py
-    (None, "training_simulation warmup_comparison"),                                           # 8. 짧은 학습
-    ("trained", "attention_patterns encoder_attention_patterns encoder_layer_contributions"),  # 9. 학습된 모델
-    ("trained", "decoder_attention_patterns decoder_layer_contributions generation_attention"),
-    ("trained", "transformer_attention_all"), ("metrics", "metric_comparison"), ("trained", "confusion_matrix"),
-    ("multi30k", "multi30k_training")) for name in names.split())
+FIGURES = (
+    ("token_embedding_analysis", fig_token_embedding_analysis, None),            # 1. embeddings.py
+    ("special_token_embeddings", fig_special_token_embeddings, None),
+    ("positional_encoding_analysis", fig_positional_encoding_analysis, None),
+    ("masking_visualization", fig_masking_visualization, None),                  # 2. attention.py
+    ("look_ahead_mask", fig_look_ahead_mask, None),
+    ("layer_norm_effects", fig_layer_norm_effects, None),                        # 3. layers.py
+    ("ffn_behavior", fig_ffn_behavior, None),
+    ("residual_effects", fig_residual_effects, None),
+    ("initialization_distributions", fig_initialization_distributions, None),    # 4. model.py 초기화
+    ("gradient_flow_initialization", fig_gradient_flow_initialization, None),
+    ("lr_scheduler_curves", fig_lr_scheduler_curves, None),                      # 5. schedules.py
+    ("transformer_schedule_analysis", fig_transformer_schedule_analysis, None),
+    ("onecycle_lr", fig_onecycle_lr, None),
+    ("cyclic_lr_warmup", fig_cyclic_lr_warmup, None),
+    ("label_smoothing_effect", fig_label_smoothing_effect, None),                # 6. losses.py
+    ("focal_loss_weights", fig_focal_loss_weights, None),
+    ("tokenizer_length_distribution", fig_tokenizer_length_distribution, "pairs"),   # 7. data.py
+    ("dataset_statistics", fig_dataset_statistics, "pairs"),
+    ("mlm_masking_distribution", fig_mlm_masking_distribution, "pairs"),
+    ("training_simulation", fig_training_simulation, None),                      # 8. train.py: 짧은 학습
+    ("warmup_comparison", fig_warmup_comparison, None),
+    ("attention_patterns", fig_attention_patterns, "trained"),                   # 9. 학습된 모델
+    ("encoder_attention_patterns", fig_encoder_attention_patterns, "trained"),
+    ("encoder_layer_contributions", fig_encoder_layer_contributions, "trained"),
+    ("decoder_attention_patterns", fig_decoder_attention_patterns, "trained"),
+    ("decoder_layer_contributions", fig_decoder_layer_contributions, "trained"),
+    ("generation_attention", fig_generation_attention, "trained"),
+    ("transformer_attention_all", fig_transformer_attention_all, "trained"),
+    ("metric_comparison", fig_metric_comparison, "metrics"),
+    ("confusion_matrix", fig_confusion_matrix, "trained"),
+    ("multi30k_training", fig_multi30k_training, "multi30k"),
+)
 
 
 def select_figures(only=None):

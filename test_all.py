@@ -1155,7 +1155,8 @@ def test_data_mlm_proportions_on_100k_tokens():
 # =============================================================================
 # 참조: 손으로 쓴 독일어 (tests/demo_pairs.json: 생성기 출력에서 베끼지 않은 쌍과 각 쌍이 그리는 문장 구조,
 # 규칙마다 그 규칙을 보이는 쌍의 목록 "rules"). 코드 검사는 코드만 할 수 있는 것: 큰 표본의 영어 하나 → 독일어 하나,
-# 분할 크기·결정성, 어순을 바꾸는 문장의 비율.
+# 분할 크기·결정성, 어순을 바꾸는 문장의 비율, 그리고 생성된 표본 전체에서 테스트 자신의 표(명사의 성, 정관사)로
+# 다시 확인하는 일치·어순·부정 (손으로 쓴 쌍에 나오지 않는 낱말 행의 실수도 잡는다).
 _DEMO_FIXTURE = _fixture("demo_pairs")
 
 
@@ -1221,6 +1222,82 @@ def test_demo_lengths_kinds_and_reordering_share():
     kinds = {demo_kind(en) for en, _ in test}
     assert {"simple", "negation", "fronted", "subordinate", "plural", "number", "genitive"} <= kinds
     assert 0.4 < sum(needs_reordering(en) for en, _ in test) / len(test) < 0.95
+
+
+
+def test_demo_lexicon_genders_and_noun_phrase_agreement_on_samples():
+    gender = {n: g for g, nouns in _DEMO_FIXTURE["genders"].items() for n in nouns.split()}
+    assert {row[3]: row[2] for row in data._DEMO_NOUNS} == gender
+    for row in data._DEMO_NOUNS:                                    # 2격: 남·중성 -(e)s, 여성은 단수 그대로
+        assert row[4] == row[3] if row[2] == "f" else row[4] in (row[3] + "s", row[3] + "es"), row
+    english_nouns = {form: (row[3], form == row[1]) for row in data._DEMO_NOUNS for form in row[:2]}
+    verbs = {f for v in data._DEMO_VERBS for f in v[7].split()}
+    past_forms = {v[6].split()[2] for v in data._DEMO_VERBS if v[6]} | {"did", "was", "were"}
+    checked = agreed = 0
+    for en, de in _demo_big_splits()["train"][:6000]:
+        words, german = en.replace(",", "").split(), de.replace(",", "").split()
+        if not {"because", "that"} & set(words):                          # 주어-동사 일치 (독일어 어미 규칙)
+            head = next(w for w in words if w in english_nouns or w in ("I", "he", "she", "we", "they"))
+            finite = next(w for w in german if w in verbs)
+            if head in ("we", "they") or english_nouns.get(head, (0, False))[1]:
+                assert finite.endswith("n") or finite == "sind", (en, de)    # 복수 → -n
+            elif past_forms & set(words):
+                assert not finite.endswith("n"), (en, de)                      # 단수 과거
+            else:                                                              # ich → -e, er/sie/단수 명사 → -t
+                assert finite.endswith("e" if head == "I" else "t") or finite in ("weiß", "bin")[:1 + (head == "I")]
+            agreed += 1
+        # 이 문법에서는 명사의 순서가 두 언어에서 같다: k 번째 영어 명사 ↔ k 번째 대문자 독일어 단어
+        nouns = [i for i, w in enumerate(words) if w in english_nouns]
+        caps = [j for j, w in enumerate(german) if w[0].isupper()]
+        assert len(nouns) == len(caps), (en, de)
+        for i, j in zip(nouns, caps):
+            start = i - (i > 0) - (i > 1 and words[i - 1] in data._DEMO_ADJ)  # [the] [형용사] 명사
+            case = {"with": "dat", "without": "acc", "of": "gen", None: "nom"}.get(words[start - 1] if start else None)
+            if words[start] != "the" or case is None:
+                continue
+            lemma, plural = english_nouns[words[i]]
+            slot = 3 if plural else "mfn".index(gender[lemma])
+            assert german[j - 1 - (start < i - 1)] == _DEMO_FIXTURE["definite_articles"][case].split()[slot], (en, de)
+            if start < i - 1:                                                  # 약변화: 단수 1격과 여/중 4격만 -e
+                weak = "e" if (case == "nom" or (case == "acc" and slot in (1, 2))) and not plural else "en"
+                assert german[j - 1].endswith(weak) and (weak == "en" or not german[j - 1].endswith("en")), (en, de)
+            checked += 1
+    assert checked > 1500 and agreed > 2000
+
+
+def test_demo_word_order_and_negation_on_samples():
+    verbs = {f for v in data._DEMO_VERBS for f in v[7].split()}
+    adverbs = {a[1] for a in data._DEMO_ADVERBS}
+    predicative = {a[1] for a in data._DEMO_ADJECTIVES}
+    seen = dict.fromkeys(("sub", "nicht", "kein", "fronted", "weil_first", "main"), 0)
+    for en, de in _demo_big_splits()["train"][:3000]:
+        segments = [part.split() for part in de.split(",")]
+        clauses = en.replace("because ", ",").replace(" that ", ",").split(",")    # 절 순서는 두 언어가 같다
+        for seg, clause in zip(segments, [c for c in clauses if c.strip()], strict=True):
+            assert sum(w in verbs for w in seg) == 1, de                   # 절마다 정동사 하나
+            if seg[0] in ("weil", "dass"):                                 # 부문장: 정동사가 맨 끝
+                assert seg[-1] in verbs, de
+                seen["sub"] += 1
+            kein = any(w.startswith("kein") for w in seg)
+            assert ("not" in clause.split()) == ("nicht" in seg or kein) and not ("nicht" in seg and kein), de
+            seen["kein"] += kein
+            if "nicht" in seg:        # nicht 뒤: 전치사구, 서술 형용사, 부문장이면 정동사뿐 (한정 목적어는 앞)
+                assert not {"mit", "ohne", "auf"} & set(seg[:seg.index("nicht")]), de
+                rest = seg[seg.index("nicht") + 1:-1 if seg[0] in ("weil", "dass") else None]
+                assert rest == [] or rest[0] in ("mit", "ohne", "auf") or \
+                    (len(rest) == 1 and rest[0] in predicative), de
+                seen["nicht"] += 1
+        if segments[0][0] in adverbs:                                       # 부사 + 정동사 (V2), 곧 주어
+            assert segments[0][1] in verbs and segments[0][2] not in verbs | {"nicht"}, de
+            seen["fronted"] += 1
+        elif de.startswith("weil"):                                         # 앞세운 weil 절 뒤: 정동사 먼저
+            assert segments[1][0] in verbs, de
+            seen["weil_first"] += 1
+        else:                                                               # 주어(명사구) 뒤 둘째 자리
+            pos = next(i for i, w in enumerate(segments[0]) if w in verbs)
+            assert pos >= 1 and "nicht" not in segments[0][:pos], de
+            seen["main"] += 1
+    assert min(seen.values()) > 50, seen
 
 
 # =============================================================================
