@@ -794,11 +794,11 @@ def download(url, path, sha256=None, retries=5, timeout=60, backoff=2.0, progres
         print(f"  {os.path.basename(path)}: {error} — 이어받기 다시 시도 ({attempt + 1}/{retries})", file=sys.stderr)
         time.sleep(backoff * (attempt + 1))
     if sha256:
+        hasher = hashlib.sha256()
         with open(part, "rb") as f:
-            digest = hashlib.sha256()
             for block in iter(lambda: f.read(1 << 20), b""):
-                digest.update(block)
-        digest = digest.hexdigest()
+                hasher.update(block)
+        digest = hasher.hexdigest()
         if digest != sha256.lower():
             os.remove(part)
             raise ValueError(f"'{os.path.basename(path)}' 의 SHA-256 이 기대값 {sha256.lower()} 이 아니라 "

@@ -96,9 +96,12 @@ def display_tokens(bpe, ids):
     >>> display_tokens(bpe, bpe.encode("lower lowe") + [data.EOS_ID])    # 'e' 는 끝형을 못 배웠다
     ['lower', 'lo@@', 'w@@', 'e@@', '</w>', '[EOS]']
     """
-    end = data.END_OF_WORD
-    return [text if int(i) < data.FIRST_CHAR_ID else text[:-len(end)] if text.endswith(end) else text + "@@"
-            for i, text in zip(ids, bpe.token_strings(ids))]
+    end, shown = data.END_OF_WORD, []
+    for i, text in zip(ids, bpe.token_strings(ids)):
+        if int(i) >= data.FIRST_CHAR_ID:                  # 보통 토큰: 끝형은 </w> 를 떼고, 중간 조각은 @@
+            text = text[:-len(end)] if text.endswith(end) else text + "@@"
+        shown.append(text)
+    return shown
 
 
 def _round(value, digits=4):
@@ -834,8 +837,8 @@ def fig_mlm_masking_distribution(pairs=None, vocab_size=1000, seeds=range(10), n
     """MLM 마스킹의 측정값: 고른 비율, [MASK]/무작위/그대로 비율, 문장별·위치별 비율."""
     pairs = (demo_pairs() if pairs is None else pairs)[:num_sentences]
     bpe = data.train_bpe([s for pair in pairs for s in pair], vocab_size)
-    _, bos, rest = data.collate([([], bpe.encode(en)) for en, _ in pairs])     # collate 의 [BOS] 열 + 문장 [EOS]
-    tokens = torch.cat([bos[:, :1], rest], dim=1)                             # (N, T) [BOS] 문장 [EOS] [PAD]…
+    _, tgt_in, tgt_out = data.collate([([], bpe.encode(en)) for en, _ in pairs])   # [BOS] 문장 / 문장 [EOS]
+    tokens = torch.cat([tgt_in[:, :1], tgt_out], dim=1)                       # (N, T) [BOS] 문장 [EOS] [PAD]…
     rows, per_sentence, per_position, selected_special = _mlm_counts(tokens, len(bpe), seeds)
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
     names = ["selected\n(of ordinary tokens)", "[MASK]\n(of selected)", "random token\n(of selected)",

@@ -825,7 +825,8 @@ def test_data_wmt14_official_and_simple_layouts_and_errors(tmp_path):
     root, simple, sgm = str(tmp_path / "wmt"), str(tmp_path / "simple"), str(tmp_path / "simple" / "sgm")
     for folder, files in ((root, "wmt14"), (simple, "simple"), (sgm, "sgm_refused")):
         for name, content in _DATA_FILES[files].items():
-            _data_write(f"{folder}/{name}", content)
+            words = ("news " if name.endswith(".en") else "N ") * 300                # 단어 300개: 길이 필터가 뺀다
+            _data_write(f"{folder}/{name}", content.replace("{300 words}", words))
     assert data.load_wmt14(root, "train") == [("Resumption of the session", "Wiederaufnahme der Sitzung"),
                                               ("hello world", "hallo Welt"),  # 맨 \r 은 줄을 나누지 않는다
                                               ("crawl one", "Crawl eins"), ("crawl three", "Crawl drei"),  # 빈 쪽 쌍 빠짐
@@ -1354,8 +1355,8 @@ def test_train_bf16_autocast_on_cpu_stays_finite(tmp_path):
 def test_train_translate_file_average_checkpoints_load_run_and_translate(tmp_path, capsys, monkeypatch):
     _, run_dir = _train_tiny(tmp_path, "tr", "--max-steps", "40", "--warmup", "5", "--save-every", "10",
                              "--eval-every", "40", "--max-len", "128")     # 작은 위치 표: 긴 줄도 빨리 끝난다
-    # --translate-file: 입력 한 줄 → 출력 한 줄 (tests/train_cases.json 의 awkward_lines: 빈 줄, 공백뿐, 3,001 단어 …)
-    awkward = _fixture("train_cases")["awkward_lines"]
+    # --translate-file: 입력 한 줄 → 출력 한 줄 (빈 줄, 공백뿐, 구두점뿐, 한자·이모지, 3,000 글자 단어, 줄바꿈 없는 공백)
+    awkward = ["the man sees the dog", "", "   ", "?!...", "漢字 😀 ñandú", "x" * 3000 + " dog", "the small child", "\u00a0"]
     (tmp_path / "in.txt").write_text("\n".join(awkward) + "\n", encoding="utf-8")
     capsys.readouterr()
     out = train.main(["--translate-file", str(tmp_path / "in.txt"), "--checkpoint", run_dir])

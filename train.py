@@ -246,8 +246,8 @@ class Trainer:
         self.device, self.amp = setup_device(cfg, self.world_size)
         resume = find_resume_state(cfg)
         self.run_dir = make_run_dir(cfg, resume, self.is_main)
-        for seed in (random.seed, np.random.seed, torch.manual_seed):   # python, numpy, torch 난수를 같은 시드로
-            seed(cfg.seed)
+        for set_seed in (random.seed, np.random.seed, torch.manual_seed):   # python, numpy, torch 난수를 같은 시드로
+            set_seed(cfg.seed)
         self.corpus = load_corpus(cfg, os.path.join(self.run_dir, "bpe.txt"), self.log)
         if self.is_main:
             self.corpus.bpe.save(os.path.join(self.run_dir, "bpe.txt"))
@@ -435,8 +435,9 @@ class Trainer:
     def state_dict(self):
         """재개에 필요한 모든 것 (weights_only 로 읽히는 타입만). 학습 중에 쓰는 난수는 드롭아웃(torch 전역
         난수)뿐이라 그 상태만 담으면 재개해도 같은 마스크가 나온다: 배치 순서는 (시드, 에폭) 으로 정해진다."""
-        rng = {"torch": torch.get_rng_state(), **({"cuda": torch.cuda.get_rng_state_all()}
-                                                  if torch.cuda.is_available() else {})}
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "step": self.step,
                 "epoch": self.epoch, "batch_pos": self.batch_pos, "rng": rng, "config": dataclasses.asdict(self.cfg),
@@ -913,8 +914,11 @@ def _bleu_from_stats(stats, max_order=4):
     for n in range(max_order if any(correct) else 0):
         if total[n] == 0:
             break
-        halvings *= 1 if correct[n] else 2
-        precisions[n] = 100.0 * correct[n] / total[n] if correct[n] else 100.0 / (halvings * total[n])
+        if correct[n]:
+            precisions[n] = 100.0 * correct[n] / total[n]
+        else:                                         # 'exp' 스무딩: 맞은 n-gram 이 없을 때마다 분자를 반으로
+            halvings *= 2
+            precisions[n] = 100.0 / (halvings * total[n])
     if not any(correct) or not all(total):
         return 0.0, precisions, brevity
     return brevity * math.exp(sum(math.log(p) for p in precisions) / max_order), precisions, brevity
