@@ -1356,7 +1356,8 @@ def test_train_translate_file_average_checkpoints_load_run_and_translate(tmp_pat
     _, run_dir = _train_tiny(tmp_path, "tr", "--max-steps", "40", "--warmup", "5", "--save-every", "10",
                              "--eval-every", "40", "--max-len", "128")     # 작은 위치 표: 긴 줄도 빨리 끝난다
     # --translate-file: 입력 한 줄 → 출력 한 줄 (빈 줄, 공백뿐, 구두점뿐, 한자·이모지, 3,000 글자 단어, 줄바꿈 없는 공백)
-    awkward = ["the man sees the dog", "", "   ", "?!...", "漢字 😀 ñandú", "x" * 3000 + " dog", "the small child", "\u00a0"]
+    awkward = ["the man sees the dog", "", "   ", "?!...", "漢字 😀 ñandú", "x" * 3000 + " dog", "the small child",
+               "\u00a0"]
     (tmp_path / "in.txt").write_text("\n".join(awkward) + "\n", encoding="utf-8")
     capsys.readouterr()
     out = train.main(["--translate-file", str(tmp_path / "in.txt"), "--checkpoint", run_dir])
