@@ -315,7 +315,7 @@ def fig_layer_norm_effects(num_layers=12, d_model=64, seed=0):
     axes[2].set(xscale="log", xlabel=f"std over d_model of one token's layer-{num_layers} output",
                 ylabel="tokens", title="Per-token scale of the last layer's output")
     return _finish(fig, numbers, f"Layer normalization: {num_layers} encoder layers, d_model={d_model}, "
-                                 "random input, one backward pass", axes)
+                                 "random input, one backward pass", tidy=axes)
 
 
 # §3.3 "FFN(x) = max(0, xW1 + b1)W2 + b2". 논문과 다른 점: GELU 와 게이트 변형(GLU, GEGLU, SwiGLU)도 잰다.
@@ -351,7 +351,8 @@ def fig_ffn_behavior(d_model=64, d_ff=256, seed=0, num_tokens=2048):
     axes[2].set_xticks(pos, list(numbers))
     axes[2].set(ylim=(0, 1), xlabel="FFN variant (activation=...)", ylabel="fraction of hidden units",
                 title="Sparsity of the hidden layer")
-    return _finish(fig, numbers, "Position-wise feed-forward network: ReLU (paper) vs GELU and gated variants", axes)
+    return _finish(fig, numbers, "Position-wise feed-forward network: ReLU (paper) vs GELU and gated variants",
+                   tidy=axes)
 
 
 # §3.1 "We employ a residual connection around each of the two sub-layers". 깊이마다 잔차 연결이 있을 때와
@@ -432,7 +433,7 @@ def fig_residual_effects(depths=(1, 2, 4, 8, 16, 32), d_model=32, seeds=(0, 1, 2
         numbers[f"token_cosine_{norm}_without_residual"] = cos[norm, False]
     numbers.update(drop_numbers)
     return _finish(fig, numbers, "Residual connections: measured gradient ratio, representation collapse, "
-                                 "stochastic depth", axes, fontsize=7)
+                                 "stochastic depth", tidy=axes, fontsize=7)
 
 
 # ══════ 4. 가중치 초기화 (model.init_weights) ══════
@@ -461,7 +462,7 @@ def fig_initialization_distributions(d_model=128, d_ff=512, num_layers=2, vocab_
     for ax, (_, title, _, fan_in, fan_out) in zip(axes, kinds):
         ax.set(xlabel="weight value", ylabel="density", title=f"{title} (fan_in {fan_in}, fan_out {fan_out})")
     return _finish(fig, numbers, f"Weight distributions under model.init_weights (d_model={d_model}, d_ff={d_ff})",
-                   axes)
+                   tidy=axes)
 
 
 def fig_gradient_flow_initialization(d_model=64, num_heads=4, num_layers=6, d_ff=256, vocab_size=200, seed=0,
@@ -490,7 +491,7 @@ def fig_gradient_flow_initialization(d_model=64, num_heads=4, num_layers=6, d_ff
     axes[1].axhline(math.log(vocab_size), color="k", ls="--", label=f"ln V = {math.log(vocab_size):.2f}")
     axes[1].set_xticks(range(3), _INIT_SCHEMES)
     axes[1].set(xlabel="init scheme", ylabel="label-smoothed loss", title="Initial loss")
-    return _finish(fig, numbers, "Gradient flow under each initialization (random batch, one backward pass)", axes)
+    return _finish(fig, numbers, "Gradient flow under each initialization (random batch, one backward pass)", tidy=axes)
 
 
 # ══════ 5. 학습률 스케줄 (schedules.py, 논문 §5.3) ══════
@@ -532,7 +533,7 @@ def fig_lr_scheduler_curves(total_steps=20000, warmup_steps=2000, peak_lr=1e-3, 
     for ax in axes:
         ax.axvline(warmup_steps, color="gray", ls=":", lw=1)
     return _finish(fig, numbers, f"Learning-rate schedules from schedules.py (warmup {warmup_steps}, "
-                                 f"{total_steps} steps, peak {peak_lr:g})", axes, legend=(0,))
+                                 f"{total_steps} steps, peak {peak_lr:g})", tidy=axes, legend=(0,))
 
 
 # §5.3 "This corresponds to increasing the learning rate linearly for the first warmup_steps training
@@ -564,7 +565,8 @@ def fig_transformer_schedule_analysis(d_models=(128, 256, 512, 1024), warmup_ste
     axes[2].set(xscale="log", yscale="log", xlabel="warmup_steps", ylabel="peak learning rate",
                 title="Peak vs warmup (d_model=512)")
     numbers["lr_at_100k_d512"] = schedules.transformer_lr(100000, 512, 4000)
-    return _finish(fig, numbers, "The paper's schedule: lrate = d_model^-0.5 min(step^-0.5, step warmup^-1.5)", axes)
+    return _finish(fig, numbers, "The paper's schedule: lrate = d_model^-0.5 min(step^-0.5, step warmup^-1.5)",
+                   tidy=axes)
 
 
 # OneCycle (Smith & Topin): 학습률이 오르는 동안 모멘텀은 내려가고, 그 반대도 같다.
@@ -586,7 +588,7 @@ def fig_onecycle_lr(total_steps=10000, max_lr=1e-3, pct_start=0.3):
     axes[1].set(xlabel="update step", ylabel="momentum (Adam beta1)", title="Momentum (mirror image)")
     for ax in axes:
         ax.axvline(pct_start * total_steps, color="gray", ls=":", lw=1)
-    return _finish(fig, numbers, f"OneCycle schedule (pct_start={pct_start}, {total_steps} steps)", axes)
+    return _finish(fig, numbers, f"OneCycle schedule (pct_start={pct_start}, {total_steps} steps)", tidy=axes)
 
 
 def fig_cyclic_lr_warmup(total_steps=6000, base_lr=1e-4, max_lr=1e-3, step_size_up=500, warmup_steps=1000):
@@ -606,7 +608,7 @@ def fig_cyclic_lr_warmup(total_steps=6000, base_lr=1e-4, max_lr=1e-3, step_size_
     for level in (base_lr, max_lr):
         ax.axhline(level, color="gray", ls=":", lw=1)
     ax.set(xlabel="update step", ylabel="learning rate", title=f"base_lr {base_lr:g}, max_lr {max_lr:g} (dotted)")
-    return _finish(fig, numbers, "Cyclic (triangular) learning rate with warmup", ax)
+    return _finish(fig, numbers, "Cyclic (triangular) learning rate with warmup", tidy=ax)
 
 
 # ══════ 6. 손실 (losses.py, 논문 §5.4) ══════
@@ -657,7 +659,7 @@ def fig_label_smoothing_effect(vocab_size=10, epsilons=(0.0, 0.1, 0.2), steps=30
     axes[1].set(xlabel="predicted probability of the gold token p_y", ylabel="loss",
                 title="Loss vs confidence (rest spread uniformly)")
     axes[2].set(xlabel=f"SGD step (lr {lr})", ylabel="p_y", title="Free logits trained on one target")
-    return _finish(fig, numbers, "Label smoothing (losses.label_smoothed_cross_entropy, paper ε = 0.1)", axes)
+    return _finish(fig, numbers, "Label smoothing (losses.label_smoothed_cross_entropy, paper ε = 0.1)", tidy=axes)
 
 
 # Focal loss (Lin et al., 2017), 논문에 없음: FL(p_t) = −(1 − p_t)^γ log p_t. 쉬운 토큰(p_t → 1)의 무게를 줄인다.
@@ -678,7 +680,7 @@ def fig_focal_loss_weights(gammas=(0.0, 0.5, 1.0, 2.0, 5.0)):
     axes[0].set(xlabel="p_t (probability of the gold token)", ylabel="(1 − p_t)^γ", title="Focal weight")
     axes[1].set(yscale="log", xlabel="p_t", ylabel="loss of one token (log)",
                 title="Focal loss −(1−p_t)^γ log p_t (γ=0: cross-entropy)")
-    return _finish(fig, numbers, "Focal loss (losses.focal_weight, losses.focal_loss)", axes)
+    return _finish(fig, numbers, "Focal loss (losses.focal_weight, losses.focal_loss)", tidy=axes)
 
 
 # ══════ 7. 데이터 (data.py): BPE 길이, 데이터셋 통계, MLM 마스킹 — 모두 내장 데모 코퍼스로 ══════
@@ -772,7 +774,7 @@ def fig_tokenizer_length_distribution(pairs=None, vocab_sizes=(150, 300, 1000, 3
                 title="Longer merges with a larger vocabulary")
     _log_ticks(axes[2], sizes)
     numbers["words_per_sentence_mean"] = float(words.mean())
-    return _finish(fig, numbers, "Our BPE on the demo corpus at several vocabulary sizes", axes)
+    return _finish(fig, numbers, "Our BPE on the demo corpus at several vocabulary sizes", tidy=axes)
 
 
 # §5.1 "Sentence pairs were batched together by approximate sequence length."
@@ -808,7 +810,7 @@ def fig_dataset_statistics(pairs=None, vocab_size=1000, max_tokens=4096, seed=0,
     numbers = dict(stats, padding_sorted_by_budget=dict(zip(budgets, sorted_ratio)),
                    padding_random_by_budget=dict(zip(budgets, random_ratio)), vocab=len(bpe),
                    top_token_share=float(counts[0] / counts.sum()))
-    return _finish(fig, numbers, "Demo corpus statistics (data.token_batches, padding_ratio)", axes)
+    return _finish(fig, numbers, "Demo corpus statistics (data.token_batches, padding_ratio)", tidy=axes)
 
 
 # BERT §3.1 "chooses 15% of the token positions at random for prediction ... (1) the [MASK] token 80% of
@@ -867,7 +869,7 @@ def fig_mlm_masking_distribution(pairs=None, vocab_size=1000, seeds=range(10), n
     numbers = {f"{k}_fraction": float(rows[:, i].mean())
                for i, k in enumerate(("selected", "mask", "random", "unchanged"))}
     numbers.update(special_tokens_selected=selected_special, sentences=len(pairs), seeds=len(rows))
-    fig = _finish(fig, numbers, "BERT-style MLM masking measured (data.mlm_mask on demo English sentences)", axes)
+    fig = _finish(fig, numbers, "BERT-style MLM masking measured (data.mlm_mask on demo English sentences)", tidy=axes)
     fig.subplots_adjust(bottom=0.27)
     return fig
 
@@ -938,7 +940,7 @@ def fig_training_simulation(cfg=None, steps=200):
                "seconds": record["seconds"], "tokens_per_s": sum(record["tokens"]) / max(record["seconds"], 1e-9),
                "skipped_updates": int(np.isnan(loss).sum())}
     return _finish(fig, numbers, f"A real short run with train.Trainer (demo corpus, d_model={cfg.d_model}, "
-                                 f"{cfg.num_layers}+{cfg.num_layers} layers, {steps} updates)", axes,
+                                 f"{cfg.num_layers}+{cfg.num_layers} layers, {steps} updates)", tidy=axes,
                    legend=(0, 2))                                    # 가운데 패널(기울기 노름)에는 범례가 없다
 
 
@@ -969,7 +971,7 @@ def fig_warmup_comparison(cfg=None, warmups=(1, 10, 40, 120), steps=150, peak_lr
     axes[1].set(xlabel="update step", ylabel="label-smoothed loss (moving average 5)", title="Loss of real short runs")
     axes[2].set(xlabel="run", ylabel="mean loss over the last 10 updates", title=f"Loss after {steps} updates")
     return _finish(fig, numbers, f"Warmup length compared on real runs (train.Trainer, d_model={base.d_model}, "
-                                 f"{base.num_layers}+{base.num_layers} layers, Post-LN)", axes, legend=(0, 1))
+                                 f"{base.num_layers}+{base.num_layers} layers, Post-LN)", tidy=axes, legend=(0, 1))
 
 
 # ══════ 9. 학습 런의 그림: metrics.csv 의 열들 (``python plots.py --run 런디렉터리``) ══════
