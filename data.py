@@ -40,9 +40,7 @@ import zlib
 import numpy as np
 import torch
 
-# =============================================================================
-# 1. 특수 토큰과 정규화
-# =============================================================================
+# ══════ 1. 특수 토큰과 정규화 ══════
 # 특수 토큰은 어휘의 맨 앞 0..6 번. BPE 병합은 이 id 를 만들지도 쪼개지도 않는다. [PAD] 패딩,
 # [UNK] (무손실 BPE 라 쓰지 않고 자리만 지킨다), [BOS]/[EOS] 문장 시작/끝, [CLS]/[SEP]/[MASK] 는 MLM 용.
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[BOS]", "[EOS]", "[CLS]", "[SEP]", "[MASK]")
@@ -70,9 +68,7 @@ def normalize(text):
     return text if unicodedata.is_normalized("NFC", text) else unicodedata.normalize("NFC", text)
 
 
-# =============================================================================
-# 2. BPE (byte-pair encoding, Sennrich et al. 2016)
-# =============================================================================
+# ══════ 2. BPE (byte-pair encoding, Sennrich et al. 2016) ══════
 # "We iteratively count all symbol pairs and replace each occurrence of the most frequent pair ('A', 'B')
 # with a new symbol 'AB'." (논문의 [3], Sennrich et al. 2016, §3.2) — 아래 learn_merges_naive 가 이 문장 그대로다.
 # - 정규화한 문장을 공백으로 나눈 "단어"가 단위다 (병합은 단어 경계를 넘지 않는다). 단어의 마지막 글자는 끝형이다
@@ -520,9 +516,7 @@ def train_bpe_from_counts(word_counts, vocab_size, min_frequency=2, min_char_cou
     return BPE(alphabet, merges)
 
 
-# =============================================================================
-# 3. 평행 코퍼스 읽기: 아무 언어 쌍의 단순 배치, 그리고 WMT14 공식 배치
-# =============================================================================
+# ══════ 3. 평행 코퍼스 읽기: 아무 언어 쌍의 단순 배치, 그리고 WMT14 공식 배치 ══════
 # "We trained on the standard WMT 2014 English-German dataset consisting of about 4.5 million
 # sentence pairs." (§5.1)
 # 코퍼스 = 디렉터리 하나. 두 가지 배치를 읽는다 (단순 배치가 있으면 그것이 먼저):
@@ -691,9 +685,7 @@ def load_wmt14(data_dir, split, max_words=250, max_ratio=9.0, normalize_text=Tru
     return load_pairs(data_dir, split, "en", "de", max_words, max_ratio, normalize_text)
 
 
-# =============================================================================
-# 4. 내려받기: WMT14 (statmt.org 공식 아카이브), Multi30k (공식 .gz 여섯 개)
-# =============================================================================
+# ══════ 4. 내려받기: WMT14 (statmt.org 공식 아카이브), Multi30k (공식 .gz 여섯 개) ══════
 # 하나뿐인 ``download`` 가 둘 다 받는다: ``이름.part`` 에 받고 (끊기면 HTTP Range 로 이어받기, 재시도), 크기를 서버가
 # 알린 값과, SHA-256 이 주어지면 그것과 맞춘 뒤에야 최종 이름으로 바꾼다. 그다음 ``_extract`` 가 gzip 을 끝까지
 # 읽어 무결성(CRC)을 확인하며 필요한 파일만 임시 이름으로 풀고, 모두 성공해야 최종 이름으로 바꾼다: 반쯤 쓰인
@@ -900,9 +892,7 @@ def download_multi30k(data_dir="data/multi30k", base_url=MULTI30K_URL, checksums
     return download_archives(data_dir, base_url, archives, retries, timeout, backoff, progress, log)
 
 
-# =============================================================================
-# 5. 이진 캐시: prepare 가 만들고 train.py 가 메모리 매핑으로 읽는다
-# =============================================================================
+# ══════ 5. 이진 캐시: prepare 가 만들고 train.py 가 메모리 매핑으로 읽는다 ══════
 # ``data_dir/prepared/bpe<어휘>-<설정 해시>/`` 에 bpe.txt 와 분할마다 네 배열을 쓴다:
 # ``<분할>.src.ids.npy`` (모든 문장의 토큰 id 를 이어 붙인 1차원 배열), ``<분할>.src.offsets.npy``
 # (문장 i 는 ids[offsets[i]:offsets[i+1]]), tgt 도 같다. 마지막에 meta.json 을 쓰고 임시 디렉터리를
@@ -1089,9 +1079,7 @@ def load_prepared(cache_dir, split, max_len=None):
     return prepared
 
 
-# =============================================================================
-# 6. 데모 코퍼스: 작은 영어→독일어 문법
-# =============================================================================
+# ══════ 6. 데모 코퍼스: 작은 영어→독일어 문법 ══════
 # "We trained on the standard WMT 2014 English-German dataset consisting of about 4.5 million
 # sentence pairs." (§5.1)
 # 논문과 다른 점: WMT14 가 없는 CPU 에서도 몇 분 만에 "정말 번역하는" 모델을 보이려고 작은 문법이 영어→독일어 쌍을
@@ -1393,9 +1381,7 @@ def demo_kind(english):
     return "simple"
 
 
-# =============================================================================
-# 7. 배치: 토큰 예산과 collate (패딩 비율은 그림이 재므로 plots.padding_ratio)
-# =============================================================================
+# ══════ 7. 배치: 토큰 예산과 collate (패딩 비율은 그림이 재므로 plots.padding_ratio) ══════
 # "Sentence pairs were batched together by approximate sequence length. Each training batch
 # contained a set of sentence pairs containing approximately 25000 source tokens and 25000
 # target tokens." (§5.1)
@@ -1496,9 +1482,7 @@ def collate(pairs, pad_id=PAD_ID, bos_id=BOS_ID, eos_id=EOS_ID):
     return torch.from_numpy(src), torch.from_numpy(tgt_in), torch.from_numpy(tgt_out)
 
 
-# =============================================================================
-# 8. BERT 식 MLM 마스킹
-# =============================================================================
+# ══════ 8. BERT 식 MLM 마스킹 ══════
 # 논문과 다른 점: 이 논문(Vaswani et al.)에는 MLM 이 없다. BERT (Devlin et al. 2019, §3.1):
 # "The training data generator chooses 15% of the token positions at random for prediction. If the
 # i-th token is chosen, we replace the i-th token with (1) the [MASK] token 80% of the time (2) a
@@ -1543,9 +1527,7 @@ def mlm_mask(tokens, vocab_size, seed=0, mask_prob=0.15, mask_ratio=0.8, random_
     return inputs.view_as(tokens), labels.view_as(tokens)
 
 
-# =============================================================================
-# 9. 명령줄
-# =============================================================================
+# ══════ 9. 명령줄 ══════
 def main(argv=None):
     """``python data.py download {wmt14,multi30k}`` / ``python data.py prepare {wmt14,multi30k,DIR}``.
     오류는 한 줄, 종료 코드 2."""

@@ -51,9 +51,7 @@ def _fixture(name):
         return json.load(f)
 
 
-# =============================================================================
-# section: model
-# =============================================================================
+# ══════ section: model ══════
 # Checked against PyTorch's own layers with our weights copied in (nn.MultiheadAttention,
 # nn.LayerNorm, nn.TransformerEncoderLayer / DecoderLayer, nn.Transformer), the paper's formulas
 # (§3.5 sinusoids, §3.3 FFN), an exhaustive search over every hypothesis (beam search), and a
@@ -488,9 +486,7 @@ def test_model_bad_arguments_raise_one_korean_line(call, match):
     assert "\n" not in str(err.value) and any("가" <= c <= "힣" for c in str(err.value))
 
 
-# =============================================================================
-# section: schedules_losses
-# =============================================================================
+# ══════ section: schedules_losses ══════
 # Checked against PyTorch's LR schedulers (OneCycleLR, CyclicLR, PolynomialLR, CosineAnnealingLR,
 # driven step by step; LambdaLR for as_lambda_lr), F.cross_entropy (label_smoothing, ignore_index),
 # F.kl_div in float64, and the formulas computed directly in float64.
@@ -715,9 +711,7 @@ def test_schedules_losses_bad_input_raises_one_korean_line(call, match):
     assert "\n" not in str(err.value) and any("가" <= c <= "힣" for c in str(err.value))
 
 
-# =============================================================================
-# section: data
-# =============================================================================
+# ══════ section: data ══════
 # 참조: BPE 는 data.learn_merges_naive (병합마다 모든 쌍을 다시 세는 순진한 학습)와 무작위 문자열 왕복,
 # 코퍼스는 손으로 만든 WMT14 공식 배치·단순 배치, 내려받기는 127.0.0.1 의 로컬 HTTP 서버 (연결 끊기, 손상).
 _DATA_ROOT = os.path.dirname(os.path.abspath(data.__file__))
@@ -1151,9 +1145,7 @@ def test_data_mlm_proportions_on_100k_tokens():
     assert torch.equal(again, inputs) and not torch.equal(other, inputs)
 
 
-# =============================================================================
-# section: demo
-# =============================================================================
+# ══════ section: demo ══════
 # 참조: 손으로 쓴 독일어 (tests/demo_pairs.json: 생성기 출력에서 베끼지 않은 쌍과 각 쌍이 그리는 문장 구조,
 # 규칙마다 그 규칙을 보이는 쌍의 목록 "rules"). 코드 검사는 코드만 할 수 있는 것: 큰 표본의 영어 하나 → 독일어 하나,
 # 분할 크기·결정성, 어순을 바꾸는 문장의 비율, 그리고 생성된 표본 전체에서 테스트 자신의 표(명사의 성, 정관사)로
@@ -1301,9 +1293,7 @@ def test_demo_word_order_and_negation_on_samples():
     assert min(seen.values()) > 50, seen
 
 
-# =============================================================================
-# section: train
-# =============================================================================
+# ══════ section: train ══════
 # train.py. 기준: 논문의 값(§5.1, §5.3, §6.1), 같은 학습을 끊김 없이 돌린 결과(재개), 모두를 담은 한 배치의
 # 기울기(누적), 다른 랭크의 가중치(torchrun), 손으로 센 평균(체크포인트 평균), sacreBLEU 2.6.0 (--score).
 _TRAIN_ROOT = os.path.dirname(os.path.abspath(train.__file__))
@@ -1635,9 +1625,7 @@ train.main(sys.argv[1:])
         assert not value.is_floating_point() or torch.isfinite(value).all(), key
 
 
-# =============================================================================
-# section: bleu
-# =============================================================================
+# ══════ section: bleu ══════
 # 기준: sacreBLEU 2.6.0. tests/bleu_cases.json 의 숫자와 토큰은 sacreBLEU 2.6.0 (scratch venv,
 # /work/main/.scratch/venv-sacrebleu) 으로 한 번 계산해 적은 값이다: sacrebleu.corpus_bleu(hypotheses,
 # [references]).score (기본값: 13a, exp 스무딩, 대소문자 구분, n = 1..4) 와 Tokenizer13a 의 출력.
@@ -1678,9 +1666,7 @@ def test_bleu_token_accuracy_ignores_padding():
         token_accuracy(logits, targets[:, :4], pad_id=0)
 
 
-# =============================================================================
-# section: plots
-# =============================================================================
+# ══════ section: plots ══════
 # References: each figure's numbers against an independent computation — the sinusoidal PE's closed form
 # (Σ sin² + cos² = d/2, Σ cos ω_i), label smoothing's optimum 1 − ε + ε/V, the focal weight (1 − p)^γ, the
 # paper's peak d_model^-0.5·warmup^-0.5, BERT's 15% / 80-10-10, LayerNorm's unit std, DropPath's survival 1 − p;
