@@ -379,8 +379,8 @@ def _residual_sweep(depths, d_model, seeds):
                 runs = [[_probe_stack(depth, d_model, norm, residual, seed=s) for s in seeds] for depth in depths]
                 g = np.array([np.mean([r[1][0] for r in by_seed]) for by_seed in runs])
                 c = np.array([np.mean([_token_cosine(r[0][-1]) for r in by_seed]) for by_seed in runs])
-                grad[norm, residual], cos[norm, residual] = (np.where(np.isfinite(a), a, np.nan).tolist()
-                                                             for a in (g, c))
+                grad[norm, residual] = np.where(np.isfinite(g), g, np.nan).tolist()
+                cos[norm, residual] = np.where(np.isfinite(c), c, np.nan).tolist()
     return grad, cos
 
 

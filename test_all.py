@@ -12,6 +12,7 @@ import gzip
 import hashlib
 import http.server
 import io
+import importlib
 import itertools
 import json
 import math
@@ -462,7 +463,7 @@ def _bad_calls(section):
     """tests/bad_calls.json 의 한 절 → {이름: (호출, 오류 문구)}."""
     def call(name, args, kwargs):
         module, function = name.split(".")
-        return lambda: getattr(globals()[module], function)(*args, **kwargs)
+        return lambda: getattr(importlib.import_module(module), function)(*args, **kwargs)
     return {key: (call(name, args, kwargs), match) for key, (name, args, kwargs, match) in _BAD_CALLS[section].items()}
 
 

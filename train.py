@@ -187,7 +187,8 @@ def load_prepared_corpus(cfg, log):
         log(f"'{cfg.data_dir}' 에 어휘 {cfg.vocab_size}, {cfg.src}→{cfg.tgt} 캐시가 없어 먼저 준비합니다 "
             f"(= python data.py prepare {cfg.data_dir} --src {cfg.src} --tgt {cfg.tgt} --vocab {cfg.vocab_size}).")
         cache = data.prepare_corpus(cfg.data_dir, cfg.vocab_size, cfg.src, cfg.tgt, log=log)
-    bpe, limit = data.BPE.load(os.path.join(cache, "bpe.txt")), cfg.max_len - 1   # 위치 표에서 [EOS]/[BOS] 한 칸
+    bpe = data.BPE.load(os.path.join(cache, "bpe.txt"))
+    limit = cfg.max_len - 1                              # 위치 표에서 [EOS]/[BOS] 한 칸을 뺀 문장 길이 한계
     train = data.load_prepared(cache, "train", max_len=limit)           # 더 긴 쌍이 있으면 한 줄 오류
     splits = {name: data.load_prepared(cache, name) for name in ("valid", "test")}
     texts = {name: data.load_pairs(cfg.data_dir, name, cfg.src, cfg.tgt) for name in ("valid", "test")}
