@@ -630,6 +630,23 @@ def read_sgm(path):
             yield doc, seg_id.group(1) if seg_id else str(number), seg.group(1)
 
 
+def _pairs_of(kind, src_path, tgt_path):
+    """두 평행 파일을 짝지어 (원문, 번역문) 을 내보낸다. 텍스트: 줄 수가 다르면 읽기 전에 알린다.
+    SGM: 구절 수가 다르거나 문서·구절 id 가 어긋나면 처음 어긋난 곳을 알린다."""
+    if kind == "text":
+        _same_line_count(src_path, tgt_path)
+        yield from ((a, b) for (_, a), (_, b) in zip(_read_lines(src_path), _read_lines(tgt_path)))
+        return
+    src, ref = list(read_sgm(src_path)), list(read_sgm(tgt_path))
+    if len(src) != len(ref):
+        raise ValueError(f"SGM 구절 수가 다릅니다: '{src_path}' {len(src):,}개, '{tgt_path}' {len(ref):,}개.")
+    for k, ((d1, s1, a), (d2, s2, b)) in enumerate(zip(src, ref)):
+        if (d1, s1) != (d2, s2):
+            raise ValueError(f"SGM {k + 1}번째 구절의 id 가 어긋납니다: '{src_path}' ({d1}, {s1}), "
+                             f"'{tgt_path}' ({d2}, {s2}).")
+        yield a, b
+
+
 def iter_corpus(data_dir, split, src="en", tgt="de", max_words=250, max_ratio=9.0, normalize_text=True):
     """분할을 (원문, 번역문) 쌍으로 하나씩 내보낸다 (스트리밍: 메모리에 쌓지 않는다).
 
@@ -640,20 +657,7 @@ def iter_corpus(data_dir, split, src="en", tgt="de", max_words=250, max_ratio=9.
     토큰 2개 이상): 토큰 수 필터는 prepare 가 인코딩한 뒤 쓴다.
     """
     for kind, src_path, tgt_path in corpus_files(data_dir, split, src, tgt):
-        if kind == "text":
-            _same_line_count(src_path, tgt_path)
-            pairs = ((a, b) for (_, a), (_, b) in zip(_read_lines(src_path), _read_lines(tgt_path)))
-        else:
-            src_segs, ref_segs = list(read_sgm(src_path)), list(read_sgm(tgt_path))
-            if len(src_segs) != len(ref_segs):
-                raise ValueError(f"SGM 구절 수가 다릅니다: '{src_path}' {len(src_segs):,}개, "
-                                 f"'{tgt_path}' {len(ref_segs):,}개.")
-            for k, ((d1, s1, _), (d2, s2, _)) in enumerate(zip(src_segs, ref_segs)):
-                if (d1, s1) != (d2, s2):
-                    raise ValueError(f"SGM {k + 1}번째 구절의 id 가 어긋납니다: '{src_path}' ({d1}, {s1}), "
-                                     f"'{tgt_path}' ({d2}, {s2}).")
-            pairs = ((a, b) for (_, _, a), (_, _, b) in zip(src_segs, ref_segs))
-        for a, b in pairs:
+        for a, b in _pairs_of(kind, src_path, tgt_path):
             a, b = (normalize(a), normalize(b)) if normalize_text else (a, b)
             if not a.strip() or not b.strip():
                 continue
@@ -733,40 +737,12 @@ _MULTI30K_SPLITS = {"train": "train", "val": "valid", "test_2016_flickr": "test"
 def download(url, path, sha256=None, retries=5, timeout=60, backoff=2.0, progress=True):
     """``url`` → ``path``: ``path.part`` 에 받고 (있으면 ``Range: bytes=N-`` 로 이어받기; 서버가 206 대신 200 이면
     처음부터), 끊기면 ``retries`` 번 다시 이어받는다. 크기와 (주어지면) SHA-256 이 맞아야 ``path`` 로 바꾼다.
-    진행 표시(stderr): 터미널이면 '\\r' 로 한 줄을 0.5초마다 덮어쓰고, 아니면(로그 파일) 10초마다 한 줄.
     """
-    part, tty = path + ".part", sys.stderr.isatty()
-
-    def show(have, total, t0, end=""):
-        size = f"/{total / 1e6:,.1f} MB ({100 * have / total:5.1f}%)" if total else " MB"
-        rate = have / 1e6 / max(time.time() - t0, 1e-9)
-        line = f"  {os.path.basename(path)}: {have / 1e6:,.1f}{size} {rate:.1f} MB/s"
-        print(f"\r{line}" if tty else line, end=end if tty else "\n", file=sys.stderr, flush=True)
-
+    part = path + ".part"
     for attempt in range(retries + 1):
         have = os.path.getsize(part) if os.path.exists(part) else 0
         try:
-            headers = {"User-Agent": "transformer-ko/1.0", **({"Range": f"bytes={have}-"} if have else {})}
-            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as resp:
-                if have and resp.status == 206:
-                    start, total = _content_range(resp.headers.get("Content-Range"))
-                    if start != have:
-                        raise OSError(f"서버가 {have} 가 아니라 {start} 바이트부터 보냈습니다")
-                else:                                    # Range 를 무시한 서버: 처음부터
-                    have, length = 0, resp.headers.get("Content-Length")
-                    total = int(length) if length and length.isdigit() else None
-                t0 = shown = time.time()
-                try:
-                    with open(part, "ab" if have else "wb") as out:
-                        for chunk in iter(lambda: resp.read(1 << 20), b""):
-                            out.write(chunk)
-                            have += len(chunk)
-                            if progress and time.time() - shown >= (0.5 if tty else 10.0):
-                                shown = time.time()
-                                show(have, total, t0)
-                finally:
-                    if progress:
-                        show(have, total, t0, end="\n")
+            have, total = _fetch(url, part, have, timeout, progress)
             if total is None or have == total:
                 break
             error = f"{have:,} / {total:,} 바이트에서 끊김"
@@ -797,6 +773,41 @@ def download(url, path, sha256=None, retries=5, timeout=60, backoff=2.0, progres
                              f"{digest} 입니다: 손상되었거나 다른 파일이라 지웠고 풀지 않았습니다.")
     os.replace(part, path)
     return path
+
+
+def _fetch(url, part, have, timeout, progress):
+    """HTTP 요청 한 번으로 받을 수 있는 만큼 ``part`` 에 덧붙인다. 반환: (받은 바이트 수, 전체 크기 또는 None).
+    진행 표시(stderr): 터미널이면 '\\r' 로 한 줄을 0.5초마다 덮어쓰고, 아니면(로그 파일) 10초마다 한 줄."""
+    headers = {"User-Agent": "transformer-ko/1.0", **({"Range": f"bytes={have}-"} if have else {})}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as resp:
+        if have and resp.status == 206:
+            start, total = _content_range(resp.headers.get("Content-Range"))
+            if start != have:
+                raise OSError(f"서버가 {have} 가 아니라 {start} 바이트부터 보냈습니다")
+        else:                                            # Range 를 무시한 서버: 처음부터
+            have, length = 0, resp.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+        tty, t0 = sys.stderr.isatty(), time.time()
+
+        def show(end=""):
+            size = f"/{total / 1e6:,.1f} MB ({100 * have / total:5.1f}%)" if total else " MB"
+            rate = have / 1e6 / max(time.time() - t0, 1e-9)
+            line = f"  {os.path.basename(part)[:-len('.part')]}: {have / 1e6:,.1f}{size} {rate:.1f} MB/s"
+            print(f"\r{line}" if tty else line, end=end if tty else "\n", file=sys.stderr, flush=True)
+
+        shown = t0
+        try:
+            with open(part, "ab" if have else "wb") as out:
+                for chunk in iter(lambda: resp.read(1 << 20), b""):
+                    out.write(chunk)
+                    have += len(chunk)
+                    if progress and time.time() - shown >= (0.5 if tty else 10.0):
+                        shown = time.time()
+                        show()
+        finally:
+            if progress:
+                show(end="\n")
+    return have, total
 
 
 def _content_range(value):
