@@ -824,15 +824,22 @@ def average_run(run_dir, last_n, log=print):
 Run = collections.namedtuple("Run", "run_dir cfg bpe model checkpoint")
 
 
-def load_run(target=None, root="outputs/training"):
-    """런 디렉터리나 체크포인트 파일 → Run. --translate, --translate-file, --average-checkpoints, plots.py 가
-    쓴다. target 이 None 이면 root 의 가장 최근 런; 런 디렉터리면 checkpoint_averaged.pt, 없으면 _last.pt."""
+def run_checkpoint(target=None, root="outputs/training"):
+    """런 디렉터리나 체크포인트 파일 → 읽을 체크포인트 경로. target 이 None 이면 root 의 가장 최근 런;
+    런 디렉터리면 checkpoint_averaged.pt, 없으면 checkpoint_last.pt."""
     path = target or find_latest_run(root)
     if path is None:
         raise FileNotFoundError(f"'{root}' 에 체크포인트가 없습니다: 먼저 `python train.py` 로 학습하세요.")
     if os.path.isdir(path):
         averaged = os.path.join(path, "checkpoint_averaged.pt")
         path = averaged if os.path.exists(averaged) else os.path.join(path, "checkpoint_last.pt")
+    return path
+
+
+def load_run(target=None, root="outputs/training"):
+    """런 디렉터리나 체크포인트 파일 → Run (체크포인트는 run_checkpoint 가 고른다). --translate, --translate-file,
+    plots.py 가 쓰고, --average-checkpoints 는 같은 run_checkpoint 로 런을 찾는다."""
+    path = run_checkpoint(target, root)
     state = load_checkpoint(path)
     cfg = Config(**{k: v for k, v in state["config"].items() if k in {f.name for f in dataclasses.fields(Config)}})
     bpe = data.BPE.load(os.path.join(os.path.dirname(path), "bpe.txt"))
@@ -1061,7 +1068,9 @@ def run_score(args):
 
 def run_average(args):
     """--average-checkpoints N: 런 디렉터리의 마지막 N 개를 평균해 checkpoint_averaged.pt 로 저장."""
-    run_dir = load_run(args.checkpoint).run_dir        # 없거나 손상된 체크포인트면 여기서 한 줄 오류
+    path = run_checkpoint(args.checkpoint)
+    load_checkpoint(path)                              # 없거나 손상된 체크포인트면 여기서 한 줄 오류
+    run_dir = os.path.dirname(path)
     out = average_run(run_dir, args.average_checkpoints)
     if out is None:
         count = len(step_checkpoints(run_dir)[-args.average_checkpoints:])
