@@ -1626,6 +1626,181 @@ train.main(sys.argv[1:])
         assert not value.is_floating_point() or torch.isfinite(value).all(), key
 
 
+# ---- 이어 가기와 다시 쓰기를 믿을 수 있는가 (이슈 20): 런은 자기 설정·자기 캐시로만 이어 간다 ----
+def _train_deen_cut(root, run_dir, *extra):
+    """작은 코퍼스(120 쌍)로 de→en tiny 런을 3 스텝에서 멈춘다. 반환: 그 런의 checkpoint_last.pt 상태."""
+    args = ["--preset", "tiny", "--data-dir", root, "--src", "de", "--tgt", "en", "--vocab-size", "150",
+            "--max-steps", "6", "--warmup", "2", "--log-every", "3", "--eval-every", "6", "--save-every", "3",
+            "--eval-bleu-sentences", "4", "--stop-after", "3", "--run-dir", run_dir, "--threads", "1", *extra]
+    assert train.main(args) is None                       # stop_after: 평가 없이 멈춤
+    return train.load_checkpoint(os.path.join(run_dir, "checkpoint_last.pt"))
+
+
+def test_train_resume_restores_the_runs_own_config_and_refuses_changes(tmp_path, capsys):
+    # 결함 1: `python train.py --resume RUN` (학습이 Ctrl-C 뒤에 알려 주는 바로 그 명령) 이 demo 프리셋으로 돌아가
+    # 거절됐고, --src/--tgt 를 빠뜨린 재개는 de→en 가중치로 en→de 를 학습했다.
+    root, run = str(tmp_path / "c"), str(tmp_path / "run")
+    _data_small_corpus(root)
+    _train_deen_cut(root, run)
+    capsys.readouterr()
+    for argv, field, values in ((["--src", "en", "--tgt", "de"], "src", ("'de'", "'en'")),
+                                (["--d-model", "128"], "d_model", ("64", "128")),
+                                (["--preset", "demo"], "preset", ("'tiny'", "'demo'")),
+                                (["--vocab-size", "300"], "vocab_size", ("150", "300"))):
+        with pytest.raises(SystemExit) as info:
+            train.main(["--resume", run, *argv])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert info.value.code == 2 and len(err) == 1 and field in err[0] and run in err[0], (argv, err)
+        assert all(v in err[0] for v in values), (argv, err)
+    assert train.load_checkpoint(os.path.join(run, "checkpoint_last.pt"))["step"] == 3    # 거절은 아무것도 안 바꾼다
+    report = train.main(["--resume", run, "--max-steps", "7", "--threads", "1"])   # 바뀌어도 되는 필드만
+    state = train.load_checkpoint(os.path.join(run, "checkpoint_last.pt"))
+    assert report is not None and state["step"] == 7
+    assert (state["config"]["src"], state["config"]["tgt"], state["config"]["preset"]) == ("de", "en", "tiny")
+    assert "\n  DE  " in capsys.readouterr().out                                     # 여전히 독일어 → 영어
+
+
+def test_train_resume_latest_picks_the_run_that_matches_the_command_line(tmp_path, monkeypatch, capsys):
+    # 결함 1: `--preset tiny --resume` 은 방향을 보지 않고 가장 최근 tiny 런을 집었다.
+    monkeypatch.chdir(tmp_path)
+    root = str(tmp_path / "c")
+    _data_small_corpus(root)
+    _train_deen_cut(root, "outputs/training/tiny_a")
+    _train_deen_cut(root, "outputs/training/tiny_b", "--src", "en", "--tgt", "de")   # 더 최근, en→de
+    capsys.readouterr()
+    train.main(["--preset", "tiny", "--data-dir", root, "--src", "de", "--tgt", "en", "--resume", "--threads", "1"])
+    steps = {name: train.load_checkpoint(f"outputs/training/{name}/checkpoint_last.pt")["step"]
+             for name in ("tiny_a", "tiny_b")}
+    assert steps == {"tiny_a": 6, "tiny_b": 3}, steps
+    with pytest.raises(SystemExit) as info:                    # 맞는 런이 없으면 한 줄 오류
+        train.main(["--preset", "tiny", "--data-dir", root, "--src", "de", "--tgt", "en", "--d-model", "32",
+                    "--resume"])
+    assert info.value.code == 2 and "d_model=32" in capsys.readouterr().err
+
+
+def test_train_resume_keeps_the_cache_and_bpe_it_started_with(tmp_path, capsys):
+    # 결함 2: 같은 어휘 크기의 더 새 캐시(--max-train-pairs 50)가 있으면 재개가 그 캐시로 바꿔 타고 bpe.txt 를 덮어썼다.
+    root, run = str(tmp_path / "c"), str(tmp_path / "run")
+    _data_small_corpus(root)
+    _train_deen_cut(root, run)
+    bpe_before = (tmp_path / "run" / "bpe.txt").read_bytes()
+    assert data.main(["prepare", root, "--src", "de", "--tgt", "en", "--vocab", "150", "--max-train-pairs", "50",
+                      "--min-char-count", "1"]) == 0
+    capsys.readouterr()
+    train.main(["--resume", run, "--threads", "1"])
+    assert "학습 120 쌍" in capsys.readouterr().out                # 처음 캐시 (50 쌍짜리가 아니라)
+    assert (tmp_path / "run" / "bpe.txt").read_bytes() == bpe_before
+    cache = train.load_checkpoint(os.path.join(run, "checkpoint_last.pt"))["cache"]
+    shutil.rmtree(cache)                                         # 런이 쓰던 캐시가 사라지면: 바꿔 타지 않고 멈춘다
+    with pytest.raises(SystemExit) as info:
+        train.main(["--resume", run, "--max-steps", "9"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and cache in err and (tmp_path / "run" / "bpe.txt").read_bytes() == bpe_before
+
+
+def test_data_cache_is_not_reused_after_the_corpus_files_change(tmp_path, capsys):
+    # 결함 3: prepare 의 해시는 파일 크기·시각을 담지만 find_prepared 는 보지 않았다: test 파일을 바꿔도 옛 캐시를
+    # 집어 옛 번역을 새 참조와 견주었다.
+    root = str(tmp_path / "c")
+    pairs, _ = _data_small_corpus(root)
+    old = data.prepare_corpus(root, 150, min_char_count=1, log=lambda *a: None)
+    assert data.find_prepared(root, 150, "en", "de") == old
+    new_rows = [(e.replace("sees", "meets"), d.replace("sieht", "trifft")) for e, d in pairs[5:9]]   # 줄 수는 같다
+    for lang, k in (("en", 0), ("de", 1)):
+        _data_write(f"{root}/test.{lang}", "".join(row[k] + "\n" for row in new_rows))
+    assert data.find_prepared(root, 150, "en", "de") is None
+    capsys.readouterr()
+    cfg = train.preset_config("tiny").replace(corpus="parallel", data_dir=root, vocab_size=150)
+    corpus = train.load_prepared_corpus(cfg, log=print)
+    assert "바뀌" in capsys.readouterr().out                          # 다시 준비한다고 한 줄로 말한다
+    assert [corpus.bpe.decode(t) for _, t in corpus.test] == [d for _, d in new_rows]
+
+
+def test_train_fp16_loss_scale_underflow_stops_instead_of_faking_updates(tmp_path):
+    # 결함 4: 넘침이 계속되어 스케일이 0.0 이 되면 "스케일이 줄었다" 는 검사가 꺼져 가중치가 그대로인 스텝이
+    # 업데이트로 세어졌다 (train() 이 True). fairseq 처럼 min_loss_scale 에서 멈추고, 건너뜀을 기록에 보인다.
+    trainer = _train_trainer(tmp_path, max_steps=50, warmup=10, log_every=1, eval_every=1000, save_every=1000)
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** -10)
+    trainer.model.encoder.layers[0].ffn.w_1.weight.register_hook(lambda grad: grad * float("inf"))
+    with pytest.raises(train.TrainingDiverged, match="손실 스케일"):
+        trainer.train()
+    assert trainer.step == 0 and not trainer.optimizer.state and trainer.overflow_total == 4   # 2^-14 < 1e-4
+    status = (tmp_path / "run" / "status.md").read_text(encoding="utf-8")
+    assert "넘침 건너뜀 4" in status and os.path.exists(tmp_path / "run" / "checkpoint_last.pt")
+
+
+def test_train_overflow_skips_appear_in_the_progress_line_and_metrics(tmp_path):
+    lines = []
+    trainer = _train_trainer(tmp_path, max_steps=4, warmup=2, log_every=2, eval_every=1000, save_every=1000)
+    trainer.log = lines.append
+    trainer.scaler, calls = torch.amp.GradScaler("cpu", init_scale=2.0 ** 16), {"n": 0}
+
+    def overflow_once(grad):
+        calls["n"] += 1
+        return grad * float("inf") if calls["n"] == 2 else grad
+
+    trainer.model.encoder.layers[0].ffn.w_1.weight.register_hook(overflow_once)
+    assert trainer.train()
+    progress = [line for line in lines if line.startswith("스텝")]
+    assert "넘침 건너뜀 1" in progress[0], progress
+    with open(tmp_path / "run" / "metrics.csv", encoding="utf-8") as f:
+        assert [r["overflow_skips"] for r in csv.DictReader(f)] == ["1", "1"]
+
+
+def test_train_only_rank_0_prepares_a_missing_cache_under_torchrun(tmp_path):
+    # 결함 5: torchrun 아래 모든 랭크가 동시에 prepare_corpus 를 돌렸다 (N 배 시간·메모리, rmtree/replace 경쟁).
+    root, driver = str(tmp_path / "c"), tmp_path / "driver.py"
+    _data_small_corpus(root)
+    driver.write_text(f"""
+import os, sys
+sys.path.insert(0, {_TRAIN_ROOT!r})
+import data, train
+real = data.prepare_corpus
+def counted(*args, **kwargs):
+    with open(os.path.join({str(tmp_path)!r}, "calls"), "a") as f:
+        f.write(os.environ["RANK"] + "\\n")
+    return real(*args, **kwargs)
+data.prepare_corpus = counted
+cfg = train.preset_config("tiny").replace(corpus="parallel", data_dir={root!r}, vocab_size=150)
+rank, world = train.init_distributed()
+corpus = train.load_corpus(cfg, log=lambda *a: None, rank=rank, world_size=world)
+print("pairs", len(corpus.train))
+""")
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
+                           str(driver)], capture_output=True, text=True, cwd=tmp_path, timeout=180,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "calls").read_text().split() == ["0"] and proc.stdout.count("pairs 120") == 2
+
+
+def test_train_every_split_must_fit_a_batch_before_the_first_step(tmp_path, capsys):
+    # 결함 6: check_batch_fits 는 학습 쌍만 봤다: 긴 검증 줄 하나가 첫 평가(스텝 40)에서 런을 멈췄다.
+    root, run = str(tmp_path / "c"), str(tmp_path / "run")
+    _data_small_corpus(root)
+    _data_write(f"{root}/valid.en", "".join("the dog sees a cat .\n" for _ in range(4)) + "the dog " * 60 + "\n")
+    with pytest.raises(SystemExit) as info:
+        train.main(["--preset", "tiny", "--data-dir", root, "--vocab-size", "150", "--max-tokens", "64",
+                    "--run-dir", run, "--threads", "1"])
+    err = capsys.readouterr().err
+    assert info.value.code == 2 and "검증" in err and "--max-tokens" in err
+    assert not os.path.exists(os.path.join(run, "metrics.csv")) and not os.path.exists(os.path.join(run, "checkpoint_last.pt"))
+
+
+def test_train_library_trainer_leaves_malloc_alone_and_the_command_line_says_when_it_tunes_it(tmp_path, monkeypatch,
+                                                                                                capsys):
+    # 결함 7: CPU Trainer 를 만들기만 해도 (노트북, plots.py, doctest) 프로세스 전체의 malloc 설정이 바뀌었다.
+    calls = []
+    monkeypatch.setattr(train, "keep_freed_memory", lambda: calls.append(1) or True)
+    _train_trainer(tmp_path)
+    assert calls == []
+    args = ["--preset", "tiny", "--max-steps", "2", "--warmup", "1", "--eval-every", "2", "--save-every", "2",
+            "--threads", "1"]
+    train.main([*args, "--run-dir", str(tmp_path / "a")])
+    assert calls == [1] and "malloc" in capsys.readouterr().out
+    train.main([*args, "--run-dir", str(tmp_path / "b"), "--no-malloc-tuning"])
+    assert calls == [1] and "--no-malloc-tuning" in train.build_parser().format_help()
+
+
 # ══════ section: bleu ══════
 # 기준: sacreBLEU 2.6.0. tests/bleu_cases.json 의 숫자와 토큰은 sacreBLEU 2.6.0 (scratch venv,
 # /work/main/.scratch/venv-sacrebleu) 으로 한 번 계산해 적은 값이다: sacrebleu.corpus_bleu(hypotheses,
