@@ -3,7 +3,7 @@
 "Sentences were encoded using byte-pair encoding [3], which has a shared source-target
 vocabulary of about 37000 tokens." (§5.1)
 
-본문 읽는 순서 (543번째 줄까지, "부록" 배너 줄 위; 아래로 건너뛸 일 없음):
+본문 읽는 순서 (556번째 줄까지, "부록" 배너 줄 위; 아래로 건너뛸 일 없음):
 1. 특수 토큰과 정규화 → 2. BPE (순진한 학습 → BPE 클래스: 인코딩·디코딩·저장·읽기 → train_bpe) →
 3. 배치 (토큰 예산, collate) → 4. MLM 마스킹.
 부록 (처음 읽을 때는 건너뛴다; 도구): A. 빠른 BPE 학습 (증분, 힙) · B. BPE 파일 검사 · C. 평행 코퍼스 읽기
@@ -77,9 +77,14 @@ def normalize(text):
 # with a new symbol 'AB'." (논문의 [3], Sennrich et al. 2016, §3.2) — 아래 learn_merges_naive 가 이 문장 그대로다.
 # - 정규화한 문장을 공백으로 나눈 "단어"가 단위다 (병합은 단어 경계를 넘지 않는다). 단어의 마지막 글자는 끝형이다
 #   ("dog" → d o g</w>): 디코딩은 토큰을 이어 붙이고 </w> 자리에 공백을 넣을 뿐.
-# - 기본 어휘 = 특수 7 + 단독 </w> 1 + 니블 16 + 학습 글자(보통형, 끝형). 나머지는 병합 결과.
-# - 무손실 폴백: 못 본 글자(이모지, 한글 …)는 UTF-8 바이트마다 니블 토큰 <x0>..<xF> 두 개 (256 바이트 토큰 대신
-#   16개라 작은 어휘에도 병합 자리가 남는다). 단어 끝이면 단독 </w> 를 붙인다.
+# - 어휘의 id 배치 (앞에서부터; 아래 상수들이 경계다):
+#     0..6   특수 토큰 [PAD] … [MASK]
+#     7      단독 </w>: 니블로 쓴 글자가 단어 끝일 때 뒤에 붙는 단어 끝 표시        (EOW_ID)
+#     8..23  니블 <x0>..<xF>: 4비트 값 0..15 (니블 = 바이트의 반쪽 = 16진수 한 자리) (NIBBLE_ID + 값)
+#     24..   학습 글자 (글자마다 보통형 a, 끝형 a</w>), 그 뒤에 병합 결과가 배운 순서대로 (FIRST_CHAR_ID 부터)
+# - 무손실 폴백: 학습 글자에 없는 글자(이모지, 한글 …)는 UTF-8 바이트로 쪼개고, 바이트 하나를 16진수 두 자리 =
+#   니블 두 개로 쓴다: "한" = ED 95 9C → <xE><xD><x9><x5><x9><xC> = id 22 21 17 13 17 20. 256개 바이트 토큰
+#   대신 16개라 작은 어휘에도 병합 자리가 남는다. 니블은 병합하지 않는다 (글자 사이 병합만 배운다).
 # GPT-2 식 바이트 수준 BPE 가 아닌 까닭: [3] 이 단어 빈도 BPE 이고, 단어 빈도표 위에서 배우면 450만 쌍이라도
 # "단어 종류 수"만큼만 일한다. 어떤 문자열도 표현하는 장점은 니블 폴백으로 얻는다.
 # 논문과 다른 점: 논문은 (아마 Moses 로) 토큰화한 텍스트에 BPE 를 썼다. 우리는 정규화한 원문을 공백으로만
@@ -337,8 +342,10 @@ def count_words(lines, log=None, every=1_000_000):
 def bpe_start(word_counts, min_char_count=1):
     """병합 전 상태: (기본 어휘 ``[(글자, 끝형인가)]``, ``[(병합 가능한 구간의 기호 id, 빈도)]``).
 
-    학습 글자는 ``min_char_count`` 이상 나온 것, 코드 포인트 순. 병합은 학습 글자 사이에서만 일어나므로
-    단어를 니블·단독 </w> 에서 잘라 두 기호 이상인 구간만 센다.
+    학습 글자는 ``min_char_count`` 이상 나온 것, 코드 포인트 순. "구간"(segment)은 한 단어 안에서 학습 글자 id 가
+    끊기지 않고 이어진 토막이다. 병합은 학습 글자(와 그 병합 결과) 사이에서만 일어나고 니블·단독 </w> 는 병합하지
+    않으므로, 단어를 니블·단독 </w> 자리에서 잘라 두 기호 이상인 토막만 (같은 토막은 빈도를 합쳐) 센다:
+    "ab🙂cd" → a b [🙂 의 니블 8개] c d</w> → 구간 (a, b) 와 (c, d</w>). 한 기호짜리 토막에는 병합할 쌍이 없다.
 
     >>> bpe_start({"ab": 3, "b": 1})
     ([('a', False), ('b', False), ('b', True)], [((24, 26), 3)])
@@ -399,9 +406,11 @@ def train_bpe(lines, vocab_size, min_frequency=2, min_char_count=1, log=None):
 # "Sentence pairs were batched together by approximate sequence length. Each training batch
 # contained a set of sentence pairs containing approximately 25000 source tokens and 25000
 # target tokens." (§5.1)
-# 길이로 정렬해 비슷한 길이끼리 묶으면 패딩이 적다. 예산은 "패딩을 포함한" 크기로 센다:
-# 배치의 예제 수 × (가장 긴 원문, 가장 긴 번역 중 큰 것, [EOS]/[BOS] 포함) ≤ max_tokens.
-# 같은 길이 안의 순서와 배치 순서는 (seed, epoch) 로 섞는다: 에폭마다 다르고, 재개해도 같다.
+# 생각은 세 단계다. ① 예제마다 폭 = max(원문, 번역 길이) + 1 ([EOS]/[BOS]) 을 재고 폭으로 정렬한다. ② 정렬된 줄을
+# 앞에서부터 자른다: "예제 수 × 가장 긴 폭 ≤ max_tokens" (패딩을 포함한 크기) 가 깨지기 직전까지가 한 배치.
+# ③ 배치 순서를 섞는다. 비슷한 길이끼리 묶이므로 패딩이 적다.
+# 곁가지 (처음엔 넘겨도 된다): 섞기는 (seed, epoch) 로 정해져 에폭마다 다르고 재개해도 같다. 분산 학습이면 랭크마다
+# 배치를 나눠 가진다 (rank, world_size). 자를 자리는 이분 탐색으로 빨리 찾는다 (_greedy_batches).
 def token_batches(src_lengths, tgt_lengths, max_tokens, seed=0, epoch=0, shuffle=True, rank=0,
                   world_size=1, specials=1, by_length=True, max_sentences=None):
     """예제 번호 배치들의 목록. 에폭마다 모든 예제가 정확히 한 번, 랭크끼리는 서로소.
@@ -422,7 +431,7 @@ def token_batches(src_lengths, tgt_lengths, max_tokens, seed=0, epoch=0, shuffle
         raise ValueError(f"원문 길이 {src.shape} 와 번역 길이 {tgt.shape} 는 같은 길이의 1차원이어야 합니다.")
     if world_size < 1 or not 0 <= rank < world_size:
         raise ValueError(f"rank={rank}, world_size={world_size}: 0 <= rank < world_size 여야 합니다.")
-    width = np.maximum(src, tgt) + specials
+    width = np.maximum(src, tgt) + specials                               # ① 폭
     if len(width) and width.max() > max_tokens:
         i = int(width.argmax())
         raise ValueError(f"예제 {i} 의 폭 {int(width[i])} 토큰이 max_tokens={max_tokens} 보다 큽니다: "
@@ -430,16 +439,20 @@ def token_batches(src_lengths, tgt_lengths, max_tokens, seed=0, epoch=0, shuffle
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(len(width)) if shuffle else np.arange(len(width))
     if by_length:
-        order = order[np.argsort(width[order], kind="stable")]
-    batches = _greedy_batches(order, width, max_tokens, max_sentences, sorted_widths=by_length)
+        order = order[np.argsort(width[order], kind="stable")]             # ① 폭으로 정렬 (섞었으면 동점 순서는 무작위)
+    batches = _greedy_batches(order, width, max_tokens, max_sentences, sorted_widths=by_length)   # ② 자르기
     if shuffle:
-        batches = [batches[i] for i in rng.permutation(len(batches))]
-    _make_divisible(batches, world_size)
+        batches = [batches[i] for i in rng.permutation(len(batches))]     # ③ 배치 순서 섞기
+    _make_divisible(batches, world_size)                                  # 곁가지: 분산 학습
     return batches[rank::world_size]
 
 
 def _greedy_batches(order, width, max_tokens, max_sentences, sorted_widths):
-    """순서대로 예산이 허락하는 만큼 담는다. 폭이 정렬돼 있으면 배치 끝을 이분 탐색으로 찾는다."""
+    """순서대로 예산이 허락하는 만큼 담는다 (한 배치 = ``order`` 의 연속된 토막).
+
+    폭이 정렬돼 있으면 앞에서 k 개를 담은 크기 k × (k 번째 폭) 가 k 에 따라 커지기만 하므로, 예산을 지키는 가장 큰
+    k 를 이분 탐색으로 찾는다. 정렬이 없으면 (else) 하나씩 더해 보며 가장 긴 폭을 갱신한다: 같은 규칙, 느린 길.
+    """
     w = width[order]
     cap = max_sentences or len(order)
     batches, start, n = [], 0, len(order)
@@ -545,6 +558,7 @@ def mlm_mask(tokens, vocab_size, seed=0, mask_prob=0.15, mask_ratio=0.8, random_
 
 
 # ══════ A. 같은 병합을 빠르게: 증분 BPE 학습 (전체 WMT14 에 맞춰) ══════
+# 결과는 본문의 learn_merges_naive 와 똑같고 (테스트가 확인) 빠르기만 하다: 처음 읽을 때는 건너뛴다.
 # 쌍 빈도와 "쌍 → 그 쌍을 가진 단어" 색인을 한 번 만들고, 병합마다 그 쌍이 든 단어만 고치며 주변 쌍의 빈도만
 # 증감한다. 가장 잦은 쌍은 힙 (-빈도, 쌍) 에서 꺼낸다: 병합은 기존 쌍의 빈도를 줄이기만 하고 늘어나는 쌍은 모두 새
 # 기호를 포함하므로 힙의 값은 실제 빈도의 상한이다. 꺼낸 값이 실제와 같으면 그것이 최대, 다르면 실제 값으로 다시 넣는다.
@@ -625,7 +639,13 @@ def _apply_merge(pair, new, words, freqs, stats, where):
 
 # ══════ B. BPE 파일 검사: BPE.load 가 부르는 줄 단위 파서 ══════
 def _parse_bpe(lines, path):
-    """BPE 파일의 줄들을 검사하며 읽는다. 오류는 '파일 N번째 줄: 무엇이 잘못' 한 문장."""
+    """BPE 파일의 줄들을 검사하며 읽는다. 오류는 '파일 N번째 줄: 무엇이 잘못' 한 문장.
+
+    줄을 앞에서부터 한 번만 읽는다. ``pos`` 는 지금까지 읽은 줄 수 (= 다음에 읽을 줄의 0부터 번호) 이고, 안쪽 함수
+    셋이 이것을 함께 쓴다: ``take`` 는 다음 줄을 내주고 ``pos`` 를 하나 올린다 (``nonlocal pos`` 는 "바깥 함수의
+    ``pos`` 를 고친다" 는 뜻; 없으면 ``pos += 1`` 이 take 안에 새 지역 변수를 만든다). ``count`` 는 'alphabet 12'
+    같은 줄에서 개수를 읽는다. ``fail`` 은 줄 번호를 따로 받지 않으면 ``pos + 1`` 을 알린다.
+    """
     pos = 0
 
     def fail(msg, line_no=None):
@@ -1262,6 +1282,10 @@ _DEMO_LEXICON = dict(nouns={}, relational=[], adjectives=[], verbs=[], adverbs=[
 if os.path.isfile(_DEMO_LEXICON_PATH):                 # data.py 만 옮겨 왔으면 빈 표: BPE 등은 되고 데모만 멈춘다
     with open(_DEMO_LEXICON_PATH, encoding="utf-8") as _f:
         _DEMO_LEXICON = json.load(_f)
+# 표의 행은 튜플이고 자리로 읽는다 (demo_lexicon.json 의 "형식" 과 같은 순서):
+#   명사 r: (영어단수, 영어복수, 성, 독일어단수, 단수2격, 복수, 부류) — r[0] 영어 키, r[6] 부류 (person·animal·food·thing)
+#   형용사 a: (영어, 독일어어간, 어울리는 부류 글자 PAFT) · 부사: (영어, 독일어, 시제)
+#   동사 v: (영어키, 틀, 주어 부류, 목적어 부류, 전치사, 목적어 격, 영어 형태, 독일어 형태) — v[1] 틀, v[6] 영어 형태
 _DEMO_NOUNS = tuple((*entry.split(), kind) for kind, rows in _DEMO_LEXICON["nouns"].items() for entry in rows)
 _DEMO_RELATIONAL = tuple(_DEMO_LEXICON["relational"])
 _DEMO_ADJECTIVES = tuple(a.split() for a in _DEMO_LEXICON["adjectives"])
