@@ -3,7 +3,7 @@
 "Sentences were encoded using byte-pair encoding [3], which has a shared source-target
 vocabulary of about 37000 tokens." (§5.1)
 
-본문 읽는 순서 (556번째 줄까지, "부록" 배너 줄 위; 아래로 건너뛸 일 없음):
+본문 읽는 순서 (557번째 줄까지, "부록" 배너 줄 위; 아래로 건너뛸 일 없음):
 1. 특수 토큰과 정규화 → 2. BPE (순진한 학습 → BPE 클래스: 인코딩·디코딩·저장·읽기 → train_bpe) →
 3. 배치 (토큰 예산, collate) → 4. MLM 마스킹.
 부록 (처음 읽을 때는 건너뛴다; 도구): A. 빠른 BPE 학습 (증분, 힙) · B. BPE 파일 검사 · C. 평행 코퍼스 읽기
@@ -150,6 +150,7 @@ def learn_merges_naive(words, num_merges, first_id, min_frequency=2):
     return merges
 
 
+# ---- 배운 병합을 쓰는 BPE: 니블 폴백, 인코딩·디코딩, 저장·읽기 ----
 def _nibbles(ch):
     """글자 하나 → UTF-8 바이트 → 니블 토큰 id 목록 (바이트마다 상위, 하위 4비트).
 
