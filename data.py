@@ -1,11 +1,14 @@
-"""data.py — 원문 텍스트에서 토큰 텐서까지: 정규화, 손으로 쓴 BPE, 코퍼스, 배치, MLM 마스킹.
+"""data.py — 원문 텍스트에서 토큰 텐서까지: 정규화, 손으로 쓴 BPE, 배치, MLM 마스킹 (부록: 코퍼스·내려받기·캐시·데모).
 
 "Sentences were encoded using byte-pair encoding [3], which has a shared source-target
 vocabulary of about 37000 tokens." (§5.1)
 
-읽는 순서: 1. 특수 토큰과 정규화 → 2. BPE (순진한 학습 → 같은 병합을 빠르게: 증분 학습) →
-3. 평행 코퍼스 읽기 (train/valid/test.<언어>, WMT14 공식 배치) → 4. 내려받기 (이어받기, 확인 뒤에만 풀기) →
-5. 이진 캐시 (``prepare``) → 6. 데모 코퍼스 (작은 영어→독일어 문법) → 7. 배치와 collate → 8. MLM 마스킹.
+본문 읽는 순서 (557번째 줄까지, "부록" 배너 줄 위; 아래로 건너뛸 일 없음):
+1. 특수 토큰과 정규화 → 2. BPE (순진한 학습 → BPE 클래스: 인코딩·디코딩·저장·읽기 → train_bpe) →
+3. 배치 (토큰 예산, collate) → 4. MLM 마스킹.
+부록 (처음 읽을 때는 건너뛴다; 도구): A. 빠른 BPE 학습 (증분, 힙) · B. BPE 파일 검사 · C. 평행 코퍼스 읽기
+(train/valid/test.<언어>, WMT14 공식 배치) · D. 내려받기 (이어받기, 확인 뒤에만 풀기) · E. 이진 캐시 (``prepare``) ·
+F. 데모 코퍼스 (작은 영어→독일어 문법) · G. 명령줄.
 명령줄: ``python data.py download {wmt14,multi30k} [--dir DIR]``,
 ``python data.py prepare {wmt14,multi30k,DIR} [--src en --tgt de] [--vocab N]``.
 
@@ -40,6 +43,7 @@ import zlib
 import numpy as np
 import torch
 
+
 # ══════ 1. 특수 토큰과 정규화 ══════
 # 특수 토큰은 어휘의 맨 앞 0..6 번. BPE 병합은 이 id 를 만들지도 쪼개지도 않는다. [PAD] 패딩,
 # [UNK] (무손실 BPE 라 쓰지 않고 자리만 지킨다), [BOS]/[EOS] 문장 시작/끝, [CLS]/[SEP]/[MASK] 는 MLM 용.
@@ -73,9 +77,14 @@ def normalize(text):
 # with a new symbol 'AB'." (논문의 [3], Sennrich et al. 2016, §3.2) — 아래 learn_merges_naive 가 이 문장 그대로다.
 # - 정규화한 문장을 공백으로 나눈 "단어"가 단위다 (병합은 단어 경계를 넘지 않는다). 단어의 마지막 글자는 끝형이다
 #   ("dog" → d o g</w>): 디코딩은 토큰을 이어 붙이고 </w> 자리에 공백을 넣을 뿐.
-# - 기본 어휘 = 특수 7 + 단독 </w> 1 + 니블 16 + 학습 글자(보통형, 끝형). 나머지는 병합 결과.
-# - 무손실 폴백: 못 본 글자(이모지, 한글 …)는 UTF-8 바이트마다 니블 토큰 <x0>..<xF> 두 개 (256 바이트 토큰 대신
-#   16개라 작은 어휘에도 병합 자리가 남는다). 단어 끝이면 단독 </w> 를 붙인다.
+# - 어휘의 id 배치 (앞에서부터; 아래 상수들이 경계다):
+#     0..6   특수 토큰 [PAD] … [MASK]
+#     7      단독 </w>: 니블로 쓴 글자가 단어 끝일 때 뒤에 붙는 단어 끝 표시        (EOW_ID)
+#     8..23  니블 <x0>..<xF>: 4비트 값 0..15 (니블 = 바이트의 반쪽 = 16진수 한 자리) (NIBBLE_ID + 값)
+#     24..   학습 글자 (글자마다 보통형 a, 끝형 a</w>), 그 뒤에 병합 결과가 배운 순서대로 (FIRST_CHAR_ID 부터)
+# - 무손실 폴백: 학습 글자에 없는 글자(이모지, 한글 …)는 UTF-8 바이트로 쪼개고, 바이트 하나를 16진수 두 자리 =
+#   니블 두 개로 쓴다: "한" = ED 95 9C → <xE><xD><x9><x5><x9><xC> = id 22 21 17 13 17 20. 256개 바이트 토큰
+#   대신 16개라 작은 어휘에도 병합 자리가 남는다. 니블은 병합하지 않는다 (글자 사이 병합만 배운다).
 # GPT-2 식 바이트 수준 BPE 가 아닌 까닭: [3] 이 단어 빈도 BPE 이고, 단어 빈도표 위에서 배우면 450만 쌍이라도
 # "단어 종류 수"만큼만 일한다. 어떤 문자열도 표현하는 장점은 니블 폴백으로 얻는다.
 # 논문과 다른 점: 논문은 (아마 Moses 로) 토큰화한 텍스트에 BPE 를 썼다. 우리는 정규화한 원문을 공백으로만
@@ -121,7 +130,7 @@ def learn_merges_naive(words, num_merges, first_id, min_frequency=2):
     """순진한 BPE 학습: 병합마다 모든 쌍을 처음부터 다시 세어 가장 잦은 쌍을 새 id 로 바꾼다.
 
     ``words`` 는 (기호 id 목록, 빈도) 들. 동점이면 id 가 작은 쌍. 병합 M 번 × 전체 단어라 느리다;
-    ``_learn_merges`` 가 같은 병합을 빠르게 찾는다 (특수 토큰 이름 검사는 그쪽에만 있다).
+    부록 A 의 ``_learn_merges`` 가 같은 병합을 빠르게 찾는다 (특수 토큰 이름 검사는 그쪽에만 있다).
 
     >>> # l=1 o=2 w</w>=3 e=4 r</w>=5: "low" 5번, "lower" 2번 → lo(6), low</w>(7), er</w>(8), lower</w>(9)
     >>> learn_merges_naive([([1, 2, 3], 5), ([1, 2, 4, 5], 2)], num_merges=10, first_id=6)
@@ -141,99 +150,7 @@ def learn_merges_naive(words, num_merges, first_id, min_frequency=2):
     return merges
 
 
-def count_words(lines, log=None, every=1_000_000):
-    """문장들을 정규화해 공백으로 나누고 단어 빈도를 센다 (스트리밍: 문장을 쌓아 두지 않는다).
-
-    >>> sorted(count_words(["a b a", "  b\\tc "]).items())
-    [('a', 2), ('b', 2), ('c', 1)]
-    """
-    counts, t0 = collections.Counter(), time.time()
-    for n, line in enumerate(lines, 1):
-        counts.update(normalize(line).split())
-        if log is not None and n % every == 0:
-            log(f"  단어 세기: {n:,} 줄, 단어 종류 {len(counts):,} ({time.time() - t0:.0f}초)")
-    return counts
-
-
-# ---- 같은 병합을 빠르게: 증분 학습 (전체 WMT14 에 맞춰) ----
-# 쌍 빈도와 "쌍 → 그 쌍을 가진 단어" 색인을 한 번 만들고, 병합마다 그 쌍이 든 단어만 고치며 주변 쌍의 빈도만
-# 증감한다. 가장 잦은 쌍은 힙 (-빈도, 쌍) 에서 꺼낸다: 병합은 기존 쌍의 빈도를 줄이기만 하고 늘어나는 쌍은 모두 새
-# 기호를 포함하므로 힙의 값은 실제 빈도의 상한이다. 꺼낸 값이 실제와 같으면 그것이 최대, 다르면 실제 값으로 다시 넣는다.
-def _learn_merges(words, freqs, names, max_merges, min_frequency, log=None, every=1000):
-    """증분 BPE 학습: ``learn_merges_naive`` 와 같은 병합 목록 (테스트가 확인). ``words`` 를 제자리에서 고친다.
-
-    ``stats[쌍]``: 현재 빈도, ``where[쌍]``: 그 쌍을 (한때) 가졌던 단어 번호 (낡은 항목은 쓸 때 거른다),
-    ``names``: id → 토큰 문자열 (결과가 특수 토큰 이름 "[MASK]" 등이 되는 병합은 건너뛴다).
-    """
-    stats, where = collections.defaultdict(int), collections.defaultdict(list)
-    for wid, (word, freq) in enumerate(zip(words, freqs)):
-        for pair in zip(word, word[1:]):
-            stats[pair] += freq
-            where[pair].append(wid)
-    heap = [(-count, pair) for pair, count in stats.items()]
-    heapq.heapify(heap)
-    merges, t0 = [], time.time()
-    while len(merges) < max_merges and heap:
-        neg, pair = heapq.heappop(heap)
-        count = stats.get(pair, 0)
-        if count != -neg:                       # 낡은 항목: 실제 빈도로 다시 넣는다
-            if count > 0:
-                heapq.heappush(heap, (-count, pair))
-            continue
-        if count < min_frequency:
-            break
-        if names[pair[0]] + names[pair[1]] in SPECIAL_TOKENS:
-            del stats[pair]
-            continue
-        names.append(names[pair[0]] + names[pair[1]])
-        merges.append(pair)
-        for p in _apply_merge(pair, len(names) - 1, words, freqs, stats, where):   # 새 기호를 가진 쌍만 생긴다
-            heapq.heappush(heap, (-stats[p], p))
-        del stats[pair]
-        if log is not None and len(merges) % every == 0:
-            log(f"  병합 {len(merges):,}/{max_merges:,}: 빈도 {count:,} ({time.time() - t0:.1f}초)")
-    return merges
-
-
-def _apply_merge(pair, new, words, freqs, stats, where):
-    """``pair`` 가 든 단어만 ``new`` 로 병합하고 병합 자리 양옆 쌍의 빈도만 고친다. 새로 생긴 쌍들을 돌려준다.
-
-    "x a b y" → "x AB y": (x,a)·(b,y) 를 빼고 (x,AB)·(AB,y) 를 더한다. 연속 병합 "a b a b" → "AB AB" 에서는
-    (b,a) 를 한 번만 빼고 (AB,AB) 를 한 번만 더하도록 오른쪽 처리를 다음 병합 자리에 미룬다.
-    """
-    a, b = pair
-    touched = set()
-    for wid in dict.fromkeys(where.pop(pair)):          # 순서를 지키며 중복 제거
-        word, freq = words[wid], freqs[wid]
-        n, i, out, changed = len(word), 0, [], False
-        while True:
-            try:
-                j = word.index(a, i)
-            except ValueError:
-                break
-            if j + 1 < n and word[j + 1] == b:
-                out.extend(word[i:j])
-                neighbours = []
-                if j > 0:                                   # 왼쪽 이웃
-                    stats[(word[j - 1], a)] -= freq
-                    neighbours.append((out[-1], new))
-                if j + 2 < n and not (word[j + 2] == a and j + 3 < n and word[j + 3] == b):   # 오른쪽 (미룸)
-                    stats[(b, word[j + 2])] -= freq
-                    neighbours.append((new, word[j + 2]))
-                for p in neighbours:
-                    stats[p] += freq
-                    where[p].append(wid)
-                    touched.add(p)
-                out.append(new)
-                i, changed = j + 2, True
-            else:
-                out.extend(word[i:j + 1])
-                i = j + 1
-        if changed:
-            words[wid] = out + word[i:]
-    return touched
-
-
+# ---- 배운 병합을 쓰는 BPE: 니블 폴백, 인코딩·디코딩, 저장·읽기 ----
 def _nibbles(ch):
     """글자 하나 → UTF-8 바이트 → 니블 토큰 id 목록 (바이트마다 상위, 하위 4비트).
 
@@ -241,6 +158,12 @@ def _nibbles(ch):
     [22, 21, 17, 13, 17, 20]
     """
     return [NIBBLE_ID + nib for byte in ch.encode("utf-8") for nib in (byte >> 4, byte & 15)]
+
+
+def _nibble_bytes(nibbles):
+    """니블 목록 → 바이트. 홀수로 남은 니블은 잘못된 바이트가 되어 디코딩 때 U+FFFD 가 된다."""
+    data = bytes(16 * hi + lo for hi, lo in zip(nibbles[::2], nibbles[1::2]))
+    return data + (b"\xff" if len(nibbles) % 2 else b"")
 
 
 class BPE:
@@ -398,17 +321,332 @@ class BPE:
                 lines = f.read().split("\n")
         except UnicodeDecodeError as exc:
             raise ValueError(f"BPE 파일 '{path}' 가 UTF-8 이 아닙니다 (바이트 {exc.start}).") from exc
+        # 줄마다 검사하며 읽는 파서는 부록 B 의 _parse_bpe
         return _parse_bpe(lines[:-1] if lines[-1:] == [""] else lines, path)
 
 
-def _nibble_bytes(nibbles):
-    """니블 목록 → 바이트. 홀수로 남은 니블은 잘못된 바이트가 되어 디코딩 때 U+FFFD 가 된다."""
-    data = bytes(16 * hi + lo for hi, lo in zip(nibbles[::2], nibbles[1::2]))
-    return data + (b"\xff" if len(nibbles) % 2 else b"")
+# ---- BPE 학습: 단어 세기 → 시작 상태(기본 어휘, 구간) → 병합 학습 → BPE ----
+def count_words(lines, log=None, every=1_000_000):
+    """문장들을 정규화해 공백으로 나누고 단어 빈도를 센다 (스트리밍: 문장을 쌓아 두지 않는다).
+
+    >>> sorted(count_words(["a b a", "  b\\tc "]).items())
+    [('a', 2), ('b', 2), ('c', 1)]
+    """
+    counts, t0 = collections.Counter(), time.time()
+    for n, line in enumerate(lines, 1):
+        counts.update(normalize(line).split())
+        if log is not None and n % every == 0:
+            log(f"  단어 세기: {n:,} 줄, 단어 종류 {len(counts):,} ({time.time() - t0:.0f}초)")
+    return counts
 
 
+def bpe_start(word_counts, min_char_count=1):
+    """병합 전 상태: (기본 어휘 ``[(글자, 끝형인가)]``, ``[(병합 가능한 구간의 기호 id, 빈도)]``).
+
+    학습 글자는 ``min_char_count`` 이상 나온 것, 코드 포인트 순. "구간"(segment)은 한 단어 안에서 학습 글자 id 가
+    끊기지 않고 이어진 토막이다. 병합은 학습 글자(와 그 병합 결과) 사이에서만 일어나고 니블·단독 </w> 는 병합하지
+    않으므로, 단어를 니블·단독 </w> 자리에서 잘라 두 기호 이상인 토막만 (같은 토막은 빈도를 합쳐) 센다:
+    "ab🙂cd" → a b [🙂 의 니블 8개] c d</w> → 구간 (a, b) 와 (c, d</w>). 한 기호짜리 토막에는 병합할 쌍이 없다.
+
+    >>> bpe_start({"ab": 3, "b": 1})
+    ([('a', False), ('b', False), ('b', True)], [((24, 26), 3)])
+    """
+    chars, finals = collections.Counter(), collections.Counter()
+    for word, freq in word_counts.items():
+        for ch in word:
+            chars[ch] += freq
+        finals[word[-1]] += freq
+    alphabet = [(ch, final) for ch in sorted(c for c, n in chars.items() if n >= min_char_count)
+                for final in (False, True) if not final or finals[ch] >= min_char_count]
+    start, segments = BPE(alphabet, []), collections.Counter()
+    for word, freq in word_counts.items():
+        run = []
+        for i in start._word_symbols(word) + [EOW_ID]:
+            if i >= FIRST_CHAR_ID:
+                run.append(i)
+                continue
+            if len(run) > 1:
+                segments[tuple(run)] += freq
+            run = []
+    return alphabet, list(segments.items())
+
+
+def train_bpe_from_counts(word_counts, vocab_size, min_frequency=2, min_char_count=1, log=None):
+    """단어 빈도표(``{단어: 빈도}``)에서 BPE 를 배운다 (증분 학습). ``train_bpe`` 와 ``prepare`` 가 쓴다."""
+    if min_frequency < 1 or min_char_count < 1:
+        raise ValueError("min_frequency 와 min_char_count 는 1 이상이어야 합니다.")
+    alphabet, segments = bpe_start(word_counts, min_char_count)
+    base = FIRST_CHAR_ID + len(alphabet)
+    if vocab_size < base:
+        raise ValueError(f"vocab_size={vocab_size} 가 기본 어휘 {base} (특수 7 + </w> 1 + 니블 16 + 글자 "
+                         f"{len(alphabet)}) 보다 작습니다: vocab_size 를 {base} 이상으로 하거나 min_char_count 를 올리세요.")
+    if log is not None:
+        log(f"BPE 학습: 단어 종류 {len(word_counts):,}, 구간 {len(segments):,}, 글자 {len(alphabet):,}, "
+            f"목표 병합 {vocab_size - base:,}")
+    names = BPE(alphabet, []).tokens
+    # 빠른 병합 학습은 부록 A 의 _learn_merges (병합 목록은 learn_merges_naive 와 같다)
+    merges = _learn_merges([list(s) for s, _ in segments], [f for _, f in segments], names, vocab_size - base,
+                           min_frequency, log)
+    return BPE(alphabet, merges)
+
+
+def train_bpe(lines, vocab_size, min_frequency=2, min_char_count=1, log=None):
+    """문장들로 공동(영어+독일어) BPE 를 배운다: ``vocab_size`` 가 될 때까지 가장 잦은 쌍을 병합.
+
+    ``lines`` 는 한 번만 훑는다 (제너레이터 가능). 빈도가 ``min_frequency`` 미만인 쌍만 남으면 일찍
+    멈추므로 ``len(bpe) <= vocab_size``. ``min_char_count`` 보다 드문 글자는 니블로 쓴다 (잡음 글자 방지).
+
+    >>> bpe = train_bpe(["der Hund", "den Hund", "dem Hund"], vocab_size=45)
+    >>> len(bpe), bpe.token_strings(bpe.encode("den Hunden"))   # 'Hund' 는 끝형으로만 배웠다
+    (39, ['de', 'n</w>', 'Hu', 'n', 'de', 'n</w>'])
+    """
+    return train_bpe_from_counts(count_words(lines, log), vocab_size, min_frequency, min_char_count, log)
+
+
+# ══════ 3. 배치: 토큰 예산과 collate (패딩 비율은 그림이 재므로 plots.padding_ratio) ══════
+# "Sentence pairs were batched together by approximate sequence length. Each training batch
+# contained a set of sentence pairs containing approximately 25000 source tokens and 25000
+# target tokens." (§5.1)
+# 생각은 세 단계다. ① 예제마다 폭 = max(원문, 번역 길이) + 1 ([EOS]/[BOS]) 을 재고 폭으로 정렬한다. ② 정렬된 줄을
+# 앞에서부터 자른다: "예제 수 × 가장 긴 폭 ≤ max_tokens" (패딩을 포함한 크기) 가 깨지기 직전까지가 한 배치.
+# ③ 배치 순서를 섞는다. 비슷한 길이끼리 묶이므로 패딩이 적다.
+# 곁가지 (처음엔 넘겨도 된다): 섞기는 (seed, epoch) 로 정해져 에폭마다 다르고 재개해도 같다. 분산 학습이면 랭크마다
+# 배치를 나눠 가진다 (rank, world_size). 자를 자리는 이분 탐색으로 빨리 찾는다 (_greedy_batches).
+def token_batches(src_lengths, tgt_lengths, max_tokens, seed=0, epoch=0, shuffle=True, rank=0,
+                  world_size=1, specials=1, by_length=True, max_sentences=None):
+    """예제 번호 배치들의 목록. 에폭마다 모든 예제가 정확히 한 번, 랭크끼리는 서로소.
+
+    ``src_lengths``/``tgt_lengths`` 는 특수 토큰을 뺀 길이; ``specials`` (=1) 를 더해 collate 가 만드는
+    실제 폭(원문+[EOS], [BOS]+번역)으로 센다. ``by_length=False`` 면 길이 정렬 없이 (비교용).
+    분산 학습: 모든 랭크가 같은 배치 목록을 만든 뒤 ``batches[rank::world_size]`` 를 가진다. 배치 수가
+    world_size 의 배수가 되도록 예제가 가장 많은 배치를 반으로 나눈다 (예산은 그대로 지켜진다).
+
+    >>> token_batches([3, 1, 3, 2], [3, 1, 2, 2], max_tokens=8, shuffle=False)   # 폭 2,3,4,4
+    [[1, 3], [0, 2]]
+    >>> token_batches([3, 1, 3, 2], [3, 1, 2, 2], 8, shuffle=False, rank=1, world_size=2)
+    [[0, 2]]
+    """
+    src = np.asarray(src_lengths, dtype=np.int64)
+    tgt = np.asarray(tgt_lengths, dtype=np.int64)
+    if src.shape != tgt.shape or src.ndim != 1:
+        raise ValueError(f"원문 길이 {src.shape} 와 번역 길이 {tgt.shape} 는 같은 길이의 1차원이어야 합니다.")
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank={rank}, world_size={world_size}: 0 <= rank < world_size 여야 합니다.")
+    width = np.maximum(src, tgt) + specials                               # ① 폭
+    if len(width) and width.max() > max_tokens:
+        i = int(width.argmax())
+        raise ValueError(f"예제 {i} 의 폭 {int(width[i])} 토큰이 max_tokens={max_tokens} 보다 큽니다: "
+                         "max_tokens 를 늘리거나 긴 문장을 거르세요.")
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(width)) if shuffle else np.arange(len(width))
+    if by_length:
+        order = order[np.argsort(width[order], kind="stable")]             # ① 폭으로 정렬 (섞었으면 동점 순서는 무작위)
+    batches = _greedy_batches(order, width, max_tokens, max_sentences, sorted_widths=by_length)   # ② 자르기
+    if shuffle:
+        batches = [batches[i] for i in rng.permutation(len(batches))]     # ③ 배치 순서 섞기
+    _make_divisible(batches, world_size)                                  # 곁가지: 분산 학습
+    return batches[rank::world_size]
+
+
+def _greedy_batches(order, width, max_tokens, max_sentences, sorted_widths):
+    """순서대로 예산이 허락하는 만큼 담는다 (한 배치 = ``order`` 의 연속된 토막).
+
+    폭이 정렬돼 있으면 앞에서 k 개를 담은 크기 k × (k 번째 폭) 가 k 에 따라 커지기만 하므로, 예산을 지키는 가장 큰
+    k 를 이분 탐색으로 찾는다. 정렬이 없으면 (else) 하나씩 더해 보며 가장 긴 폭을 갱신한다: 같은 규칙, 느린 길.
+    """
+    w = width[order]
+    cap = max_sentences or len(order)
+    batches, start, n = [], 0, len(order)
+    while start < n:
+        if sorted_widths:                       # 폭 비내림차순: count × w[start+count-1] 가 단조 증가
+            lo, hi = 1, min(cap, n - start, max_tokens // int(w[start]))
+            while lo < hi:
+                mid = (lo + hi + 1) // 2
+                if mid * int(w[start + mid - 1]) <= max_tokens:
+                    lo = mid
+                else:
+                    hi = mid - 1
+            end = start + lo
+        else:
+            end, longest = start, 0
+            while end < n and end - start < cap and (end - start + 1) * max(longest, int(w[end])) <= max_tokens:
+                longest = max(longest, int(w[end]))
+                end += 1
+        batches.append(order[start:end].tolist())
+        start = end
+    return batches
+
+
+def _make_divisible(batches, world_size):
+    """배치 수를 world_size 의 배수로: 예제가 가장 많은 배치를 둘로 나눈다 (나눌 수 없으면 그대로)."""
+    while len(batches) % world_size:
+        k = max(range(len(batches)), key=lambda i: len(batches[i]))
+        if len(batches[k]) < 2:
+            return
+        half = len(batches[k]) // 2
+        batches[k:k + 1] = [batches[k][:half], batches[k][half:]]
+
+
+def collate(pairs, pad_id=PAD_ID, bos_id=BOS_ID, eos_id=EOS_ID):
+    """(원문 id, 번역 id) 쌍들 → (src, tgt_in, tgt_out) LongTensor, 모두 (B, T) 이고 오른쪽을 패딩.
+
+    src = x + [EOS]; 디코더 입력 tgt_in = [BOS] + y; 정답 tgt_out = y + [EOS] (한 칸 밀린 교사 강요).
+
+    >>> src, tgt_in, tgt_out = collate([([5, 6], [7]), ([8], [9, 10])])
+    >>> src.tolist(), tgt_in.tolist(), tgt_out.tolist()
+    ([[5, 6, 3], [8, 3, 0]], [[2, 7, 0], [2, 9, 10]], [[7, 3, 0], [9, 10, 3]])
+    """
+    if len(pairs) == 0:
+        raise ValueError("collate 에 빈 배치가 들어왔습니다.")
+    src_len = max(len(s) for s, _ in pairs) + 1
+    tgt_len = max(len(t) for _, t in pairs) + 1
+    src = np.full((len(pairs), src_len), pad_id, dtype=np.int64)         # (B, S)
+    tgt_in = np.full((len(pairs), tgt_len), pad_id, dtype=np.int64)      # (B, T)
+    tgt_out = np.full((len(pairs), tgt_len), pad_id, dtype=np.int64)     # (B, T)
+    for row, (s, t) in enumerate(pairs):                                 # numpy 로 채우고 한 번에 텐서로
+        src[row, :len(s) + 1] = [*s, eos_id]
+        tgt_in[row, :len(t) + 1] = [bos_id, *t]
+        tgt_out[row, :len(t) + 1] = [*t, eos_id]
+    return torch.from_numpy(src), torch.from_numpy(tgt_in), torch.from_numpy(tgt_out)
+
+
+# ══════ 4. BERT 식 MLM 마스킹 ══════
+# 논문과 다른 점: 이 논문(Vaswani et al.)에는 MLM 이 없다. BERT (Devlin et al. 2019, §3.1):
+# "The training data generator chooses 15% of the token positions at random for prediction. If the
+# i-th token is chosen, we replace the i-th token with (1) the [MASK] token 80% of the time (2) a
+# random token 10% of the time (3) the unchanged i-th token 10% of the time."
+# 여기서는 비율을 기대값이 아니라 정확한 개수로 고른다 (반올림): 특수 토큰이 아닌 위치의 15% 를
+# 무작위로 뽑고, 그중 80% 를 [MASK], 10% 를 (원래와 다른) 무작위 보통 토큰, 나머지는 그대로 둔다.
+def mlm_mask(tokens, vocab_size, seed=0, mask_prob=0.15, mask_ratio=0.8, random_ratio=0.1,
+             mask_id=MASK_ID, special_ids=None, ignore_index=-100):
+    """(inputs, labels): 고른 자리의 labels 는 원래 토큰, 나머지는 ``ignore_index`` (-100, 손실에서 무시).
+
+    특수 토큰(기본 0..6, [PAD] 포함)은 절대 고르지 않는다.
+
+    >>> tokens = torch.tensor([[2, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 3, 0]])
+    >>> inputs, labels = mlm_mask(tokens, vocab_size=30, seed=0, mask_prob=0.2)
+    >>> int((labels != -100).sum()), bool((labels[0, [0, 15, 16]] == -100).all())   # 14개의 20% ≈ 3
+    (3, True)
+    >>> bool((inputs[labels == -100] == tokens[labels == -100]).all())    # 고르지 않은 자리는 그대로
+    True
+    """
+    tokens = torch.as_tensor(tokens, dtype=torch.long)
+    special = torch.tensor(sorted(range(len(SPECIAL_TOKENS)) if special_ids is None else special_ids), dtype=torch.long)
+    if tokens.numel() and (tokens.min() < 0 or tokens.max() >= vocab_size):
+        raise ValueError(f"토큰 id 는 0..{vocab_size - 1} 이어야 합니다.")
+    normal = torch.tensor([i for i in range(vocab_size) if i not in set(special.tolist())], dtype=torch.long)
+    if len(normal) < 2:
+        raise ValueError("무작위 대체를 하려면 특수 토큰이 아닌 어휘가 2개 이상 있어야 합니다.")
+    gen = torch.Generator().manual_seed(seed)
+    flat = tokens.reshape(-1)                                              # (N,)
+    candidates = (~torch.isin(flat, special)).nonzero().squeeze(1)        # (M,)
+    k = int(round(mask_prob * len(candidates)))
+    chosen = candidates[torch.randperm(len(candidates), generator=gen)[:k]]  # (k,) 무작위 순서
+    n_mask, n_rand = int(round(mask_ratio * k)), int(round(random_ratio * k))
+    to_mask, to_rand = chosen[:n_mask], chosen[n_mask:n_mask + n_rand]
+    inputs = flat.clone()
+    inputs[to_mask] = mask_id
+    # 원래 토큰과 다른 무작위 보통 토큰: normal 에서 원래 것을 뺀 (len-1)개 중 하나를 고른다
+    draw = torch.randint(0, len(normal) - 1, (len(to_rand),), generator=gen)
+    own = torch.searchsorted(normal, flat[to_rand])
+    inputs[to_rand] = normal[draw + (draw >= own).long()]
+    labels = torch.full_like(flat, ignore_index)
+    labels[chosen] = flat[chosen]
+    return inputs.view_as(tokens), labels.view_as(tokens)
+
+
+# ══════ 부록: 도구 — 처음 읽을 때는 건너뛰어도 됩니다 (A. 빠른 BPE 학습, B. BPE 파일 검사, C. 코퍼스 읽기, D. 내려받기, E. 이진 캐시, F. 데모 문법, G. 명령줄) ══════
+
+
+# ══════ A. 같은 병합을 빠르게: 증분 BPE 학습 (전체 WMT14 에 맞춰) ══════
+# 결과는 본문의 learn_merges_naive 와 똑같고 (테스트가 확인) 빠르기만 하다: 처음 읽을 때는 건너뛴다.
+# 쌍 빈도와 "쌍 → 그 쌍을 가진 단어" 색인을 한 번 만들고, 병합마다 그 쌍이 든 단어만 고치며 주변 쌍의 빈도만
+# 증감한다. 가장 잦은 쌍은 힙 (-빈도, 쌍) 에서 꺼낸다: 병합은 기존 쌍의 빈도를 줄이기만 하고 늘어나는 쌍은 모두 새
+# 기호를 포함하므로 힙의 값은 실제 빈도의 상한이다. 꺼낸 값이 실제와 같으면 그것이 최대, 다르면 실제 값으로 다시 넣는다.
+def _learn_merges(words, freqs, names, max_merges, min_frequency, log=None, every=1000):
+    """증분 BPE 학습: ``learn_merges_naive`` 와 같은 병합 목록 (테스트가 확인). ``words`` 를 제자리에서 고친다.
+
+    ``stats[쌍]``: 현재 빈도, ``where[쌍]``: 그 쌍을 (한때) 가졌던 단어 번호 (낡은 항목은 쓸 때 거른다),
+    ``names``: id → 토큰 문자열 (결과가 특수 토큰 이름 "[MASK]" 등이 되는 병합은 건너뛴다).
+    """
+    stats, where = collections.defaultdict(int), collections.defaultdict(list)
+    for wid, (word, freq) in enumerate(zip(words, freqs)):
+        for pair in zip(word, word[1:]):
+            stats[pair] += freq
+            where[pair].append(wid)
+    heap = [(-count, pair) for pair, count in stats.items()]
+    heapq.heapify(heap)
+    merges, t0 = [], time.time()
+    while len(merges) < max_merges and heap:
+        neg, pair = heapq.heappop(heap)
+        count = stats.get(pair, 0)
+        if count != -neg:                       # 낡은 항목: 실제 빈도로 다시 넣는다
+            if count > 0:
+                heapq.heappush(heap, (-count, pair))
+            continue
+        if count < min_frequency:
+            break
+        if names[pair[0]] + names[pair[1]] in SPECIAL_TOKENS:
+            del stats[pair]
+            continue
+        names.append(names[pair[0]] + names[pair[1]])
+        merges.append(pair)
+        for p in _apply_merge(pair, len(names) - 1, words, freqs, stats, where):   # 새 기호를 가진 쌍만 생긴다
+            heapq.heappush(heap, (-stats[p], p))
+        del stats[pair]
+        if log is not None and len(merges) % every == 0:
+            log(f"  병합 {len(merges):,}/{max_merges:,}: 빈도 {count:,} ({time.time() - t0:.1f}초)")
+    return merges
+
+
+def _apply_merge(pair, new, words, freqs, stats, where):
+    """``pair`` 가 든 단어만 ``new`` 로 병합하고 병합 자리 양옆 쌍의 빈도만 고친다. 새로 생긴 쌍들을 돌려준다.
+
+    "x a b y" → "x AB y": (x,a)·(b,y) 를 빼고 (x,AB)·(AB,y) 를 더한다. 연속 병합 "a b a b" → "AB AB" 에서는
+    (b,a) 를 한 번만 빼고 (AB,AB) 를 한 번만 더하도록 오른쪽 처리를 다음 병합 자리에 미룬다.
+    """
+    a, b = pair
+    touched = set()
+    for wid in dict.fromkeys(where.pop(pair)):          # 순서를 지키며 중복 제거
+        word, freq = words[wid], freqs[wid]
+        n, i, out, changed = len(word), 0, [], False
+        while True:
+            try:
+                j = word.index(a, i)
+            except ValueError:
+                break
+            if j + 1 < n and word[j + 1] == b:
+                out.extend(word[i:j])
+                neighbours = []
+                if j > 0:                                   # 왼쪽 이웃
+                    stats[(word[j - 1], a)] -= freq
+                    neighbours.append((out[-1], new))
+                if j + 2 < n and not (word[j + 2] == a and j + 3 < n and word[j + 3] == b):   # 오른쪽 (미룸)
+                    stats[(b, word[j + 2])] -= freq
+                    neighbours.append((new, word[j + 2]))
+                for p in neighbours:
+                    stats[p] += freq
+                    where[p].append(wid)
+                    touched.add(p)
+                out.append(new)
+                i, changed = j + 2, True
+            else:
+                out.extend(word[i:j + 1])
+                i = j + 1
+        if changed:
+            words[wid] = out + word[i:]
+    return touched
+
+
+# ══════ B. BPE 파일 검사: BPE.load 가 부르는 줄 단위 파서 ══════
 def _parse_bpe(lines, path):
-    """BPE 파일의 줄들을 검사하며 읽는다. 오류는 '파일 N번째 줄: 무엇이 잘못' 한 문장."""
+    """BPE 파일의 줄들을 검사하며 읽는다. 오류는 '파일 N번째 줄: 무엇이 잘못' 한 문장.
+
+    줄을 앞에서부터 한 번만 읽는다. ``pos`` 는 지금까지 읽은 줄 수 (= 다음에 읽을 줄의 0부터 번호) 이고, 안쪽 함수
+    셋이 이것을 함께 쓴다: ``take`` 는 다음 줄을 내주고 ``pos`` 를 하나 올린다 (``nonlocal pos`` 는 "바깥 함수의
+    ``pos`` 를 고친다" 는 뜻; 없으면 ``pos += 1`` 이 take 안에 새 지역 변수를 만든다). ``count`` 는 'alphabet 12'
+    같은 줄에서 개수를 읽는다. ``fail`` 은 줄 번호를 따로 받지 않으면 ``pos + 1`` 을 알린다.
+    """
     pos = 0
 
     def fail(msg, line_no=None):
@@ -456,67 +694,7 @@ def _parse_bpe(lines, path):
     return bpe
 
 
-def train_bpe(lines, vocab_size, min_frequency=2, min_char_count=1, log=None):
-    """문장들로 공동(영어+독일어) BPE 를 배운다: ``vocab_size`` 가 될 때까지 가장 잦은 쌍을 병합.
-
-    ``lines`` 는 한 번만 훑는다 (제너레이터 가능). 빈도가 ``min_frequency`` 미만인 쌍만 남으면 일찍
-    멈추므로 ``len(bpe) <= vocab_size``. ``min_char_count`` 보다 드문 글자는 니블로 쓴다 (잡음 글자 방지).
-
-    >>> bpe = train_bpe(["der Hund", "den Hund", "dem Hund"], vocab_size=45)
-    >>> len(bpe), bpe.token_strings(bpe.encode("den Hunden"))   # 'Hund' 는 끝형으로만 배웠다
-    (39, ['de', 'n</w>', 'Hu', 'n', 'de', 'n</w>'])
-    """
-    return train_bpe_from_counts(count_words(lines, log), vocab_size, min_frequency, min_char_count, log)
-
-
-def bpe_start(word_counts, min_char_count=1):
-    """병합 전 상태: (기본 어휘 ``[(글자, 끝형인가)]``, ``[(병합 가능한 구간의 기호 id, 빈도)]``).
-
-    학습 글자는 ``min_char_count`` 이상 나온 것, 코드 포인트 순. 병합은 학습 글자 사이에서만 일어나므로
-    단어를 니블·단독 </w> 에서 잘라 두 기호 이상인 구간만 센다.
-
-    >>> bpe_start({"ab": 3, "b": 1})
-    ([('a', False), ('b', False), ('b', True)], [((24, 26), 3)])
-    """
-    chars, finals = collections.Counter(), collections.Counter()
-    for word, freq in word_counts.items():
-        for ch in word:
-            chars[ch] += freq
-        finals[word[-1]] += freq
-    alphabet = [(ch, final) for ch in sorted(c for c, n in chars.items() if n >= min_char_count)
-                for final in (False, True) if not final or finals[ch] >= min_char_count]
-    start, segments = BPE(alphabet, []), collections.Counter()
-    for word, freq in word_counts.items():
-        run = []
-        for i in start._word_symbols(word) + [EOW_ID]:
-            if i >= FIRST_CHAR_ID:
-                run.append(i)
-                continue
-            if len(run) > 1:
-                segments[tuple(run)] += freq
-            run = []
-    return alphabet, list(segments.items())
-
-
-def train_bpe_from_counts(word_counts, vocab_size, min_frequency=2, min_char_count=1, log=None):
-    """단어 빈도표(``{단어: 빈도}``)에서 BPE 를 배운다 (증분 학습). ``train_bpe`` 와 ``prepare`` 가 쓴다."""
-    if min_frequency < 1 or min_char_count < 1:
-        raise ValueError("min_frequency 와 min_char_count 는 1 이상이어야 합니다.")
-    alphabet, segments = bpe_start(word_counts, min_char_count)
-    base = FIRST_CHAR_ID + len(alphabet)
-    if vocab_size < base:
-        raise ValueError(f"vocab_size={vocab_size} 가 기본 어휘 {base} (특수 7 + </w> 1 + 니블 16 + 글자 "
-                         f"{len(alphabet)}) 보다 작습니다: vocab_size 를 {base} 이상으로 하거나 min_char_count 를 올리세요.")
-    if log is not None:
-        log(f"BPE 학습: 단어 종류 {len(word_counts):,}, 구간 {len(segments):,}, 글자 {len(alphabet):,}, "
-            f"목표 병합 {vocab_size - base:,}")
-    names = BPE(alphabet, []).tokens
-    merges = _learn_merges([list(s) for s, _ in segments], [f for _, f in segments], names, vocab_size - base,
-                           min_frequency, log)
-    return BPE(alphabet, merges)
-
-
-# ══════ 3. 평행 코퍼스 읽기: 아무 언어 쌍의 단순 배치, 그리고 WMT14 공식 배치 ══════
+# ══════ C. 평행 코퍼스 읽기: 아무 언어 쌍의 단순 배치, 그리고 WMT14 공식 배치 ══════
 # "We trained on the standard WMT 2014 English-German dataset consisting of about 4.5 million
 # sentence pairs." (§5.1)
 # 코퍼스 = 디렉터리 하나. 두 가지 배치를 읽는다 (단순 배치가 있으면 그것이 먼저):
@@ -689,7 +867,7 @@ def load_wmt14(data_dir, split, max_words=250, max_ratio=9.0, normalize_text=Tru
     return load_pairs(data_dir, split, "en", "de", max_words, max_ratio, normalize_text)
 
 
-# ══════ 4. 내려받기: WMT14 (statmt.org 공식 아카이브), Multi30k (공식 .gz 여섯 개) ══════
+# ══════ D. 내려받기: WMT14 (statmt.org 공식 아카이브), Multi30k (공식 .gz 여섯 개) ══════
 # 하나뿐인 ``download`` 가 둘 다 받는다: ``이름.part`` 에 받고 (끊기면 HTTP Range 로 이어받기, 재시도), 크기를 서버가
 # 알린 값과, SHA-256 이 주어지면 그것과 맞춘 뒤에야 최종 이름으로 바꾼다. 그다음 ``_extract`` 가 gzip 을 끝까지
 # 읽어 무결성(CRC)을 확인하며 필요한 파일만 임시 이름으로 풀고, 모두 성공해야 최종 이름으로 바꾼다: 반쯤 쓰인
@@ -903,7 +1081,7 @@ def download_multi30k(data_dir="data/multi30k", base_url=MULTI30K_URL, checksums
     return download_archives(data_dir, base_url, archives, retries, timeout, backoff, progress, log)
 
 
-# ══════ 5. 이진 캐시: prepare 가 만들고 train.py 가 메모리 매핑으로 읽는다 ══════
+# ══════ E. 이진 캐시: prepare 가 만들고 train.py 가 메모리 매핑으로 읽는다 ══════
 # ``data_dir/prepared/bpe<어휘>-<설정 해시>/`` 에 bpe.txt 와 분할마다 네 배열을 쓴다:
 # ``<분할>.src.ids.npy`` (모든 문장의 토큰 id 를 이어 붙인 1차원 배열), ``<분할>.src.offsets.npy``
 # (문장 i 는 ids[offsets[i]:offsets[i+1]]), tgt 도 같다. 마지막에 meta.json 을 쓰고 임시 디렉터리를
@@ -1090,7 +1268,7 @@ def load_prepared(cache_dir, split, max_len=None):
     return prepared
 
 
-# ══════ 6. 데모 코퍼스: 작은 영어→독일어 문법 ══════
+# ══════ F. 데모 코퍼스: 작은 영어→독일어 문법 ══════
 # "We trained on the standard WMT 2014 English-German dataset consisting of about 4.5 million
 # sentence pairs." (§5.1)
 # 논문과 다른 점: WMT14 가 없는 CPU 에서도 몇 분 만에 "정말 번역하는" 모델을 보이려고 작은 문법이 영어→독일어 쌍을
@@ -1105,6 +1283,10 @@ _DEMO_LEXICON = dict(nouns={}, relational=[], adjectives=[], verbs=[], adverbs=[
 if os.path.isfile(_DEMO_LEXICON_PATH):                 # data.py 만 옮겨 왔으면 빈 표: BPE 등은 되고 데모만 멈춘다
     with open(_DEMO_LEXICON_PATH, encoding="utf-8") as _f:
         _DEMO_LEXICON = json.load(_f)
+# 표의 행은 튜플이고 자리로 읽는다 (demo_lexicon.json 의 "형식" 과 같은 순서):
+#   명사 r: (영어단수, 영어복수, 성, 독일어단수, 단수2격, 복수, 부류) — r[0] 영어 키, r[6] 부류 (person·animal·food·thing)
+#   형용사 a: (영어, 독일어어간, 어울리는 부류 글자 PAFT) · 부사: (영어, 독일어, 시제)
+#   동사 v: (영어키, 틀, 주어 부류, 목적어 부류, 전치사, 목적어 격, 영어 형태, 독일어 형태) — v[1] 틀, v[6] 영어 형태
 _DEMO_NOUNS = tuple((*entry.split(), kind) for kind, rows in _DEMO_LEXICON["nouns"].items() for entry in rows)
 _DEMO_RELATIONAL = tuple(_DEMO_LEXICON["relational"])
 _DEMO_ADJECTIVES = tuple(a.split() for a in _DEMO_LEXICON["adjectives"])
@@ -1392,153 +1574,7 @@ def demo_kind(english):
     return "simple"
 
 
-# ══════ 7. 배치: 토큰 예산과 collate (패딩 비율은 그림이 재므로 plots.padding_ratio) ══════
-# "Sentence pairs were batched together by approximate sequence length. Each training batch
-# contained a set of sentence pairs containing approximately 25000 source tokens and 25000
-# target tokens." (§5.1)
-# 길이로 정렬해 비슷한 길이끼리 묶으면 패딩이 적다. 예산은 "패딩을 포함한" 크기로 센다:
-# 배치의 예제 수 × (가장 긴 원문, 가장 긴 번역 중 큰 것, [EOS]/[BOS] 포함) ≤ max_tokens.
-# 같은 길이 안의 순서와 배치 순서는 (seed, epoch) 로 섞는다: 에폭마다 다르고, 재개해도 같다.
-def token_batches(src_lengths, tgt_lengths, max_tokens, seed=0, epoch=0, shuffle=True, rank=0,
-                  world_size=1, specials=1, by_length=True, max_sentences=None):
-    """예제 번호 배치들의 목록. 에폭마다 모든 예제가 정확히 한 번, 랭크끼리는 서로소.
-
-    ``src_lengths``/``tgt_lengths`` 는 특수 토큰을 뺀 길이; ``specials`` (=1) 를 더해 collate 가 만드는
-    실제 폭(원문+[EOS], [BOS]+번역)으로 센다. ``by_length=False`` 면 길이 정렬 없이 (비교용).
-    분산 학습: 모든 랭크가 같은 배치 목록을 만든 뒤 ``batches[rank::world_size]`` 를 가진다. 배치 수가
-    world_size 의 배수가 되도록 예제가 가장 많은 배치를 반으로 나눈다 (예산은 그대로 지켜진다).
-
-    >>> token_batches([3, 1, 3, 2], [3, 1, 2, 2], max_tokens=8, shuffle=False)   # 폭 2,3,4,4
-    [[1, 3], [0, 2]]
-    >>> token_batches([3, 1, 3, 2], [3, 1, 2, 2], 8, shuffle=False, rank=1, world_size=2)
-    [[0, 2]]
-    """
-    src = np.asarray(src_lengths, dtype=np.int64)
-    tgt = np.asarray(tgt_lengths, dtype=np.int64)
-    if src.shape != tgt.shape or src.ndim != 1:
-        raise ValueError(f"원문 길이 {src.shape} 와 번역 길이 {tgt.shape} 는 같은 길이의 1차원이어야 합니다.")
-    if world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(f"rank={rank}, world_size={world_size}: 0 <= rank < world_size 여야 합니다.")
-    width = np.maximum(src, tgt) + specials
-    if len(width) and width.max() > max_tokens:
-        i = int(width.argmax())
-        raise ValueError(f"예제 {i} 의 폭 {int(width[i])} 토큰이 max_tokens={max_tokens} 보다 큽니다: "
-                         "max_tokens 를 늘리거나 긴 문장을 거르세요.")
-    rng = np.random.default_rng([seed, epoch])
-    order = rng.permutation(len(width)) if shuffle else np.arange(len(width))
-    if by_length:
-        order = order[np.argsort(width[order], kind="stable")]
-    batches = _greedy_batches(order, width, max_tokens, max_sentences, sorted_widths=by_length)
-    if shuffle:
-        batches = [batches[i] for i in rng.permutation(len(batches))]
-    _make_divisible(batches, world_size)
-    return batches[rank::world_size]
-
-
-def _greedy_batches(order, width, max_tokens, max_sentences, sorted_widths):
-    """순서대로 예산이 허락하는 만큼 담는다. 폭이 정렬돼 있으면 배치 끝을 이분 탐색으로 찾는다."""
-    w = width[order]
-    cap = max_sentences or len(order)
-    batches, start, n = [], 0, len(order)
-    while start < n:
-        if sorted_widths:                       # 폭 비내림차순: count × w[start+count-1] 가 단조 증가
-            lo, hi = 1, min(cap, n - start, max_tokens // int(w[start]))
-            while lo < hi:
-                mid = (lo + hi + 1) // 2
-                if mid * int(w[start + mid - 1]) <= max_tokens:
-                    lo = mid
-                else:
-                    hi = mid - 1
-            end = start + lo
-        else:
-            end, longest = start, 0
-            while end < n and end - start < cap and (end - start + 1) * max(longest, int(w[end])) <= max_tokens:
-                longest = max(longest, int(w[end]))
-                end += 1
-        batches.append(order[start:end].tolist())
-        start = end
-    return batches
-
-
-def _make_divisible(batches, world_size):
-    """배치 수를 world_size 의 배수로: 예제가 가장 많은 배치를 둘로 나눈다 (나눌 수 없으면 그대로)."""
-    while len(batches) % world_size:
-        k = max(range(len(batches)), key=lambda i: len(batches[i]))
-        if len(batches[k]) < 2:
-            return
-        half = len(batches[k]) // 2
-        batches[k:k + 1] = [batches[k][:half], batches[k][half:]]
-
-
-def collate(pairs, pad_id=PAD_ID, bos_id=BOS_ID, eos_id=EOS_ID):
-    """(원문 id, 번역 id) 쌍들 → (src, tgt_in, tgt_out) LongTensor, 모두 (B, T) 이고 오른쪽을 패딩.
-
-    src = x + [EOS]; 디코더 입력 tgt_in = [BOS] + y; 정답 tgt_out = y + [EOS] (한 칸 밀린 교사 강요).
-
-    >>> src, tgt_in, tgt_out = collate([([5, 6], [7]), ([8], [9, 10])])
-    >>> src.tolist(), tgt_in.tolist(), tgt_out.tolist()
-    ([[5, 6, 3], [8, 3, 0]], [[2, 7, 0], [2, 9, 10]], [[7, 3, 0], [9, 10, 3]])
-    """
-    if len(pairs) == 0:
-        raise ValueError("collate 에 빈 배치가 들어왔습니다.")
-    src_len = max(len(s) for s, _ in pairs) + 1
-    tgt_len = max(len(t) for _, t in pairs) + 1
-    src = np.full((len(pairs), src_len), pad_id, dtype=np.int64)         # (B, S)
-    tgt_in = np.full((len(pairs), tgt_len), pad_id, dtype=np.int64)      # (B, T)
-    tgt_out = np.full((len(pairs), tgt_len), pad_id, dtype=np.int64)     # (B, T)
-    for row, (s, t) in enumerate(pairs):                                 # numpy 로 채우고 한 번에 텐서로
-        src[row, :len(s) + 1] = [*s, eos_id]
-        tgt_in[row, :len(t) + 1] = [bos_id, *t]
-        tgt_out[row, :len(t) + 1] = [*t, eos_id]
-    return torch.from_numpy(src), torch.from_numpy(tgt_in), torch.from_numpy(tgt_out)
-
-
-# ══════ 8. BERT 식 MLM 마스킹 ══════
-# 논문과 다른 점: 이 논문(Vaswani et al.)에는 MLM 이 없다. BERT (Devlin et al. 2019, §3.1):
-# "The training data generator chooses 15% of the token positions at random for prediction. If the
-# i-th token is chosen, we replace the i-th token with (1) the [MASK] token 80% of the time (2) a
-# random token 10% of the time (3) the unchanged i-th token 10% of the time."
-# 여기서는 비율을 기대값이 아니라 정확한 개수로 고른다 (반올림): 특수 토큰이 아닌 위치의 15% 를
-# 무작위로 뽑고, 그중 80% 를 [MASK], 10% 를 (원래와 다른) 무작위 보통 토큰, 나머지는 그대로 둔다.
-def mlm_mask(tokens, vocab_size, seed=0, mask_prob=0.15, mask_ratio=0.8, random_ratio=0.1,
-             mask_id=MASK_ID, special_ids=None, ignore_index=-100):
-    """(inputs, labels): 고른 자리의 labels 는 원래 토큰, 나머지는 ``ignore_index`` (-100, 손실에서 무시).
-
-    특수 토큰(기본 0..6, [PAD] 포함)은 절대 고르지 않는다.
-
-    >>> tokens = torch.tensor([[2, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 3, 0]])
-    >>> inputs, labels = mlm_mask(tokens, vocab_size=30, seed=0, mask_prob=0.2)
-    >>> int((labels != -100).sum()), bool((labels[0, [0, 15, 16]] == -100).all())   # 14개의 20% ≈ 3
-    (3, True)
-    >>> bool((inputs[labels == -100] == tokens[labels == -100]).all())    # 고르지 않은 자리는 그대로
-    True
-    """
-    tokens = torch.as_tensor(tokens, dtype=torch.long)
-    special = torch.tensor(sorted(range(len(SPECIAL_TOKENS)) if special_ids is None else special_ids), dtype=torch.long)
-    if tokens.numel() and (tokens.min() < 0 or tokens.max() >= vocab_size):
-        raise ValueError(f"토큰 id 는 0..{vocab_size - 1} 이어야 합니다.")
-    normal = torch.tensor([i for i in range(vocab_size) if i not in set(special.tolist())], dtype=torch.long)
-    if len(normal) < 2:
-        raise ValueError("무작위 대체를 하려면 특수 토큰이 아닌 어휘가 2개 이상 있어야 합니다.")
-    gen = torch.Generator().manual_seed(seed)
-    flat = tokens.reshape(-1)                                              # (N,)
-    candidates = (~torch.isin(flat, special)).nonzero().squeeze(1)        # (M,)
-    k = int(round(mask_prob * len(candidates)))
-    chosen = candidates[torch.randperm(len(candidates), generator=gen)[:k]]  # (k,) 무작위 순서
-    n_mask, n_rand = int(round(mask_ratio * k)), int(round(random_ratio * k))
-    to_mask, to_rand = chosen[:n_mask], chosen[n_mask:n_mask + n_rand]
-    inputs = flat.clone()
-    inputs[to_mask] = mask_id
-    # 원래 토큰과 다른 무작위 보통 토큰: normal 에서 원래 것을 뺀 (len-1)개 중 하나를 고른다
-    draw = torch.randint(0, len(normal) - 1, (len(to_rand),), generator=gen)
-    own = torch.searchsorted(normal, flat[to_rand])
-    inputs[to_rand] = normal[draw + (draw >= own).long()]
-    labels = torch.full_like(flat, ignore_index)
-    labels[chosen] = flat[chosen]
-    return inputs.view_as(tokens), labels.view_as(tokens)
-
-
-# ══════ 9. 명령줄 ══════
+# ══════ G. 명령줄 ══════
 def main(argv=None):
     """``python data.py download {wmt14,multi30k}`` / ``python data.py prepare {wmt14,multi30k,DIR}``.
     오류는 한 줄, 종료 코드 2."""
