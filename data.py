@@ -3,7 +3,7 @@
 "Sentences were encoded using byte-pair encoding [3], which has a shared source-target
 vocabulary of about 37000 tokens." (§5.1)
 
-본문 읽는 순서 (557번째 줄까지, "부록" 배너 줄 위; 아래로 건너뛸 일 없음):
+본문 읽는 순서 (``# ══════ 부록`` 배너 줄 위까지; 아래로 건너뛸 일 없음):
 1. 특수 토큰과 정규화 → 2. BPE (순진한 학습 → BPE 클래스: 인코딩·디코딩·저장·읽기 → train_bpe) →
 3. 배치 (토큰 예산, collate) → 4. MLM 마스킹.
 부록 (처음 읽을 때는 건너뛴다; 도구): A. 빠른 BPE 학습 (증분, 힙) · B. BPE 파일 검사 · C. 평행 코퍼스 읽기
