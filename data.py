@@ -1086,8 +1086,15 @@ def download_multi30k(data_dir="data/multi30k", base_url=MULTI30K_URL, checksums
 # ``<분할>.src.ids.npy`` (모든 문장의 토큰 id 를 이어 붙인 1차원 배열), ``<분할>.src.offsets.npy``
 # (문장 i 는 ids[offsets[i]:offsets[i+1]]), tgt 도 같다. 마지막에 meta.json 을 쓰고 임시 디렉터리를
 # 통째로 최종 이름으로 바꾼다: 중간에 끊긴 prepare 는 쓰일 수 있는 캐시를 남기지 않는다.
-# 같은 설정(입력 파일 크기·시각 포함) → 같은 해시 → 재사용, 설정이 바뀌면 새 캐시.
-CACHE_FORMAT = 1
+# 같은 설정(입력 파일 크기·시각 포함) → 같은 해시 → 재사용, 설정이 바뀌면 새 캐시. meta.json 에는 그 파일
+# 도장(``corpus_stamp``)도 적어, 코퍼스 파일을 고친 뒤에는 ``find_prepared`` 가 옛 캐시를 집지 않는다.
+CACHE_FORMAT = 2                                         # 2: meta.json 에 "files" (파일 도장)
+
+
+def corpus_stamp(data_dir, src="en", tgt="de"):
+    """코퍼스 파일들의 [data_dir 기준 경로, 크기, 수정 시각(ns)] 목록: 파일을 고치면 달라지는 도장."""
+    files = [p for split in _SPLITS for _, a, b in corpus_files(data_dir, split, src, tgt) for p in (a, b)]
+    return [[os.path.relpath(p, data_dir), os.path.getsize(p), os.stat(p).st_mtime_ns] for p in files]
 
 
 def prepare_corpus(data_dir, vocab_size=8000, src="en", tgt="de", min_frequency=2, min_char_count=100,
@@ -1108,8 +1115,7 @@ def prepare_corpus(data_dir, vocab_size=8000, src="en", tgt="de", min_frequency=
     settings = dict(vocab_size=vocab_size, src=src, tgt=tgt, min_frequency=min_frequency, min_char_count=min_char_count,
                     max_words=max_words, max_ratio=max_ratio, max_train_pairs=max_train_pairs,
                     max_bpe_tokens=max_bpe_tokens)
-    files = [p for split in _SPLITS for _, a, b in corpus_files(data_dir, split, src, tgt) for p in (a, b)]
-    stamp = [(os.path.relpath(p, data_dir), os.path.getsize(p), os.stat(p).st_mtime_ns) for p in files]
+    stamp = corpus_stamp(data_dir, src, tgt)
     key = json.dumps({"format": CACHE_FORMAT, "settings": settings, "files": stamp}, sort_keys=True)
     cache = os.path.join(data_dir, "prepared", f"bpe{vocab_size}-{hashlib.sha256(key.encode()).hexdigest()[:12]}")
     if os.path.isfile(os.path.join(cache, "meta.json")):
@@ -1119,7 +1125,7 @@ def prepare_corpus(data_dir, vocab_size=8000, src="en", tgt="de", min_frequency=
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     try:
-        _prepare_into(tmp, data_dir, settings, log)
+        _prepare_into(tmp, data_dir, settings, stamp, log)
     except BaseException:                                # 오류·Ctrl-C: 임시 디렉터리를 치우고 그대로 알린다
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -1129,7 +1135,7 @@ def prepare_corpus(data_dir, vocab_size=8000, src="en", tgt="de", min_frequency=
     return cache
 
 
-def _prepare_into(tmp, data_dir, settings, log):
+def _prepare_into(tmp, data_dir, settings, stamp, log):
     """prepare 의 본체: 단어 세기 → BPE 학습 → 세 분할 인코딩 → meta.json (모두 ``tmp`` 안에)."""
     t0, langs = time.time(), (settings["src"], settings["tgt"])
 
@@ -1150,7 +1156,7 @@ def _prepare_into(tmp, data_dir, settings, log):
         limit = settings["max_bpe_tokens"] if split == "train" else None
         stats[split] = _encode_split(bpe, pairs(split), tmp, split, log, max_tokens=limit)
     sizes = {split: s["pairs"] for split, s in stats.items()}
-    meta = dict(format=CACHE_FORMAT, settings=settings, data_dir=os.path.abspath(data_dir), vocab=len(bpe),
+    meta = dict(format=CACHE_FORMAT, settings=settings, files=stamp, data_dir=os.path.abspath(data_dir), vocab=len(bpe),
                 pairs=sizes, dropped_long_pairs=stats["train"]["dropped"],           # 학습 분할에서 뺀 쌍 수
                 max_lengths={split: s["max_lengths"] for split, s in stats.items()},  # 특수 토큰 제외
                 seconds=round(time.time() - t0, 1))
@@ -1188,11 +1194,12 @@ def _encode_split(bpe, pairs, out_dir, split, log, max_tokens=None, every=500_00
     return dict(pairs=len(offsets["src"]) - 1, dropped=dropped, max_lengths=longest)
 
 
-def find_prepared(data_dir, vocab_size=None, src=None, tgt=None):
+def find_prepared(data_dir, vocab_size=None, src=None, tgt=None, log=None):
     """``data_dir`` 의 완성된 캐시(meta.json 이 있는 것) 중 가장 최근 것의 경로, 없으면 None.
 
-    ``vocab_size``/``src``/``tgt`` 를 주면 meta.json 의 설정이 그것인 캐시만 본다 (디렉터리 이름은 믿지 않는다;
-    언어를 적지 않은 옛 캐시는 en→de): 이어 학습할 때 더 최근의 다른 캐시를 집으면 체크포인트와 맞지 않는다.
+    ``vocab_size``/``src``/``tgt`` 를 주면 meta.json 의 설정이 그것인 캐시만 본다 (디렉터리 이름은 믿지 않는다).
+    그리고 meta.json 의 파일 도장이 지금 디스크의 파일과 같은 캐시만 고른다: 코퍼스 파일을 고친 뒤의 옛 캐시는
+    옛 문장을 담고 있다 (그런 캐시를 건너뛰면 ``log`` 에 한 줄). 코퍼스 파일이 없으면 어느 캐시도 확인할 수 없어 None.
     """
     root, found = os.path.join(data_dir, "prepared"), []
     for name in os.listdir(root) if os.path.isdir(root) else []:
@@ -1201,14 +1208,30 @@ def find_prepared(data_dir, vocab_size=None, src=None, tgt=None):
             continue
         try:
             with open(meta, encoding="utf-8") as f:
-                settings = json.load(f)["settings"]
+                info = json.load(f)
         except json.JSONDecodeError as exc:
             raise ValueError(f"'{meta}' 가 올바른 JSON 이 아닙니다 ({exc.msg}): 그 캐시 디렉터리를 지우고 "
                              "`python data.py prepare <코퍼스>` 를 다시 실행하세요.") from None
-        wanted = (("vocab_size", vocab_size, None), ("src", src, "en"), ("tgt", tgt, "de"))
-        if all(value is None or settings.get(key, old) == value for key, value, old in wanted):
-            found.append((os.path.getmtime(meta), os.path.join(root, name)))
+        wanted = (("vocab_size", vocab_size), ("src", src), ("tgt", tgt))
+        if not all(value is None or info["settings"].get(key) == value for key, value in wanted):
+            continue
+        if not prepared_is_current(os.path.join(root, name), data_dir):
+            if log is not None:
+                log(f"캐시 {os.path.join(root, name)} 는 코퍼스 파일이 바뀌기 전에 만든 것이라 쓰지 않습니다 (다시 준비합니다).")
+            continue
+        found.append((os.path.getmtime(meta), os.path.join(root, name)))
     return max(found)[1] if found else None
+
+
+def prepared_is_current(cache_dir, data_dir):
+    """캐시 meta.json 의 파일 도장이 지금 디스크의 코퍼스 파일과 같은가 (코퍼스 파일이 없으면 확인할 수 없어 False)."""
+    with open(os.path.join(cache_dir, "meta.json"), encoding="utf-8") as f:
+        info = json.load(f)
+    try:
+        langs = info["settings"].get("src", "en"), info["settings"].get("tgt", "de")   # 언어가 없는 옛 캐시는 en→de
+        return info.get("files") == corpus_stamp(data_dir, *langs)
+    except FileNotFoundError:
+        return False
 
 
 class PreparedSplit:

@@ -1407,9 +1407,10 @@ def test_train_bad_input_exits_2_with_one_line_and_no_traceback(tmp_path, capsys
 def test_train_cpu_device_keeps_freed_buffers_instead_of_refaulting_them():
     # 이슈 9: glibc malloc 은 큰 텐서를 mmap 으로 받아 해제하자마자 OS 에 돌려준다. 학습은 스텝마다 같은 크기를
     # 다시 받으므로 매번 새 페이지 폴트가 난다 (52분 de→en 런에서 6.6억 번, 시스템 시간 19%).
-    # setup_device 가 CPU 를 고르면 한 스텝(51 MB 로짓의 순전파·역전파)의 폴트가 기본 malloc 의 1/4 미만이어야 한다.
+    # keep_freed_memory() (명령줄의 CPU 학습이 부른다) 뒤에는 한 스텝(51 MB 로짓의 순전파·역전파)의 폴트가 기본
+    # malloc 의 1/4 미만이어야 한다.
     code = ("import resource, sys, torch, train\n"
-            "if sys.argv[1] == 'setup': train.setup_device(train.Config(device='cpu'), 1)\n"
+            "if sys.argv[1] == 'setup': assert train.keep_freed_memory()\n"
             "lin, x = torch.nn.Linear(64, 50000), torch.randn(256, 64)\n"
             "def step():\n"
             "    lin(x).log_softmax(-1).sum().backward()\n"
@@ -1764,13 +1765,15 @@ data.prepare_corpus = counted
 cfg = train.preset_config("tiny").replace(corpus="parallel", data_dir={root!r}, vocab_size=150)
 rank, world = train.init_distributed()
 corpus = train.load_corpus(cfg, log=lambda *a: None, rank=rank, world_size=world)
-print("pairs", len(corpus.train))
+with open(os.path.join({str(tmp_path)!r}, "pairs" + os.environ["RANK"]), "w") as f:
+    f.write(str(len(corpus.train)))
 """)
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
                            str(driver)], capture_output=True, text=True, cwd=tmp_path, timeout=180,
                           env=dict(os.environ, OMP_NUM_THREADS="1"))
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert (tmp_path / "calls").read_text().split() == ["0"] and proc.stdout.count("pairs 120") == 2
+    assert (tmp_path / "calls").read_text().split() == ["0"]
+    assert [(tmp_path / f"pairs{r}").read_text() for r in range(2)] == ["120", "120"]
 
 
 def test_train_every_split_must_fit_a_batch_before_the_first_step(tmp_path, capsys):
