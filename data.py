@@ -1217,7 +1217,8 @@ def find_prepared(data_dir, vocab_size=None, src=None, tgt=None, log=None):
             continue
         if not prepared_is_current(os.path.join(root, name), data_dir):
             if log is not None:
-                log(f"캐시 {os.path.join(root, name)} 는 코퍼스 파일이 바뀌기 전에 만든 것이라 쓰지 않습니다 (다시 준비합니다).")
+                log(f"캐시 {os.path.join(root, name)} 는 지금의 코퍼스 파일과 도장이 맞지 않아 (파일이 바뀌었거나 옛 형식) "
+                    "쓰지 않습니다.")
             continue
         found.append((os.path.getmtime(meta), os.path.join(root, name)))
     return max(found)[1] if found else None
