@@ -1,4 +1,4 @@
-"""train.py — Transformer 를 학습하고, 평가하고, 번역한다.
+"""train.py — Transformer 를 학습하고, 평가하고, 번역한다 (부록: 기록·점검·장치·체크포인트·재개·명령줄).
 
 "Sentence pairs were batched together by approximate sequence length. Each training batch contained a set of
 sentence pairs containing approximately 25000 source tokens and 25000 target tokens." (§5.1)
@@ -6,7 +6,7 @@ sentence pairs containing approximately 25000 source tokens and 25000 target tok
 ``python train.py`` 는 WMT14 가 준비되어 있으면(``python data.py prepare wmt14``) 논문의 base 모델(``rtx3090``
 프리셋)을, 아니면 내장 데모 코퍼스로 ``demo`` 프리셋을 학습하고 보지 않은 테스트 문장의 번역과 BLEU 를 출력한다.
 ``--resume`` 은 끊긴 학습을 그대로 이어 가고(같은 손실이 나온다), ``--translate "the old man saw the small dog"``
-는 최근 런으로 번역한다 (``--translate-file``, ``--score``, ``--average-checkpoints`` 는 명령줄 절).
+는 최근 런으로 번역한다 (``--translate-file``, ``--score``, ``--average-checkpoints`` 는 부록 G).
 
 학습 루프의 뼈대 (``Trainer.train``)::
 
@@ -14,8 +14,13 @@ sentence pairs containing approximately 25000 source tokens and 25000 target tok
         loss = train_step(다음 업데이트의 배치들)    # 순전파 → 역전파 → Adam 한 걸음
         간격마다: 진행 줄, 검증, metrics.csv + status.md, 체크포인트
 
-읽는 순서: 1 설정 → 2 데이터 → 3 모델·옵티마이저 → 4 학습 루프 (4.1 기록, 4.2 준비) → 5 평가와 번역 →
-6 체크포인트와 런 읽기(load_run) → 7 BLEU → 8 명령줄. 그림은 plots.py 가 그린다: ``python plots.py --run <런>``.
+본문 읽는 순서 (``# ══════ 부록`` 배너 줄 위까지; 아래로 건너뛸 일 없음):
+1 설정과 프리셋 → 2 데이터 (코퍼스, 토큰 수로 묶은 배치) → 3 모델·옵티마이저 → 4 학습 루프 (Trainer: 준비, train,
+train_step, accumulate_gradients; 그 뒤의 기록·저장 메서드는 건너뛰어도 됨) → 5 평가와 번역 → 6 BLEU.
+부록 (처음 읽을 때는 건너뛴다; 도구): A. 런의 기록 (metrics.csv, status.md) · B. 설정·배치·코퍼스 점검 ·
+C. 장치·혼합 정밀도·분산(torchrun)·CPU 메모리 · D. 체크포인트 파일 · E. 재개와 런 읽기 (load_run) ·
+F. 평행 코퍼스의 캐시 · G. 명령줄 (--translate-file, --score, --average-checkpoints).
+본문이 부록을 부르는 곳에는 ``# 부록 X: …`` 주석이 있다. 그림은 plots.py 가 그린다: ``python plots.py --run <런>``.
 
 >>> cfg = preset_config("rtx3090")               # 논문의 base 모델 (표 3, §5.3, §5.4, §6.1)
 >>> cfg.d_model, cfg.num_layers, cfg.num_heads, cfg.d_ff, cfg.dropout, cfg.warmup, cfg.max_steps
@@ -180,39 +185,6 @@ def load_corpus(cfg, bpe_path=None, log=print, cache=None, rank=0, world_size=1)
     log(f"데모 코퍼스: 학습 {len(enc['train']):,} 쌍, 검증 {len(enc['valid']):,}, 테스트 {len(enc['test']):,}, "
         f"BPE 어휘 {len(bpe):,}")
     return Corpus(bpe, enc["train"], enc["valid"], enc["test"], splits["valid"], splits["test"], None)
-
-
-def load_prepared_corpus(cfg, log, cache=None, rank=0, world_size=1):
-    """평행 코퍼스 디렉터리의 캐시를 읽는다. cache 를 주면 (재개) 꼭 그 캐시를, 아니면 설정(어휘 크기, 언어 쌍)과
-    지금의 코퍼스 파일에 맞는 캐시를 쓰고, 없으면 먼저 준비한다 (torchrun 이면 랭크 0 만; 나머지는 기다렸다 읽는다)."""
-    check_corpus_dir(cfg)
-    if cache is not None:
-        check_run_cache(cache, cfg.data_dir)            # 부록: 사라졌거나 코퍼스 파일이 바뀌었으면 한 줄 오류
-    elif rank == 0:
-        cache = find_or_prepare(cfg, log)
-    cache = broadcast_from_rank0(cache, world_size)    # 부록: 랭크 0 의 캐시 경로를 모든 랭크에 (준비를 기다림)
-    bpe = data.BPE.load(os.path.join(cache, "bpe.txt"))
-    limit = cfg.max_len - 1                              # 위치 표에서 [EOS]/[BOS] 한 칸을 뺀 문장 길이 한계
-    train = data.load_prepared(cache, "train", max_len=limit)           # 더 긴 쌍이 있으면 한 줄 오류
-    splits = {name: data.load_prepared(cache, name) for name in ("valid", "test")}
-    texts = {name: data.load_pairs(cfg.data_dir, name, cfg.src, cfg.tgt) for name in ("valid", "test")}
-    # 검증 분할은 거르지 않은 공식 집합: 위치 표보다 긴 쌍은 교사 강요 손실에서만 뺀다 (시험은 translate_ids 가 자름)
-    keep = [i for i, (s, t) in enumerate(splits["valid"]) if max(len(s), len(t)) <= limit]
-    if len(keep) < len(splits["valid"]):
-        log(f"검증 쌍 {len(splits['valid']) - len(keep)}개가 {limit} 토큰보다 길어 검증에서 뺍니다.")
-    log(f"준비된 캐시 {cache}: {cfg.src}→{cfg.tgt} 학습 {len(train):,} 쌍, BPE 어휘 {len(bpe):,}")
-    return Corpus(bpe, train, [splits["valid"][i] for i in keep], splits["test"], [texts["valid"][i] for i in keep],
-                  texts["test"], cache)
-
-
-def find_or_prepare(cfg, log):
-    """설정과 지금의 코퍼스 파일에 맞는 캐시의 경로. 없으면 ``data.prepare_corpus`` 로 만든다."""
-    cache = data.find_prepared(cfg.data_dir, cfg.vocab_size, cfg.src, cfg.tgt, log=log)
-    if cache is None:                                   # Multi30k 는 몇 초, WMT14 는 수십 분
-        log(f"'{cfg.data_dir}' 에 어휘 {cfg.vocab_size}, {cfg.src}→{cfg.tgt} 캐시가 없어 먼저 준비합니다 "
-            f"(= python data.py prepare {cfg.data_dir} --src {cfg.src} --tgt {cfg.tgt} --vocab {cfg.vocab_size}).")
-        cache = data.prepare_corpus(cfg.data_dir, cfg.vocab_size, cfg.src, cfg.tgt, log=log)
-    return cache
 
 
 def epoch_batches(pairs, cfg, epoch, rank=0, world_size=1):
@@ -489,212 +461,6 @@ class TrainingDiverged(RuntimeError):
     """손실이 연속으로 NaN/inf 여서 학습을 멈췄다 (체크포인트는 저장됨)."""
 
 
-# ══════ 4.1 런의 기록: metrics.csv (plots.py 가 이것으로 그린다) 와 사람이 읽는 status.md ══════
-METRIC_COLUMNS = ("step", "train_loss", "lr", "valid_loss", "token_accuracy", "bleu", "tokens_per_s", "elapsed_s",
-                  "overflow_skips")
-
-
-def append_metrics(path, row):
-    """metrics.csv 에 한 줄 추가 (처음이면 머리줄도)."""
-    new = not os.path.exists(path)
-    with open(path, "a", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
-        if new:
-            writer.writeheader()
-        writer.writerow({k: row.get(k, "") for k in METRIC_COLUMNS})
-
-
-def write_status(run_dir, cfg, status):
-    """사람이 읽는 "학습 상태" 한 쪽 (학습 중에도 원자적으로 갱신)."""
-    def fmt(key, spec=".4f"):
-        return "-" if status.get(key) is None else format(status[key], spec)
-    atomic_save(os.path.join(run_dir, "status.md"), (
-        f"## {corpus_name(cfg)} 번역 모델 학습 ({cfg.preset}, {cfg.src}→{cfg.tgt})\n\n**학습 상태**: {status['state']} "
-        f"({datetime.datetime.now():%Y-%m-%d %H:%M:%S} 갱신)\n\n"
-        f"- **설정**: d_model {cfg.d_model}, 층 {cfg.num_layers}+{cfg.num_layers}, 헤드 {cfg.num_heads}, "
-        f"d_ff {cfg.d_ff}, 드롭아웃 {cfg.dropout}, 업데이트당 토큰(상한) {cfg.max_tokens * cfg.accum_steps:,} "
-        f"({cfg.max_tokens:,} × 누적 {cfg.accum_steps}), 워밍업 {cfg.warmup:,}, 배율 {cfg.lr_factor}, "
-        f"AMP {status['amp']}\n- **진행**: 스텝 {status['step']:,} / {cfg.max_steps:,}, 에폭 {status['epoch']}, "
-        f"경과 {format_duration(status['elapsed'])}, 학습률 {fmt('lr', '.2e')}, "
-        f"넘침 건너뜀 {status.get('overflow_skips', 0)}, NaN/inf 건너뜀 {status.get('nonfinite_skips', 0)}\n"
-        f"- **학습 손실**: {fmt('train_loss')} (최소 {fmt('best_train_loss')})\n"
-        f"- **검증**: 손실 {fmt('valid_loss')} (최소 {fmt('best_valid_loss')}), "
-        f"토큰 정확도 {fmt('token_accuracy', '.2%')}, BLEU {fmt('bleu', '.2f')}\n- **체크포인트**: `{run_dir}`\n"))
-
-
-def corpus_name(cfg):
-    """status.md 제목의 코퍼스 이름: 데모, 아니면 코퍼스 디렉터리 이름 (예: MULTI30K).
-    >>> corpus_name(preset_config("demo")), corpus_name(preset_config("multi30k"))
-    ('데모', 'MULTI30K')
-    """
-    return "데모" if cfg.corpus == "demo" else os.path.basename(os.path.normpath(cfg.data_dir)).upper()
-
-
-def format_duration(seconds):
-    """초 → H:MM:SS.
-    >>> format_duration(3725.4)
-    '1:02:05'
-    """
-    return str(datetime.timedelta(seconds=int(seconds)))
-
-
-# ══════ 4.2 학습 준비: 설정 점검, 장치와 정밀도, 분산(torchrun) ══════
-def check_config(cfg):
-    """학습이 될 수 없는 설정을 미리 거절한다 (옛 프로젝트는 워밍업도 끝내지 못했다).
-    >>> check_config(preset_config("tiny").replace(max_steps=10, warmup=20))
-    Traceback (most recent call last):
-    ...
-    ValueError: 총 업데이트 수(max_steps=10)가 워밍업(warmup=20)보다 커야 합니다: 학습률이 한 번도 최고점에 ...
-    """
-    if cfg.max_steps <= 0 or cfg.max_tokens <= 0 or cfg.accum_steps <= 0:
-        raise ValueError("max_steps, max_tokens, accum_steps 는 양수여야 합니다.")
-    for name in ("log_every", "eval_every", "save_every", "eval_bleu_sentences", "keep_checkpoints", "average_last",
-                 "beam_size"):                          # 0 이면 첫 평가·저장에서야 죽거나 ([-0:] 처럼) 엉뚱하게 돈다
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} 은 1 이상이어야 합니다 (받은 값 {getattr(cfg, name)}).")
-    if cfg.warmup < 1:
-        raise ValueError(f"--warmup 은 1 이상이어야 합니다 (받은 값 {cfg.warmup}): 논문 스케줄은 "
-                         "step · warmup^-1.5 를 쓰므로 0 이면 정의되지 않습니다 (논문 4000).")
-    if cfg.max_steps <= cfg.warmup:
-        raise ValueError(f"총 업데이트 수(max_steps={cfg.max_steps})가 워밍업(warmup={cfg.warmup})보다 커야 합니다: "
-                         "학습률이 한 번도 최고점에 닿지 못합니다. --max-steps 를 늘리거나 --warmup 을 줄이세요.")
-    if cfg.d_model % cfg.num_heads:
-        raise ValueError(f"d_model={cfg.d_model} 이 num_heads={cfg.num_heads} 로 나누어떨어져야 합니다.")
-    if cfg.corpus == "wmt14":                            # 옛 이름: 평행 코퍼스라면 무엇이든 (WMT14 만이 아니다)
-        cfg = cfg.replace(corpus="parallel")
-    if cfg.corpus not in ("demo", "parallel"):
-        raise ValueError(f"알 수 없는 코퍼스 '{cfg.corpus}' 입니다: demo 또는 parallel 을 쓰세요.")
-    if cfg.corpus == "demo" and (cfg.src, cfg.tgt) != ("en", "de"):
-        raise ValueError(f"내장 데모 코퍼스는 영어→독일어뿐입니다 (--src {cfg.src} --tgt {cfg.tgt}): "
-                         "--data-dir 로 평행 코퍼스를 주세요.")
-    if cfg.amp not in ("auto", "fp16", "bf16", "off"):
-        raise ValueError(f"--amp 는 auto, fp16, bf16, off 중 하나여야 합니다 ('{cfg.amp}').")
-    return cfg
-
-
-def check_corpus_dir(cfg):
-    """코퍼스 디렉터리와 파일이 있는지 (몇 분 걸리는 준비·학습 전에 한 줄 오류로)."""
-    if not os.path.isdir(cfg.data_dir):
-        name = os.path.basename(os.path.normpath(cfg.data_dir))
-        how = (f"`python data.py download {name} --dir {cfg.data_dir}` 로 내려받거나"
-               if name in ("multi30k", "wmt14") else "train/valid/test.<언어> 파일을 그곳에 두거나")
-        raise FileNotFoundError(f"코퍼스 디렉터리 '{cfg.data_dir}' 가 없습니다: {how} --data-dir 를 고치세요.")
-    data.check_corpus(cfg.data_dir, cfg.src, cfg.tgt)
-
-
-def estimate_memory_gb(cfg, vocab_size):
-    """한 배치(max_tokens)의 학습 메모리 어림 (GiB): 파라미터·그래디언트·Adam 상태(fp32 4벌) + 층마다 저장되는
-    활성값 (토큰당 대략 d_model × 34, 어텐션 확률 h × T 는 평균 길이 50 으로 가정) + 로짓.
-    >>> 2 < estimate_memory_gb(preset_config("rtx3090"), 37000) < 24     # RTX 3090 의 24 GB 안에 들어간다
-    True
-    """
-    d, n, bytes_per = cfg.d_model, cfg.num_layers, 2 if cfg.amp in ("fp16", "bf16", "auto") else 4
-    params = 2 * vocab_size * d + n * (4 * d * d + 2 * d * cfg.d_ff) + n * (8 * d * d + 2 * d * cfg.d_ff)
-    per_token = 2 * n * (34 * d + 5 * cfg.num_heads * 50 + cfg.d_ff) * bytes_per
-    logits = cfg.max_tokens * vocab_size * (bytes_per + 4)
-    return (16 * params + cfg.max_tokens * per_token + logits) / 2 ** 30
-
-
-def check_batch_fits(cfg, corpus, device):
-    """토큰 예산으로 묶는 두 분할(학습, 검증)의 가장 긴 문장 쌍이 한 배치에 들어가고, (GPU 면) 어림 메모리가 장치에
-    들어가는지 — 첫 스텝 전에 (검증은 첫 평가에서야 묶인다). 시험 분할은 문장 수로 묶어 번역하므로 상관없다."""
-    for name, pairs in (("학습", corpus.train), ("검증", corpus.valid)):
-        longest = int(max((np.max(lengths, initial=0) for lengths in sequence_lengths(pairs)), default=0)) + 1
-        if longest > cfg.max_tokens:
-            raise ValueError(f"{name} 분할의 가장 긴 문장({longest} 토큰)이 배치 상한 max_tokens={cfg.max_tokens} 보다 "
-                             "깁니다: --max-tokens 를 늘리세요.")
-    if device.type == "cuda":
-        need = estimate_memory_gb(cfg, len(corpus.bpe))
-        have = torch.cuda.get_device_properties(device).total_memory / 2 ** 30
-        if need > have:
-            raise ValueError(f"배치 하나에 약 {need:.1f} GiB 가 필요한데 GPU 메모리는 {have:.1f} GiB 입니다: "
-                             "--max-tokens 를 줄이고 --accum-steps 를 늘리세요.")
-
-
-def setup_device(cfg, world_size):
-    """(장치, AMP 모드). device auto = CUDA 가 있으면 cuda (torchrun 아래면 LOCAL_RANK 의 GPU). AMP: fp16 은 CUDA
-    에서만 (GradScaler 로 손실 스케일링), bf16 은 CUDA(지원 시)와 CPU, auto = GPU 면 bf16(지원 시) 또는 fp16, CPU 는 off.
-    >>> setup_device(Config(device="cpu", amp="auto"), 1), setup_device(Config(device="cpu", amp="bf16"), 1)[1]
-    ((device(type='cpu'), 'off'), 'bf16')
-    >>> setup_device(Config(device="cpu", amp="fp16"), 1)
-    Traceback (most recent call last):
-    ...
-    ValueError: fp16 혼합 정밀도는 CUDA GPU 에서만 됩니다: CPU 에서는 --amp bf16 이나 --amp off 를 쓰세요.
-    """
-    if cfg.device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"--device 는 auto, cpu, cuda 중 하나여야 합니다 ('{cfg.device}').")
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda 를 골랐지만 CUDA GPU 가 없습니다: --device cpu 를 쓰세요.")
-    device = torch.device("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu")
-    if world_size > 1 and device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        torch.cuda.set_device(device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    if device.type == "cpu":
-        if cfg.amp == "fp16":
-            raise ValueError("fp16 혼합 정밀도는 CUDA GPU 에서만 됩니다: CPU 에서는 --amp bf16 이나 --amp off 를 쓰세요.")
-        return device, "off" if cfg.amp == "auto" else cfg.amp
-    if cfg.amp == "bf16" and not torch.cuda.is_bf16_supported():
-        raise ValueError("이 GPU 는 bf16 을 지원하지 않습니다: --amp fp16 을 쓰세요.")
-    return device, ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cfg.amp == "auto" else cfg.amp
-
-
-def keep_freed_memory():
-    """CPU 학습이 해제한 큰 버퍼를 OS 에 돌려주지 않고 다시 쓰게 glibc malloc 을 설정한다 (리눅스 glibc 만).
-    프로세스 전체를 되돌릴 수 없게 바꾸므로 명령줄의 CPU 학습만 부른다 (``--no-malloc-tuning`` 으로 끔); 라이브러리로
-    만든 Trainer (노트북, plots.py, doctest) 는 부르지 않는다.
-    glibc 는 128 KB 이상의 할당을 mmap 으로 받아 해제하자마자 OS 에 돌려주므로, 스텝마다 같은 크기의 텐서를 다시
-    받는 학습은 매번 새 쪽을 0 으로 채우는 페이지 폴트를 낸다 (Multi30k de→en 52분 런: 6.6억 번, 시스템 시간이 CPU
-    시간의 19%). mmap 을 끄고 힙을 돌려주는 문턱을 2 GB 로 올리면 값은 같고 빠르기만 하다 (README).
-    반환: 설정했으면 True, 다른 운영체제·C 라이브러리면 아무것도 하지 않고 False."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:                                    # musl 같은 다른 C 라이브러리
-        return False
-    m_trim_threshold, m_mmap_max = -1, -4              # glibc <malloc.h> 의 mallopt 항목 번호
-    return libc.mallopt(m_mmap_max, 0) == 1 and libc.mallopt(m_trim_threshold, 2 ** 31 - 1) == 1
-
-
-def autocast(amp, device):
-    """amp 모드에 맞는 autocast 문맥 (off 면 아무것도 하지 않음)."""
-    if amp == "off":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.float16 if amp == "fp16" else torch.bfloat16)
-
-
-def init_distributed():
-    """(랭크, 프로세스 수). torchrun 이 준 환경 변수로 프로세스 그룹을 연다 (GPU 면 NCCL, CPU 면 gloo)."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size == 1:
-        return 0, 1
-    if not torch.distributed.is_initialized():         # WMT14 캐시 준비(수십 분)를 다른 랭크가 기다릴 수 있게 3시간
-        torch.distributed.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo",
-                                             timeout=datetime.timedelta(hours=3))
-    return torch.distributed.get_rank(), world_size
-
-
-def broadcast_from_rank0(value, world_size):
-    """랭크 0 의 값(예: 캐시 경로)을 모든 랭크에 돌려준다. 다른 랭크는 랭크 0 이 여기 올 때까지 기다린다."""
-    if world_size == 1:
-        return value
-    box = [value]
-    torch.distributed.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def all_reduce(value, device, world_size, op="sum"):
-    """수 하나를 모든 랭크에서 더하거나(sum) 가장 작은 값(min)을 구한다 (한 프로세스면 그대로)."""
-    if world_size == 1:
-        return value
-    tensor = torch.tensor(value, dtype=torch.float64, device=device)
-    torch.distributed.all_reduce(tensor, op={"sum": torch.distributed.ReduceOp.SUM,
-                                             "min": torch.distributed.ReduceOp.MIN}[op])
-    return tensor.item()
-
-
 # ══════ 5. 평가와 번역: 검증 손실, 토큰 정확도, 디코딩, 학습 뒤의 테스트 BLEU ══════
 @torch.no_grad()
 def evaluate_loss(model, pairs, cfg, device, amp):
@@ -759,13 +525,6 @@ def translate_ids(model, sources, device, beam_size=1, alpha=0.6, batch_size=64,
     return out
 
 
-def translate_texts(run, texts):
-    """원문 문장들 → 번역문 문장들 (load_run 의 런, CPU 빔 서치). 너무 긴 원문은 잘라 번역하고 stderr 에 경고."""
-    hyps = translate_ids(run.model, [run.bpe.encode(t) for t in texts], torch.device("cpu"), run.cfg.beam_size,
-                         run.cfg.length_penalty, warn=lambda line: print(line, file=sys.stderr))
-    return [run.bpe.decode(h) for h in hyps]
-
-
 def final_evaluation(trainer, log=print):
     """마지막 N 개 체크포인트를 평균하고(§6.1) 테스트 분할을 빔 서치로 번역해 BLEU 를 잰다."""
     cfg, corpus, model = trainer.cfg, trainer.corpus, trainer.model
@@ -791,186 +550,7 @@ def final_evaluation(trainer, log=print):
     return report
 
 
-# ══════ 6. 체크포인트: 원자적 저장, weights_only 로 읽기, 재개, 평균, 런 읽기 (load_run) ══════
-def atomic_save(path, obj):
-    """임시 파일에 쓴 뒤 이름을 바꾼다: 도중에 죽어도 반쯤 쓰인 파일은 남지 않는다. 문자열(status.md, 번역)은
-    UTF-8 텍스트로, 그 밖(체크포인트 dict)은 torch.save 로 쓴다."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    if isinstance(obj, str):
-        pathlib.Path(tmp).write_text(obj, encoding="utf-8")
-    else:
-        torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path):
-    """``torch.load(..., weights_only=True)`` 로 CPU 에 읽는다. 없거나 손상된 파일은 한 줄 오류."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"체크포인트 '{path}' 가 없습니다.")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # 잘린 zip, 엉뚱한 파일 … 모두 같은 안내로
-        raise ValueError(f"체크포인트 '{path}' 를 읽을 수 없습니다 (손상되었거나 체크포인트가 아닙니다: "
-                         f"{type(exc).__name__}).") from exc
-    if not isinstance(state, dict) or "model" not in state or "config" not in state:
-        raise ValueError(f"'{path}' 는 이 프로젝트의 체크포인트가 아닙니다 (model/config 항목 없음).")
-    return state
-
-
-def step_checkpoints(run_dir):
-    """런 디렉터리의 스텝별 체크포인트, 스텝 순서대로."""
-    paths = glob.glob(os.path.join(run_dir, "checkpoint_step*.pt"))
-    return sorted(paths, key=lambda p: int(os.path.basename(p)[len("checkpoint_step"):-3]))
-
-
-def find_latest_run(root="outputs/training", preset=None, matching=None):
-    """체크포인트가 있는 가장 최근 런 디렉터리 (없으면 None). preset: 디렉터리 이름이 "<preset>_" 로 시작하는 런만.
-    matching ({필드: 값}): 저장된 설정이 그 값들과 같은 런만 (RESUMABLE_CHANGES 는 비교하지 않는다; 체크포인트를 읽는다)."""
-    pattern = os.path.join(root, f"{preset}_*" if preset else "*", "checkpoint_last.pt")
-    found = sorted(glob.glob(pattern), key=os.path.getmtime, reverse=True)
-    for path in found:
-        if not matching or changed_field(saved_config(load_checkpoint(path)), matching) is None:
-            return os.path.dirname(path)
-    return None
-
-
-# 재개할 때 명령줄로 바꿀 수 있는 필드. 나머지(모델, 데이터, 방향, 어휘, 스케줄 …)는 런이 저장한 값을 그대로 쓴다:
-# 런 디렉터리가 그 런을 다 설명한다.
-RESUMABLE_CHANGES = ("max_steps", "stop_after", "log_every", "eval_every", "save_every", "threads")
-
-
-def saved_config(state):
-    """체크포인트에 저장된 설정 → Config (모르는 필드는 버리고, 옛 이름 corpus="wmt14" 는 "parallel")."""
-    names = {f.name for f in dataclasses.fields(Config)}
-    cfg = Config(**{k: v for k, v in state["config"].items() if k in names})
-    return cfg.replace(corpus="parallel") if cfg.corpus == "wmt14" else cfg
-
-
-def changed_field(saved, given):
-    """given ({필드: 값}) 중 바꿀 수 없는데 saved 와 다른 첫 필드 (이름, 저장된 값, 준 값), 모두 같으면 None."""
-    for name, value in given.items():
-        if name in RESUMABLE_CHANGES or name in ("resume", "run_dir"):
-            continue
-        old = getattr(saved, name)
-        same = (os.path.realpath(old) == os.path.realpath(value) if name == "data_dir"
-                else old == ("parallel" if name == "corpus" and value == "wmt14" else value))
-        if not same:
-            return name, old, value
-    return None
-
-
-def resumed_config(target, given):
-    """--resume: 런이 저장한 설정을 되살린다. given = 명령줄에서 준 필드들 ({필드: 값}, --preset 포함).
-    RESUMABLE_CHANGES 만 바꾸고, 다른 필드가 런과 다르면 그 필드·두 값·런을 밝힌 한 줄 오류.
-    target "latest" = --run-dir, 없으면 명령줄과 맞는 가장 최근 런."""
-    if target == "latest":
-        target = given.get("run_dir") or find_latest_run(matching=given)
-        if target is None:
-            shown = ", ".join(f"{k}={v}" for k, v in given.items() if k not in RESUMABLE_CHANGES)
-            raise FileNotFoundError(f"outputs/training 에 이어 갈 런이 없습니다 (명령줄과 맞는 런: {shown or '아무 런'}).")
-    path = os.path.join(target, "checkpoint_last.pt") if os.path.isdir(target) else target
-    saved, run_dir = saved_config(load_checkpoint(path)), os.path.dirname(path)
-    diff = changed_field(saved, given)
-    if diff is not None:
-        name, old, new = diff
-        raise ValueError(f"런 '{run_dir}' 의 {name}={old!r} 를 이어 가며 {new!r} 로 바꿀 수 없습니다: 이어 갈 때는 "
-                         f"{', '.join('--' + n.replace('_', '-') for n in RESUMABLE_CHANGES)} 만 바꿀 수 있습니다 "
-                         "(다른 설정이면 새 런을 시작하세요).")
-    if given.get("run_dir") and os.path.realpath(given["run_dir"]) != os.path.realpath(run_dir):
-        raise ValueError(f"--run-dir '{given['run_dir']}' 와 이어 갈 런 '{run_dir}' 가 다릅니다: 둘 중 하나만 주세요.")
-    changes = {"stop_after": 0} | {k: v for k, v in given.items() if k in RESUMABLE_CHANGES}   # 멈춤은 한 번만
-    return check_config(saved.replace(resume=path, run_dir=run_dir, **changes))
-
-
-def make_run_dir(cfg, resume_state, is_main):
-    """--run-dir, 재개면 원래 디렉터리, 아니면 outputs/training/<preset>_<YYYYmmdd_HHMMSS>/."""
-    resumed = os.path.dirname(resume_state["path"]) if resume_state is not None else None
-    stamp = f"{cfg.preset}_{datetime.datetime.now():%Y%m%d_%H%M%S}"
-    run_dir = cfg.run_dir or resumed or os.path.join("outputs", "training", stamp)
-    if is_main:
-        os.makedirs(run_dir, exist_ok=True)
-    return run_dir
-
-
-def find_resume_state(cfg):
-    """cfg.resume (런 디렉터리, 체크포인트 파일, "latest") 의 체크포인트 상태, 재개가 아니면 None. cfg 가 런이 저장한
-    설정과 RESUMABLE_CHANGES 밖에서 다르면 거절한다 (resumed_config 와 같은 규칙; 라이브러리로 만든 Trainer 도)."""
-    if not cfg.resume:
-        return None
-    fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(Config)}
-    if cfg.resume == "latest" and not cfg.run_dir:
-        fields.pop("run_dir")
-    path = resumed_config(cfg.resume, fields).resume
-    return dict(load_checkpoint(path), path=path)
-
-
-def check_run_cache(cache, data_dir):
-    """재개하는 런이 처음에 쓴 캐시가 아직 있고 코퍼스 파일과 맞는지. 아니면 다른 캐시로 바꿔 타지 않고 멈춘다:
-    어휘의 i 번째 행이 다른 부분 단어를 뜻하게 되거나, 옛 번역을 새 참조와 견주게 된다."""
-    if not os.path.isfile(os.path.join(cache, "meta.json")):
-        raise FileNotFoundError(f"이 런이 쓰던 캐시 '{cache}' 가 없습니다: 같은 설정으로 다시 준비하면 BPE 가 달라질 수 "
-                                "있어 이어 갈 수 없습니다. 새 런을 시작하세요.")
-    if not data.prepared_is_current(cache, data_dir):
-        raise ValueError(f"이 런이 쓰던 캐시 '{cache}' 를 만든 뒤 '{data_dir}' 의 코퍼스 파일이 바뀌었습니다: "
-                         "이어 갈 수 없습니다. 새 런을 시작하세요.")
-
-
-def keep_run_bpe(run_dir, bpe):
-    """런의 bpe.txt: 없으면 쓰고, 있으면 지금 코퍼스의 BPE 와 같은지만 확인한다 (런의 bpe.txt 는 다시 쓰지 않는다)."""
-    path = os.path.join(run_dir, "bpe.txt")
-    if not os.path.exists(path):
-        bpe.save(path)
-    elif (lambda saved: (saved.alphabet, saved.merges) != (bpe.alphabet, bpe.merges))(data.BPE.load(path)):
-        raise ValueError(f"'{path}' 가 이 코퍼스의 BPE 와 다릅니다: 다른 런의 디렉터리에 학습하려는 것 같습니다 "
-                         "(--run-dir 를 비우거나 새 디렉터리를 주세요).")
-
-
-def average_run(run_dir, last_n, log=print):
-    """"averaging the last 5 checkpoints" (§6.1): 런의 마지막 last_n 개 스텝 체크포인트의 파라미터를 (float64 로
-    더해) 평균해 checkpoint_averaged.pt 로 쓴다 (나머지 항목은 checkpoint_last.pt 의 것).
-    반환: 그 경로, 평균할 체크포인트가 2개보다 적으면 None."""
-    paths = step_checkpoints(run_dir)[-last_n:]
-    if len(paths) < 2:
-        return None
-    states = [load_checkpoint(p)["model"] for p in paths]
-    average = {name: sum(s[name].double() for s in states).div(len(states)).to(value.dtype)
-               if value.is_floating_point() else value.clone() for name, value in states[0].items()}
-    names, out = [os.path.basename(p) for p in paths], os.path.join(run_dir, "checkpoint_averaged.pt")
-    last = load_checkpoint(os.path.join(run_dir, "checkpoint_last.pt"))
-    atomic_save(out, dict(last, model=average, averaged_from=names))
-    log(f"마지막 체크포인트 {len(paths)}개를 평균했습니다 ({', '.join(names)}).")
-    return out
-
-
-# 학습된 런 하나: 런 디렉터리, Config, data.BPE, 모델 (eval(), CPU), 읽은 가중치 파일 경로.
-Run = collections.namedtuple("Run", "run_dir cfg bpe model checkpoint")
-
-
-def run_checkpoint(target=None, root="outputs/training"):
-    """런 디렉터리나 체크포인트 파일 → 읽을 체크포인트 경로. target 이 None 이면 root 의 가장 최근 런;
-    런 디렉터리면 checkpoint_averaged.pt, 없으면 checkpoint_last.pt."""
-    path = target or find_latest_run(root)
-    if path is None:
-        raise FileNotFoundError(f"'{root}' 에 체크포인트가 없습니다: 먼저 `python train.py` 로 학습하세요.")
-    if os.path.isdir(path):
-        averaged = os.path.join(path, "checkpoint_averaged.pt")
-        path = averaged if os.path.exists(averaged) else os.path.join(path, "checkpoint_last.pt")
-    return path
-
-
-def load_run(target=None, root="outputs/training"):
-    """런 디렉터리나 체크포인트 파일 → Run (체크포인트는 run_checkpoint 가 고른다). --translate, --translate-file,
-    plots.py 가 쓰고, --average-checkpoints 는 같은 run_checkpoint 로 런을 찾는다."""
-    path = run_checkpoint(target, root)
-    state = load_checkpoint(path)
-    cfg = Config(**{k: v for k, v in state["config"].items() if k in {f.name for f in dataclasses.fields(Config)}})
-    bpe = data.BPE.load(os.path.join(os.path.dirname(path), "bpe.txt"))
-    model = build_model(cfg, len(bpe))
-    model.load_state_dict(state["model"])
-    return Run(os.path.dirname(path), cfg, bpe, model.eval(), path)
-
-
-# ══════ 7. BLEU (Papineni et al., 2002) — 논문 Table 2 의 점수 (§6.1 "28.4 BLEU on EN-DE") ══════
+# ══════ 6. BLEU (Papineni et al., 2002) — 논문 Table 2 의 점수 (§6.1 "28.4 BLEU on EN-DE") ══════
 # BLEU = BP · exp( Σ_{n=1..4} ¼ · log p_n ),   BP = 1 (c > r) 또는 exp(1 − r/c) (c ≤ r)
 # p_n = (코퍼스 전체에서 참조와 겹친 n-gram 수, 참조 횟수까지만 셈) / (가설의 n-gram 수), c·r = 가설·참조 토큰
 # 수 합. 문장마다가 아니라 코퍼스 전체 개수를 먼저 더한다. 점수가 토큰화에 따라 달라지므로 WMT 표준인
@@ -1077,7 +657,434 @@ def bleu_report(hypotheses, references, lowercase=False):
             "(sacreBLEU 2.6.0 과 같은 값)")
 
 
-# ══════ 8. 명령줄 ══════
+# ══════ 부록: 도구 — 처음 읽을 때는 건너뛰어도 됩니다 (A 기록 · B 점검 · C 장치·분산 · D 체크포인트 · E 재개 · F 캐시 · G 명령줄) ══════
+
+
+# ══════ A. 런의 기록: metrics.csv (plots.py 가 이것으로 그린다) 와 사람이 읽는 status.md ══════
+METRIC_COLUMNS = ("step", "train_loss", "lr", "valid_loss", "token_accuracy", "bleu", "tokens_per_s", "elapsed_s",
+                  "overflow_skips")
+
+
+def append_metrics(path, row):
+    """metrics.csv 에 한 줄 추가 (처음이면 머리줄도)."""
+    new = not os.path.exists(path)
+    with open(path, "a", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerow({k: row.get(k, "") for k in METRIC_COLUMNS})
+
+
+def write_status(run_dir, cfg, status):
+    """사람이 읽는 "학습 상태" 한 쪽 (학습 중에도 원자적으로 갱신)."""
+    def fmt(key, spec=".4f"):
+        return "-" if status.get(key) is None else format(status[key], spec)
+    atomic_save(os.path.join(run_dir, "status.md"), (
+        f"## {corpus_name(cfg)} 번역 모델 학습 ({cfg.preset}, {cfg.src}→{cfg.tgt})\n\n**학습 상태**: {status['state']} "
+        f"({datetime.datetime.now():%Y-%m-%d %H:%M:%S} 갱신)\n\n"
+        f"- **설정**: d_model {cfg.d_model}, 층 {cfg.num_layers}+{cfg.num_layers}, 헤드 {cfg.num_heads}, "
+        f"d_ff {cfg.d_ff}, 드롭아웃 {cfg.dropout}, 업데이트당 토큰(상한) {cfg.max_tokens * cfg.accum_steps:,} "
+        f"({cfg.max_tokens:,} × 누적 {cfg.accum_steps}), 워밍업 {cfg.warmup:,}, 배율 {cfg.lr_factor}, "
+        f"AMP {status['amp']}\n- **진행**: 스텝 {status['step']:,} / {cfg.max_steps:,}, 에폭 {status['epoch']}, "
+        f"경과 {format_duration(status['elapsed'])}, 학습률 {fmt('lr', '.2e')}, "
+        f"넘침 건너뜀 {status.get('overflow_skips', 0)}, NaN/inf 건너뜀 {status.get('nonfinite_skips', 0)}\n"
+        f"- **학습 손실**: {fmt('train_loss')} (최소 {fmt('best_train_loss')})\n"
+        f"- **검증**: 손실 {fmt('valid_loss')} (최소 {fmt('best_valid_loss')}), "
+        f"토큰 정확도 {fmt('token_accuracy', '.2%')}, BLEU {fmt('bleu', '.2f')}\n- **체크포인트**: `{run_dir}`\n"))
+
+
+def corpus_name(cfg):
+    """status.md 제목의 코퍼스 이름: 데모, 아니면 코퍼스 디렉터리 이름 (예: MULTI30K).
+    >>> corpus_name(preset_config("demo")), corpus_name(preset_config("multi30k"))
+    ('데모', 'MULTI30K')
+    """
+    return "데모" if cfg.corpus == "demo" else os.path.basename(os.path.normpath(cfg.data_dir)).upper()
+
+
+def format_duration(seconds):
+    """초 → H:MM:SS.
+    >>> format_duration(3725.4)
+    '1:02:05'
+    """
+    return str(datetime.timedelta(seconds=int(seconds)))
+
+
+# ══════ B. 점검: 학습이 될 수 없는 설정, 코퍼스 디렉터리, 배치와 메모리 ══════
+def check_config(cfg):
+    """학습이 될 수 없는 설정을 미리 거절한다 (옛 프로젝트는 워밍업도 끝내지 못했다).
+    >>> check_config(preset_config("tiny").replace(max_steps=10, warmup=20))
+    Traceback (most recent call last):
+    ...
+    ValueError: 총 업데이트 수(max_steps=10)가 워밍업(warmup=20)보다 커야 합니다: 학습률이 한 번도 최고점에 ...
+    """
+    if cfg.max_steps <= 0 or cfg.max_tokens <= 0 or cfg.accum_steps <= 0:
+        raise ValueError("max_steps, max_tokens, accum_steps 는 양수여야 합니다.")
+    for name in ("log_every", "eval_every", "save_every", "eval_bleu_sentences", "keep_checkpoints", "average_last",
+                 "beam_size"):                          # 0 이면 첫 평가·저장에서야 죽거나 ([-0:] 처럼) 엉뚱하게 돈다
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} 은 1 이상이어야 합니다 (받은 값 {getattr(cfg, name)}).")
+    if cfg.warmup < 1:
+        raise ValueError(f"--warmup 은 1 이상이어야 합니다 (받은 값 {cfg.warmup}): 논문 스케줄은 "
+                         "step · warmup^-1.5 를 쓰므로 0 이면 정의되지 않습니다 (논문 4000).")
+    if cfg.max_steps <= cfg.warmup:
+        raise ValueError(f"총 업데이트 수(max_steps={cfg.max_steps})가 워밍업(warmup={cfg.warmup})보다 커야 합니다: "
+                         "학습률이 한 번도 최고점에 닿지 못합니다. --max-steps 를 늘리거나 --warmup 을 줄이세요.")
+    if cfg.d_model % cfg.num_heads:
+        raise ValueError(f"d_model={cfg.d_model} 이 num_heads={cfg.num_heads} 로 나누어떨어져야 합니다.")
+    if cfg.corpus == "wmt14":                            # 옛 이름: 평행 코퍼스라면 무엇이든 (WMT14 만이 아니다)
+        cfg = cfg.replace(corpus="parallel")
+    if cfg.corpus not in ("demo", "parallel"):
+        raise ValueError(f"알 수 없는 코퍼스 '{cfg.corpus}' 입니다: demo 또는 parallel 을 쓰세요.")
+    if cfg.corpus == "demo" and (cfg.src, cfg.tgt) != ("en", "de"):
+        raise ValueError(f"내장 데모 코퍼스는 영어→독일어뿐입니다 (--src {cfg.src} --tgt {cfg.tgt}): "
+                         "--data-dir 로 평행 코퍼스를 주세요.")
+    if cfg.amp not in ("auto", "fp16", "bf16", "off"):
+        raise ValueError(f"--amp 는 auto, fp16, bf16, off 중 하나여야 합니다 ('{cfg.amp}').")
+    return cfg
+
+
+def check_corpus_dir(cfg):
+    """코퍼스 디렉터리와 파일이 있는지 (몇 분 걸리는 준비·학습 전에 한 줄 오류로)."""
+    if not os.path.isdir(cfg.data_dir):
+        name = os.path.basename(os.path.normpath(cfg.data_dir))
+        how = (f"`python data.py download {name} --dir {cfg.data_dir}` 로 내려받거나"
+               if name in ("multi30k", "wmt14") else "train/valid/test.<언어> 파일을 그곳에 두거나")
+        raise FileNotFoundError(f"코퍼스 디렉터리 '{cfg.data_dir}' 가 없습니다: {how} --data-dir 를 고치세요.")
+    data.check_corpus(cfg.data_dir, cfg.src, cfg.tgt)
+
+
+def estimate_memory_gb(cfg, vocab_size):
+    """한 배치(max_tokens)의 학습 메모리 어림 (GiB): 파라미터·그래디언트·Adam 상태(fp32 4벌) + 층마다 저장되는
+    활성값 (토큰당 대략 d_model × 34, 어텐션 확률 h × T 는 평균 길이 50 으로 가정) + 로짓.
+    >>> 2 < estimate_memory_gb(preset_config("rtx3090"), 37000) < 24     # RTX 3090 의 24 GB 안에 들어간다
+    True
+    """
+    d, n, bytes_per = cfg.d_model, cfg.num_layers, 2 if cfg.amp in ("fp16", "bf16", "auto") else 4
+    params = 2 * vocab_size * d + n * (4 * d * d + 2 * d * cfg.d_ff) + n * (8 * d * d + 2 * d * cfg.d_ff)
+    per_token = 2 * n * (34 * d + 5 * cfg.num_heads * 50 + cfg.d_ff) * bytes_per
+    logits = cfg.max_tokens * vocab_size * (bytes_per + 4)
+    return (16 * params + cfg.max_tokens * per_token + logits) / 2 ** 30
+
+
+def check_batch_fits(cfg, corpus, device):
+    """토큰 예산으로 묶는 두 분할(학습, 검증)의 가장 긴 문장 쌍이 한 배치에 들어가고, (GPU 면) 어림 메모리가 장치에
+    들어가는지 — 첫 스텝 전에 (검증은 첫 평가에서야 묶인다). 시험 분할은 문장 수로 묶어 번역하므로 상관없다."""
+    for name, pairs in (("학습", corpus.train), ("검증", corpus.valid)):
+        longest = int(max((np.max(lengths, initial=0) for lengths in sequence_lengths(pairs)), default=0)) + 1
+        if longest > cfg.max_tokens:
+            raise ValueError(f"{name} 분할의 가장 긴 문장({longest} 토큰)이 배치 상한 max_tokens={cfg.max_tokens} 보다 "
+                             "깁니다: --max-tokens 를 늘리세요.")
+    if device.type == "cuda":
+        need = estimate_memory_gb(cfg, len(corpus.bpe))
+        have = torch.cuda.get_device_properties(device).total_memory / 2 ** 30
+        if need > have:
+            raise ValueError(f"배치 하나에 약 {need:.1f} GiB 가 필요한데 GPU 메모리는 {have:.1f} GiB 입니다: "
+                             "--max-tokens 를 줄이고 --accum-steps 를 늘리세요.")
+
+
+# ══════ C. 장치, 혼합 정밀도, 분산(torchrun), CPU 메모리 ══════
+def setup_device(cfg, world_size):
+    """(장치, AMP 모드). device auto = CUDA 가 있으면 cuda (torchrun 아래면 LOCAL_RANK 의 GPU). AMP: fp16 은 CUDA
+    에서만 (GradScaler 로 손실 스케일링), bf16 은 CUDA(지원 시)와 CPU, auto = GPU 면 bf16(지원 시) 또는 fp16, CPU 는 off.
+    >>> setup_device(Config(device="cpu", amp="auto"), 1), setup_device(Config(device="cpu", amp="bf16"), 1)[1]
+    ((device(type='cpu'), 'off'), 'bf16')
+    >>> setup_device(Config(device="cpu", amp="fp16"), 1)
+    Traceback (most recent call last):
+    ...
+    ValueError: fp16 혼합 정밀도는 CUDA GPU 에서만 됩니다: CPU 에서는 --amp bf16 이나 --amp off 를 쓰세요.
+    """
+    if cfg.device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"--device 는 auto, cpu, cuda 중 하나여야 합니다 ('{cfg.device}').")
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda 를 골랐지만 CUDA GPU 가 없습니다: --device cpu 를 쓰세요.")
+    device = torch.device("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu")
+    if world_size > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if device.type == "cpu":
+        if cfg.amp == "fp16":
+            raise ValueError("fp16 혼합 정밀도는 CUDA GPU 에서만 됩니다: CPU 에서는 --amp bf16 이나 --amp off 를 쓰세요.")
+        return device, "off" if cfg.amp == "auto" else cfg.amp
+    if cfg.amp == "bf16" and not torch.cuda.is_bf16_supported():
+        raise ValueError("이 GPU 는 bf16 을 지원하지 않습니다: --amp fp16 을 쓰세요.")
+    return device, ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cfg.amp == "auto" else cfg.amp
+
+
+def autocast(amp, device):
+    """amp 모드에 맞는 autocast 문맥 (off 면 아무것도 하지 않음)."""
+    if amp == "off":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.float16 if amp == "fp16" else torch.bfloat16)
+
+
+def keep_freed_memory():
+    """CPU 학습이 해제한 큰 버퍼를 OS 에 돌려주지 않고 다시 쓰게 glibc malloc 을 설정한다 (리눅스 glibc 만).
+    프로세스 전체를 되돌릴 수 없게 바꾸므로 명령줄의 CPU 학습만 부른다 (``--no-malloc-tuning`` 으로 끔); 라이브러리로
+    만든 Trainer (노트북, plots.py, doctest) 는 부르지 않는다.
+    glibc 는 128 KB 이상의 할당을 mmap 으로 받아 해제하자마자 OS 에 돌려주므로, 스텝마다 같은 크기의 텐서를 다시
+    받는 학습은 매번 새 쪽을 0 으로 채우는 페이지 폴트를 낸다 (Multi30k de→en 52분 런: 6.6억 번, 시스템 시간이 CPU
+    시간의 19%). mmap 을 끄고 힙을 돌려주는 문턱을 2 GB 로 올리면 값은 같고 빠르기만 하다 (README).
+    반환: 설정했으면 True, 다른 운영체제·C 라이브러리면 아무것도 하지 않고 False."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:                                    # musl 같은 다른 C 라이브러리
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4              # glibc <malloc.h> 의 mallopt 항목 번호
+    return libc.mallopt(m_mmap_max, 0) == 1 and libc.mallopt(m_trim_threshold, 2 ** 31 - 1) == 1
+
+
+def init_distributed():
+    """(랭크, 프로세스 수). torchrun 이 준 환경 변수로 프로세스 그룹을 연다 (GPU 면 NCCL, CPU 면 gloo)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return 0, 1
+    if not torch.distributed.is_initialized():         # WMT14 캐시 준비(수십 분)를 다른 랭크가 기다릴 수 있게 3시간
+        torch.distributed.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo",
+                                             timeout=datetime.timedelta(hours=3))
+    return torch.distributed.get_rank(), world_size
+
+
+def broadcast_from_rank0(value, world_size):
+    """랭크 0 의 값(예: 캐시 경로)을 모든 랭크에 돌려준다. 다른 랭크는 랭크 0 이 여기 올 때까지 기다린다."""
+    if world_size == 1:
+        return value
+    box = [value]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def all_reduce(value, device, world_size, op="sum"):
+    """수 하나를 모든 랭크에서 더하거나(sum) 가장 작은 값(min)을 구한다 (한 프로세스면 그대로)."""
+    if world_size == 1:
+        return value
+    tensor = torch.tensor(value, dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(tensor, op={"sum": torch.distributed.ReduceOp.SUM,
+                                             "min": torch.distributed.ReduceOp.MIN}[op])
+    return tensor.item()
+
+
+# ══════ D. 체크포인트 파일: 원자적 저장, weights_only 로 읽기, 평균 ══════
+def atomic_save(path, obj):
+    """임시 파일에 쓴 뒤 이름을 바꾼다: 도중에 죽어도 반쯤 쓰인 파일은 남지 않는다. 문자열(status.md, 번역)은
+    UTF-8 텍스트로, 그 밖(체크포인트 dict)은 torch.save 로 쓴다."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    if isinstance(obj, str):
+        pathlib.Path(tmp).write_text(obj, encoding="utf-8")
+    else:
+        torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path):
+    """``torch.load(..., weights_only=True)`` 로 CPU 에 읽는다. 없거나 손상된 파일은 한 줄 오류."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"체크포인트 '{path}' 가 없습니다.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # 잘린 zip, 엉뚱한 파일 … 모두 같은 안내로
+        raise ValueError(f"체크포인트 '{path}' 를 읽을 수 없습니다 (손상되었거나 체크포인트가 아닙니다: "
+                         f"{type(exc).__name__}).") from exc
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise ValueError(f"'{path}' 는 이 프로젝트의 체크포인트가 아닙니다 (model/config 항목 없음).")
+    return state
+
+
+def step_checkpoints(run_dir):
+    """런 디렉터리의 스텝별 체크포인트, 스텝 순서대로."""
+    paths = glob.glob(os.path.join(run_dir, "checkpoint_step*.pt"))
+    return sorted(paths, key=lambda p: int(os.path.basename(p)[len("checkpoint_step"):-3]))
+
+
+def average_run(run_dir, last_n, log=print):
+    """"averaging the last 5 checkpoints" (§6.1): 런의 마지막 last_n 개 스텝 체크포인트의 파라미터를 (float64 로
+    더해) 평균해 checkpoint_averaged.pt 로 쓴다 (나머지 항목은 checkpoint_last.pt 의 것).
+    반환: 그 경로, 평균할 체크포인트가 2개보다 적으면 None."""
+    paths = step_checkpoints(run_dir)[-last_n:]
+    if len(paths) < 2:
+        return None
+    states = [load_checkpoint(p)["model"] for p in paths]
+    average = {name: sum(s[name].double() for s in states).div(len(states)).to(value.dtype)
+               if value.is_floating_point() else value.clone() for name, value in states[0].items()}
+    names, out = [os.path.basename(p) for p in paths], os.path.join(run_dir, "checkpoint_averaged.pt")
+    last = load_checkpoint(os.path.join(run_dir, "checkpoint_last.pt"))
+    atomic_save(out, dict(last, model=average, averaged_from=names))
+    log(f"마지막 체크포인트 {len(paths)}개를 평균했습니다 ({', '.join(names)}).")
+    return out
+
+
+# ══════ E. 재개와 런 읽기 (load_run) ══════
+def find_latest_run(root="outputs/training", preset=None, matching=None):
+    """체크포인트가 있는 가장 최근 런 디렉터리 (없으면 None). preset: 디렉터리 이름이 "<preset>_" 로 시작하는 런만.
+    matching ({필드: 값}): 저장된 설정이 그 값들과 같은 런만 (RESUMABLE_CHANGES 는 비교하지 않는다; 체크포인트를 읽는다)."""
+    pattern = os.path.join(root, f"{preset}_*" if preset else "*", "checkpoint_last.pt")
+    found = sorted(glob.glob(pattern), key=os.path.getmtime, reverse=True)
+    for path in found:
+        if not matching or changed_field(saved_config(load_checkpoint(path)), matching) is None:
+            return os.path.dirname(path)
+    return None
+
+
+# 재개할 때 명령줄로 바꿀 수 있는 필드. 나머지(모델, 데이터, 방향, 어휘, 스케줄 …)는 런이 저장한 값을 그대로 쓴다:
+# 런 디렉터리가 그 런을 다 설명한다.
+RESUMABLE_CHANGES = ("max_steps", "stop_after", "log_every", "eval_every", "save_every", "threads")
+def saved_config(state):
+    """체크포인트에 저장된 설정 → Config (모르는 필드는 버리고, 옛 이름 corpus="wmt14" 는 "parallel")."""
+    names = {f.name for f in dataclasses.fields(Config)}
+    cfg = Config(**{k: v for k, v in state["config"].items() if k in names})
+    return cfg.replace(corpus="parallel") if cfg.corpus == "wmt14" else cfg
+
+
+def changed_field(saved, given):
+    """given ({필드: 값}) 중 바꿀 수 없는데 saved 와 다른 첫 필드 (이름, 저장된 값, 준 값), 모두 같으면 None."""
+    for name, value in given.items():
+        if name in RESUMABLE_CHANGES or name in ("resume", "run_dir"):
+            continue
+        old = getattr(saved, name)
+        same = (os.path.realpath(old) == os.path.realpath(value) if name == "data_dir"
+                else old == ("parallel" if name == "corpus" and value == "wmt14" else value))
+        if not same:
+            return name, old, value
+    return None
+
+
+def resumed_config(target, given):
+    """--resume: 런이 저장한 설정을 되살린다. given = 명령줄에서 준 필드들 ({필드: 값}, --preset 포함).
+    RESUMABLE_CHANGES 만 바꾸고, 다른 필드가 런과 다르면 그 필드·두 값·런을 밝힌 한 줄 오류.
+    target "latest" = --run-dir, 없으면 명령줄과 맞는 가장 최근 런."""
+    if target == "latest":
+        target = given.get("run_dir") or find_latest_run(matching=given)
+        if target is None:
+            shown = ", ".join(f"{k}={v}" for k, v in given.items() if k not in RESUMABLE_CHANGES)
+            raise FileNotFoundError(f"outputs/training 에 이어 갈 런이 없습니다 (명령줄과 맞는 런: {shown or '아무 런'}).")
+    path = os.path.join(target, "checkpoint_last.pt") if os.path.isdir(target) else target
+    saved, run_dir = saved_config(load_checkpoint(path)), os.path.dirname(path)
+    diff = changed_field(saved, given)
+    if diff is not None:
+        name, old, new = diff
+        raise ValueError(f"런 '{run_dir}' 의 {name}={old!r} 를 이어 가며 {new!r} 로 바꿀 수 없습니다: 이어 갈 때는 "
+                         f"{', '.join('--' + n.replace('_', '-') for n in RESUMABLE_CHANGES)} 만 바꿀 수 있습니다 "
+                         "(다른 설정이면 새 런을 시작하세요).")
+    if given.get("run_dir") and os.path.realpath(given["run_dir"]) != os.path.realpath(run_dir):
+        raise ValueError(f"--run-dir '{given['run_dir']}' 와 이어 갈 런 '{run_dir}' 가 다릅니다: 둘 중 하나만 주세요.")
+    changes = {"stop_after": 0} | {k: v for k, v in given.items() if k in RESUMABLE_CHANGES}   # 멈춤은 한 번만
+    return check_config(saved.replace(resume=path, run_dir=run_dir, **changes))
+
+
+def make_run_dir(cfg, resume_state, is_main):
+    """--run-dir, 재개면 원래 디렉터리, 아니면 outputs/training/<preset>_<YYYYmmdd_HHMMSS>/."""
+    resumed = os.path.dirname(resume_state["path"]) if resume_state is not None else None
+    stamp = f"{cfg.preset}_{datetime.datetime.now():%Y%m%d_%H%M%S}"
+    run_dir = cfg.run_dir or resumed or os.path.join("outputs", "training", stamp)
+    if is_main:
+        os.makedirs(run_dir, exist_ok=True)
+    return run_dir
+
+
+def find_resume_state(cfg):
+    """cfg.resume (런 디렉터리, 체크포인트 파일, "latest") 의 체크포인트 상태, 재개가 아니면 None. cfg 가 런이 저장한
+    설정과 RESUMABLE_CHANGES 밖에서 다르면 거절한다 (resumed_config 와 같은 규칙; 라이브러리로 만든 Trainer 도)."""
+    if not cfg.resume:
+        return None
+    fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(Config)}
+    if cfg.resume == "latest" and not cfg.run_dir:
+        fields.pop("run_dir")
+    path = resumed_config(cfg.resume, fields).resume
+    return dict(load_checkpoint(path), path=path)
+
+
+# 학습된 런 하나: 런 디렉터리, Config, data.BPE, 모델 (eval(), CPU), 읽은 가중치 파일 경로.
+Run = collections.namedtuple("Run", "run_dir cfg bpe model checkpoint")
+def run_checkpoint(target=None, root="outputs/training"):
+    """런 디렉터리나 체크포인트 파일 → 읽을 체크포인트 경로. target 이 None 이면 root 의 가장 최근 런;
+    런 디렉터리면 checkpoint_averaged.pt, 없으면 checkpoint_last.pt."""
+    path = target or find_latest_run(root)
+    if path is None:
+        raise FileNotFoundError(f"'{root}' 에 체크포인트가 없습니다: 먼저 `python train.py` 로 학습하세요.")
+    if os.path.isdir(path):
+        averaged = os.path.join(path, "checkpoint_averaged.pt")
+        path = averaged if os.path.exists(averaged) else os.path.join(path, "checkpoint_last.pt")
+    return path
+
+
+def load_run(target=None, root="outputs/training"):
+    """런 디렉터리나 체크포인트 파일 → Run (체크포인트는 run_checkpoint 가 고른다). --translate, --translate-file,
+    plots.py 가 쓰고, --average-checkpoints 는 같은 run_checkpoint 로 런을 찾는다."""
+    path = run_checkpoint(target, root)
+    state = load_checkpoint(path)
+    cfg = Config(**{k: v for k, v in state["config"].items() if k in {f.name for f in dataclasses.fields(Config)}})
+    bpe = data.BPE.load(os.path.join(os.path.dirname(path), "bpe.txt"))
+    model = build_model(cfg, len(bpe))
+    model.load_state_dict(state["model"])
+    return Run(os.path.dirname(path), cfg, bpe, model.eval(), path)
+
+
+def translate_texts(run, texts):
+    """원문 문장들 → 번역문 문장들 (load_run 의 런, CPU 빔 서치). 너무 긴 원문은 잘라 번역하고 stderr 에 경고."""
+    hyps = translate_ids(run.model, [run.bpe.encode(t) for t in texts], torch.device("cpu"), run.cfg.beam_size,
+                         run.cfg.length_penalty, warn=lambda line: print(line, file=sys.stderr))
+    return [run.bpe.decode(h) for h in hyps]
+
+
+# ══════ F. 평행 코퍼스의 캐시: 읽기, 없으면 준비, 재개할 때의 확인 ══════
+def load_prepared_corpus(cfg, log, cache=None, rank=0, world_size=1):
+    """평행 코퍼스 디렉터리의 캐시를 읽는다. cache 를 주면 (재개) 꼭 그 캐시를, 아니면 설정(어휘 크기, 언어 쌍)과
+    지금의 코퍼스 파일에 맞는 캐시를 쓰고, 없으면 먼저 준비한다 (torchrun 이면 랭크 0 만; 나머지는 기다렸다 읽는다)."""
+    check_corpus_dir(cfg)
+    if cache is not None:
+        check_run_cache(cache, cfg.data_dir)            # 부록: 사라졌거나 코퍼스 파일이 바뀌었으면 한 줄 오류
+    elif rank == 0:
+        cache = find_or_prepare(cfg, log)
+    cache = broadcast_from_rank0(cache, world_size)    # 부록: 랭크 0 의 캐시 경로를 모든 랭크에 (준비를 기다림)
+    bpe = data.BPE.load(os.path.join(cache, "bpe.txt"))
+    limit = cfg.max_len - 1                              # 위치 표에서 [EOS]/[BOS] 한 칸을 뺀 문장 길이 한계
+    train = data.load_prepared(cache, "train", max_len=limit)           # 더 긴 쌍이 있으면 한 줄 오류
+    splits = {name: data.load_prepared(cache, name) for name in ("valid", "test")}
+    texts = {name: data.load_pairs(cfg.data_dir, name, cfg.src, cfg.tgt) for name in ("valid", "test")}
+    # 검증 분할은 거르지 않은 공식 집합: 위치 표보다 긴 쌍은 교사 강요 손실에서만 뺀다 (시험은 translate_ids 가 자름)
+    keep = [i for i, (s, t) in enumerate(splits["valid"]) if max(len(s), len(t)) <= limit]
+    if len(keep) < len(splits["valid"]):
+        log(f"검증 쌍 {len(splits['valid']) - len(keep)}개가 {limit} 토큰보다 길어 검증에서 뺍니다.")
+    log(f"준비된 캐시 {cache}: {cfg.src}→{cfg.tgt} 학습 {len(train):,} 쌍, BPE 어휘 {len(bpe):,}")
+    return Corpus(bpe, train, [splits["valid"][i] for i in keep], splits["test"], [texts["valid"][i] for i in keep],
+                  texts["test"], cache)
+
+
+def find_or_prepare(cfg, log):
+    """설정과 지금의 코퍼스 파일에 맞는 캐시의 경로. 없으면 ``data.prepare_corpus`` 로 만든다."""
+    cache = data.find_prepared(cfg.data_dir, cfg.vocab_size, cfg.src, cfg.tgt, log=log)
+    if cache is None:                                   # Multi30k 는 몇 초, WMT14 는 수십 분
+        log(f"'{cfg.data_dir}' 에 어휘 {cfg.vocab_size}, {cfg.src}→{cfg.tgt} 캐시가 없어 먼저 준비합니다 "
+            f"(= python data.py prepare {cfg.data_dir} --src {cfg.src} --tgt {cfg.tgt} --vocab {cfg.vocab_size}).")
+        cache = data.prepare_corpus(cfg.data_dir, cfg.vocab_size, cfg.src, cfg.tgt, log=log)
+    return cache
+
+
+def check_run_cache(cache, data_dir):
+    """재개하는 런이 처음에 쓴 캐시가 아직 있고 코퍼스 파일과 맞는지. 아니면 다른 캐시로 바꿔 타지 않고 멈춘다:
+    어휘의 i 번째 행이 다른 부분 단어를 뜻하게 되거나, 옛 번역을 새 참조와 견주게 된다."""
+    if not os.path.isfile(os.path.join(cache, "meta.json")):
+        raise FileNotFoundError(f"이 런이 쓰던 캐시 '{cache}' 가 없습니다: 같은 설정으로 다시 준비하면 BPE 가 달라질 수 "
+                                "있어 이어 갈 수 없습니다. 새 런을 시작하세요.")
+    if not data.prepared_is_current(cache, data_dir):
+        raise ValueError(f"이 런이 쓰던 캐시 '{cache}' 를 만든 뒤 '{data_dir}' 의 코퍼스 파일이 바뀌었습니다: "
+                         "이어 갈 수 없습니다. 새 런을 시작하세요.")
+
+
+def keep_run_bpe(run_dir, bpe):
+    """런의 bpe.txt: 없으면 쓰고, 있으면 지금 코퍼스의 BPE 와 같은지만 확인한다 (런의 bpe.txt 는 다시 쓰지 않는다)."""
+    path = os.path.join(run_dir, "bpe.txt")
+    if not os.path.exists(path):
+        bpe.save(path)
+    elif (lambda saved: (saved.alphabet, saved.merges) != (bpe.alphabet, bpe.merges))(data.BPE.load(path)):
+        raise ValueError(f"'{path}' 가 이 코퍼스의 BPE 와 다릅니다: 다른 런의 디렉터리에 학습하려는 것 같습니다 "
+                         "(--run-dir 를 비우거나 새 디렉터리를 주세요).")
+
+
+# ══════ G. 명령줄 ══════
 def build_parser():
     """Config 의 모든 필드를 --필드-이름 옵션으로 만든다 (불리언은 --x / --no-x)."""
     parser = argparse.ArgumentParser(description="Transformer 학습 (Attention Is All You Need).")
