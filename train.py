@@ -226,21 +226,22 @@ class Trainer:
     """한 번의 학습 실행: 상태(모델, 옵티마이저, 스텝, 에폭 위치)와 그 상태를 바꾸는 메서드."""
 
     def __init__(self, cfg, log=print):
-        self.cfg = check_config(cfg)
-        self.rank, self.world_size = init_distributed()
-        self.is_main = self.rank == 0
+        # 준비: 설정·프로세스·장치 → 런 디렉터리와 시드 → 코퍼스 → 모델·옵티마이저 → 카운터 → (재개면) 상태 복원
+        self.cfg = check_config(cfg)                     # 부록 B: 학습이 될 수 없는 설정은 여기서 거절
+        self.rank, self.world_size = init_distributed()  # 부록 C: torchrun 이면 (랭크, 프로세스 수), 아니면 (0, 1)
+        self.is_main = self.rank == 0                    # 기록·평가·저장은 랭크 0 만
         self.log = log if self.is_main else (lambda *a, **k: None)
-        self.device, self.amp = setup_device(cfg, self.world_size)
-        resume = find_resume_state(cfg)                  # 부록: 재개면 런이 저장한 설정과 같은지까지 확인
-        self.run_dir = make_run_dir(cfg, resume, self.is_main)
+        self.device, self.amp = setup_device(cfg, self.world_size)   # 부록 C: 장치와 혼합 정밀도 (off/bf16/fp16)
+        resume = find_resume_state(cfg)                  # 부록 E: 재개면 체크포인트 (런이 저장한 설정과 같은지 확인)
+        self.run_dir = make_run_dir(cfg, resume, self.is_main)       # 부록 E: 새 런이면 outputs/training/<프리셋>_<시각>
         for set_seed in (random.seed, np.random.seed, torch.manual_seed):   # python, numpy, torch 난수를 같은 시드로
             set_seed(cfg.seed)
         self.corpus = load_corpus(cfg, os.path.join(self.run_dir, "bpe.txt"), self.log,
                                   cache=resume.get("cache") if resume else None, rank=self.rank,
                                   world_size=self.world_size)
         if self.is_main:
-            keep_run_bpe(self.run_dir, self.corpus.bpe)  # 부록: 새 런이면 bpe.txt 를 쓰고, 있으면 같은지 확인
-        check_batch_fits(cfg, self.corpus, self.device)
+            keep_run_bpe(self.run_dir, self.corpus.bpe)  # 부록 F: 새 런이면 bpe.txt 를 쓰고, 있으면 같은지 확인
+        check_batch_fits(cfg, self.corpus, self.device)  # 부록 B: 가장 긴 쌍과 어림 메모리가 배치에 들어가는지
         self.train_tgt_lengths = np.asarray(sequence_lengths(self.corpus.train)[1])  # 업데이트의 토큰 수 세기용
         self.model = build_model(cfg, len(self.corpus.bpe)).to(self.device)
         self.optimizer, self.scheduler = build_optimizer(cfg, self.model)
@@ -250,9 +251,8 @@ class Trainer:
         self.status = {"state": "학습 중", "amp": self.amp, "step": 0, "epoch": 0, "elapsed": 0.0}
         self.elapsed_before, self.start_time = 0.0, time.time()
         if resume is not None:
-            self.restore(resume)
-        self.ddp_model = self.model if self.world_size == 1 else torch.nn.parallel.DistributedDataParallel(
-            self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)  # torchrun
+            self.restore(resume)                         # 아래 기록·저장 메서드: 가중치, 옵티마이저, 스텝, 난수 상태
+        self.ddp_model = distributed_model(self.model, self.device, self.world_size)  # 부록 C: torchrun 이면 DDP 로 감쌈
 
     def train(self):
         """max_steps 까지 학습한다: 끝까지 가면 True, --stop-after 로 멈추면 False.
@@ -294,26 +294,18 @@ class Trainer:
         return True
 
     def train_step(self, batches):
-        """한 업데이트. 반환: (토큰당 평균 손실, 목표 토큰 수, 결과). 결과는 "applied" (적용), "nonfinite" (어느
-        랭크든 손실이 NaN/inf → 모든 랭크가 함께 건너뜀: 한 랭크의 NaN 은 all-reduce 로 이미 모든 랭크의 기울기에
-        퍼졌다), "overflow" (fp16 GradScaler 가 inf 기울기를 보고 건너뜀)."""
+        """한 업데이트: 기울기 지우기 → 순전파·손실·역전파 (accumulate_gradients) → Adam 한 걸음 → 학습률 한 걸음.
+        반환: (토큰당 평균 손실, 목표 토큰 수, 결과). 결과는 "applied" (적용) 또는 건너뛴 까닭: "nonfinite" (어느
+        랭크든 손실이 NaN/inf) 나 "overflow" (fp16 GradScaler 가 inf 기울기를 보고 건너뜀). 건너뛰면 스케줄은 그대로."""
         self.optimizer.zero_grad(set_to_none=True)
-        loss_sum, tokens = self.accumulate_gradients(batches)
-        loss = loss_sum.item() / max(tokens, 1)       # 업데이트마다 한 번만 GPU 를 기다린다
-        if all_reduce(float(math.isfinite(loss)), self.device, self.world_size, "min") < 1:
-            self.optimizer.zero_grad(set_to_none=True)
-            if self.amp == "fp16":
-                self.scaler.update(self.scaler.get_scale() / 2)   # fp16 넘침이면 스케일을 낮춘다
+        loss_sum, tokens = self.accumulate_gradients(batches)    # 순전파 → 손실 → 역전파 (기울기가 쌓인다)
+        loss = loss_sum.item() / max(tokens, 1)                  # 업데이트마다 한 번만 GPU 를 기다린다
+        if nonfinite_on_any_rank(loss, self.device, self.world_size):   # 부록 C: 한 랭크라도 NaN/inf 면
+            discard_update(self.optimizer, self.scaler, self.amp)        # 부록 C: 모든 랭크가 함께 기울기를 버린다
             return loss, tokens, "nonfinite"
-        self.scaler.unscale_(self.optimizer)
-        if self.cfg.clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
-        scale_before = self.scaler.get_scale()        # 꺼져 있으면 늘 1.0 (동기화 없음)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        if self.scaler.get_scale() < scale_before:     # 스케일이 줄었다 = 이번 optimizer.step 은 건너뛰었다
-            return loss, tokens, "overflow"
-        self.scheduler.step()
+        if not optimizer_step(self.optimizer, self.scaler, self.model.parameters(), self.cfg.clip_norm):  # 부록 C
+            return loss, tokens, "overflow"                      # Adam 한 걸음을 fp16 GradScaler 가 건너뛰었다
+        self.scheduler.step()                                    # 학습률 스케줄 한 걸음 (§5.3)
         return loss, tokens, "applied"
 
     def accumulate_gradients(self, batches):
@@ -322,13 +314,15 @@ class Trainer:
         마이크로배치마다 토큰 수만큼 기여해 모두를 담은 한 배치의 기울기와 같다 (fairseq 와 같은 방식).
         토큰 수는 길이 배열로 미리 세므로 GPU 를 기다리지 않는다."""
         tokens = sum(int(self.train_tgt_lengths[b].sum()) + len(b) for b in batches)  # 번역 + [EOS]
-        scale = self.world_size / all_reduce(tokens, self.device, self.world_size)   # DDP 의 랭크 평균을 되돌림
+        # 역전파하는 값 = 손실 합 × scale. DDP 는 랭크들의 기울기를 평균(÷ world_size)하므로 × world_size 로 되돌리고,
+        # ÷ (모든 랭크의 목표 토큰 합) 으로 업데이트 전체의 토큰당 평균을 만든다. 한 프로세스면 scale = 1 / tokens.
+        scale = self.world_size / all_reduce(tokens, self.device, self.world_size)   # 부록 C: 모든 랭크의 합
         loss_sum = torch.zeros((), device=self.device)
         for i, indices in enumerate(batches):
             src, tgt_in, tgt_out = make_batch(self.corpus.train, indices, self.device)
             sync = i == len(batches) - 1 or self.world_size == 1     # 마지막 마이크로배치에서만 all-reduce
             with contextlib.nullcontext() if sync else self.ddp_model.no_sync():
-                with autocast(self.amp, self.device):
+                with autocast(self.amp, self.device):                               # 부록 C: 혼합 정밀도
                     logits = self.ddp_model(src, tgt_in)                                    # (B, T, V)
                 loss = label_smoothed_cross_entropy(logits.float(), tgt_out, epsilon=self.cfg.label_smoothing,
                                                     ignore_index=data.PAD_ID, reduction="sum")
@@ -349,7 +343,7 @@ class Trainer:
             self.batch_pos += 1
         return out
 
-    # ---- 루프가 부르는 것: 건너뜀, 진행 줄, 검증, 기록, 저장 ----
+    # ---- 루프가 부르는 기록·저장 (처음엔 건너뛰어도 됨): 건너뜀 세기, 진행 줄, 검증, 기록, 저장, 재개 ----
     def count_skipped(self, result):
         """fp16 넘침은 흔한 일이라 세기만 한다. NaN/inf 는 세고 경고하며, 연속으로 max_nonfinite 번이면
         체크포인트를 쓰고 TrainingDiverged 로 멈춘다."""
@@ -855,6 +849,39 @@ def broadcast_from_rank0(value, world_size):
     box = [value]
     torch.distributed.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def distributed_model(model, device, world_size):
+    """torchrun 아래면 DistributedDataParallel 로 감싼 모델 (역전파 때 랭크들의 기울기를 평균), 아니면 model 그대로."""
+    return model if world_size == 1 else torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def nonfinite_on_any_rank(loss, device, world_size):
+    """어느 랭크든 손실이 NaN/inf 인가. 그러면 모든 랭크가 함께 건너뛴다: 한 랭크의 NaN 은 DDP 의 all-reduce 로
+    이미 모든 랭크의 기울기에 퍼졌다."""
+    return all_reduce(float(math.isfinite(loss)), device, world_size, "min") < 1
+
+
+def discard_update(optimizer, scaler, amp):
+    """NaN/inf 업데이트의 기울기를 버린다. fp16 이면 넘침일 수 있으니 손실 스케일도 반으로 낮춘다."""
+    optimizer.zero_grad(set_to_none=True)
+    if amp == "fp16":
+        scaler.update(scaler.get_scale() / 2)
+
+
+def optimizer_step(optimizer, scaler, parameters, clip_norm):
+    """(clip_norm > 0 이면 기울기 노름을 자르고) optimizer.step(). fp16 이면 GradScaler 가 손실 스케일을 되돌리고,
+    inf 기울기를 보면 step 을 건너뛰고 스케일을 줄인다. GradScaler 가 꺼져 있으면 unscale_/update 는 아무것도
+    하지 않고 스케일은 늘 1.0 (동기화 없음). 반환: 적용했으면 True, 건너뛰었으면 False."""
+    scaler.unscale_(optimizer)
+    if clip_norm > 0:
+        torch.nn.utils.clip_grad_norm_(parameters, clip_norm)
+    scale_before = scaler.get_scale()
+    scaler.step(optimizer)
+    scaler.update()
+    skipped = scaler.get_scale() < scale_before      # 스케일이 줄었다 = 이번 optimizer.step 은 건너뛰었다
+    return not skipped
 
 
 def all_reduce(value, device, world_size, op="sum"):
