@@ -345,38 +345,12 @@ class Trainer:
 
     # ---- 루프가 부르는 기록·저장 (처음엔 건너뛰어도 됨): 건너뜀 세기, 진행 줄, 검증, 기록, 저장, 재개 ----
     def count_skipped(self, result):
-        """fp16 넘침은 흔한 일이라 세기만 한다. NaN/inf 는 세고 경고하며, 연속으로 max_nonfinite 번이면
-        체크포인트를 쓰고 TrainingDiverged 로 멈춘다."""
-        if result == "overflow":
-            self.overflow_total += 1
-            scale = self.scaler.get_scale()
-            if scale < self.cfg.min_loss_scale:             # 이대로면 0 이 되어 건너뜀을 알아챌 수 없다 (fairseq 처럼 멈춤)
-                path = self.stop("중단 (손실 스케일 바닥)")
-                raise TrainingDiverged(f"fp16 손실 스케일이 {scale:.1e} 로 min_loss_scale={self.cfg.min_loss_scale:g} "
-                                       f"아래가 되어 멈췄습니다 (넘침 건너뜀 {self.overflow_total}회, 체크포인트: {path}). "
-                                       "--amp bf16 이나 --amp off 로, 또는 --lr-factor 를 낮춰 다시 시도하세요.")
-            return
-        self.nonfinite_in_row, self.nonfinite_total = self.nonfinite_in_row + 1, self.nonfinite_total + 1
-        self.log(f"경고: 스텝 {self.step + 1} 의 손실이 유한하지 않아 건너뜁니다 "
-                 f"(연속 {self.nonfinite_in_row}회, 총 {self.nonfinite_total}회).")
-        if self.nonfinite_in_row >= self.cfg.max_nonfinite:
-            path = self.stop("중단 (손실 발산)")
-            raise TrainingDiverged(f"손실이 {self.nonfinite_in_row}번 연속 NaN/inf 여서 멈췄습니다 (체크포인트: {path}). "
-                                   "학습률(--lr-factor)을 낮추거나 --clip-norm 을 켜거나 --amp bf16/off 로 다시 시도하세요.")
+        """건너뛴 업데이트를 센다: fp16 넘침은 세기만, NaN/inf 가 연속 max_nonfinite 번이면 멈춤 (부록 C: handle_skipped)."""
+        return handle_skipped(self, result)
 
     def log_progress(self):
-        """진행 줄 하나: 스텝, 평균 손실, 학습률, 토큰/s, 경과, 남은 시간. metrics.csv 의 칸을 돌려준다."""
-        w, lr = self.window, self.optimizer.param_groups[0]["lr"]
-        loss, speed = sum(w["losses"]) / len(w["losses"]), w["tokens"] / max(time.time() - w["start"], 1e-9)
-        first_step, first_time = w["first"]
-        eta = (time.time() - first_time) / max(self.step - first_step, 1) * (self.cfg.max_steps - self.step)
-        skips = f" | 넘침 건너뜀 {self.overflow_total}" if self.amp == "fp16" or self.overflow_total else ""
-        self.log(f"스텝 {self.step:>6}/{self.cfg.max_steps} | 손실 {loss:.4f} | 학습률 {lr:.2e} | "
-                 f"{speed:,.0f} 토큰/s | 경과 {format_duration(self.elapsed())} | 남은 시간 {format_duration(eta)}{skips}")
-        self.status.update(train_loss=loss, lr=lr, best_train_loss=min(self.status.get("best_train_loss", loss), loss))
-        w.update(losses=[], tokens=0, start=time.time())
-        return {"train_loss": f"{loss:.6f}", "lr": f"{lr:.6e}", "tokens_per_s": f"{speed:.1f}",
-                "overflow_skips": str(self.overflow_total)}
+        """진행 줄 하나를 찍고 metrics.csv 의 칸을 돌려준다 (부록 A: progress_line)."""
+        return progress_line(self)
 
     def evaluate(self):
         """검증 손실·정확도와 검증 문장 일부의 그리디 BLEU (랭크 0 만). metrics.csv 의 칸을 돌려준다."""
@@ -426,29 +400,12 @@ class Trainer:
         return self.save(periodic=False)
 
     def state_dict(self):
-        """재개에 필요한 모든 것 (weights_only 로 읽히는 타입만). 학습 중에 쓰는 난수는 드롭아웃(torch 전역
-        난수)뿐이라 그 상태만 담으면 재개해도 같은 마스크가 나온다: 배치 순서는 (시드, 에폭) 으로 정해진다."""
-        rng = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "step": self.step,
-                "epoch": self.epoch, "batch_pos": self.batch_pos, "rng": rng, "config": dataclasses.asdict(self.cfg),
-                "elapsed": self.elapsed(), "status": dict(self.status), "nonfinite_total": self.nonfinite_total,
-                "overflow_total": self.overflow_total, "cache": self.corpus.cache}   # cache: 재개도 같은 캐시로
+        """재개에 필요한 모든 것: 가중치, 옵티마이저, 스텝, 에폭 위치, 난수 상태 … (부록 D: trainer_state)."""
+        return trainer_state(self)
 
     def restore(self, state):
-        """state_dict() 로 저장한 상태로 되돌린다 (--resume)."""
-        for name in ("model", "optimizer", "scheduler", "scaler"):
-            getattr(self, name).load_state_dict(state[name])
-        self.step, self.epoch, self.batch_pos = state["step"], state["epoch"], state["batch_pos"]
-        self.elapsed_before, self.nonfinite_total = state["elapsed"], state["nonfinite_total"]
-        self.overflow_total = state.get("overflow_total", 0)
-        self.status.update(state["status"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        self.log(f"재개: {state['path']} (스텝 {self.step}, 에폭 {self.epoch})")
+        """state_dict() 로 저장한 상태로 되돌린다 (--resume; 부록 D: restore_trainer)."""
+        return restore_trainer(self, state)
 
 
 class TrainingDiverged(RuntimeError):
@@ -637,26 +594,29 @@ def bleu(hypotheses, references, lowercase=False):
     return _bleu_from_stats(bleu_stats(hypotheses, references, lowercase))[0]
 
 
-def bleu_report(hypotheses, references, lowercase=False):
-    """``sacrebleu`` 명령이 찍는 두 줄: 점수 줄과 서명 줄.
-    >>> print(bleu_report(["the cat is on the mat"], ["the cat sat on the mat"]))
-    BLEU = 37.99 83.3/60.0/25.0/16.7 (BP = 1.000 ratio = 1.000 hyp_len = 6 ref_len = 6)
-    nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|impl:train.py (sacreBLEU 2.6.0 과 같은 값)
-    """
-    stats = bleu_stats(hypotheses, references, lowercase)
-    (score, precisions, brevity), (sys_len, ref_len) = _bleu_from_stats(stats), stats[:2]
-    return (f"BLEU = {score:.2f} {'/'.join(f'{p:.1f}' for p in precisions)} (BP = {brevity:.3f} "
-            f"ratio = {sys_len / ref_len if ref_len else 0.0:.3f} hyp_len = {sys_len} ref_len = {ref_len})\n"
-            f"nrefs:1|case:{'lc' if lowercase else 'mixed'}|eff:no|tok:13a|smooth:exp|impl:train.py "
-            "(sacreBLEU 2.6.0 과 같은 값)")
-
-
 # ══════ 부록: 도구 — 처음 읽을 때는 건너뛰어도 됩니다 (A 기록 · B 점검 · C 장치·분산 · D 체크포인트 · E 재개 · F 캐시 · G 명령줄) ══════
 
 
 # ══════ A. 런의 기록: metrics.csv (plots.py 가 이것으로 그린다) 와 사람이 읽는 status.md ══════
 METRIC_COLUMNS = ("step", "train_loss", "lr", "valid_loss", "token_accuracy", "bleu", "tokens_per_s", "elapsed_s",
                   "overflow_skips")
+
+
+def progress_line(trainer):
+    """Trainer.log_progress: 진행 줄 하나 (스텝, 평균 손실, 학습률, 토큰/s, 경과, 남은 시간). metrics.csv 의 칸을
+    돌려준다."""
+    w, lr = trainer.window, trainer.optimizer.param_groups[0]["lr"]
+    loss, speed = sum(w["losses"]) / len(w["losses"]), w["tokens"] / max(time.time() - w["start"], 1e-9)
+    first_step, first_time = w["first"]
+    eta = (time.time() - first_time) / max(trainer.step - first_step, 1) * (trainer.cfg.max_steps - trainer.step)
+    skips = f" | 넘침 건너뜀 {trainer.overflow_total}" if trainer.amp == "fp16" or trainer.overflow_total else ""
+    trainer.log(f"스텝 {trainer.step:>6}/{trainer.cfg.max_steps} | 손실 {loss:.4f} | 학습률 {lr:.2e} | "
+                f"{speed:,.0f} 토큰/s | 경과 {format_duration(trainer.elapsed())} | 남은 시간 {format_duration(eta)}{skips}")
+    best = min(trainer.status.get("best_train_loss", loss), loss)
+    trainer.status.update(train_loss=loss, lr=lr, best_train_loss=best)
+    w.update(losses=[], tokens=0, start=time.time())
+    return {"train_loss": f"{loss:.6f}", "lr": f"{lr:.6e}", "tokens_per_s": f"{speed:.1f}",
+            "overflow_skips": str(trainer.overflow_total)}
 
 
 def append_metrics(path, row):
@@ -776,7 +736,7 @@ def check_batch_fits(cfg, corpus, device):
                              "--max-tokens 를 줄이고 --accum-steps 를 늘리세요.")
 
 
-# ══════ C. 장치, 혼합 정밀도, 분산(torchrun), CPU 메모리 ══════
+# ══════ C. 장치, 혼합 정밀도, 분산(torchrun), 건너뛴 업데이트, CPU 메모리 ══════
 def setup_device(cfg, world_size):
     """(장치, AMP 모드). device auto = CUDA 가 있으면 cuda (torchrun 아래면 LOCAL_RANK 의 GPU). AMP: fp16 은 CUDA
     에서만 (GradScaler 로 손실 스케일링), bf16 은 CUDA(지원 시)와 CPU, auto = GPU 면 bf16(지원 시) 또는 fp16, CPU 는 off.
@@ -884,6 +844,27 @@ def optimizer_step(optimizer, scaler, parameters, clip_norm):
     return not skipped
 
 
+def handle_skipped(trainer, result):
+    """Trainer.count_skipped: fp16 넘침은 흔한 일이라 세기만 한다. NaN/inf 는 세고 경고하며, 연속으로
+    max_nonfinite 번이면 체크포인트를 쓰고 TrainingDiverged 로 멈춘다."""
+    if result == "overflow":
+        trainer.overflow_total += 1
+        scale = trainer.scaler.get_scale()
+        if scale < trainer.cfg.min_loss_scale:         # 이대로면 0 이 되어 건너뜀을 알아챌 수 없다 (fairseq 처럼 멈춤)
+            path = trainer.stop("중단 (손실 스케일 바닥)")
+            raise TrainingDiverged(f"fp16 손실 스케일이 {scale:.1e} 로 min_loss_scale={trainer.cfg.min_loss_scale:g} "
+                                   f"아래가 되어 멈췄습니다 (넘침 건너뜀 {trainer.overflow_total}회, 체크포인트: {path}). "
+                                   "--amp bf16 이나 --amp off 로, 또는 --lr-factor 를 낮춰 다시 시도하세요.")
+        return
+    trainer.nonfinite_in_row, trainer.nonfinite_total = trainer.nonfinite_in_row + 1, trainer.nonfinite_total + 1
+    trainer.log(f"경고: 스텝 {trainer.step + 1} 의 손실이 유한하지 않아 건너뜁니다 "
+                f"(연속 {trainer.nonfinite_in_row}회, 총 {trainer.nonfinite_total}회).")
+    if trainer.nonfinite_in_row >= trainer.cfg.max_nonfinite:
+        path = trainer.stop("중단 (손실 발산)")
+        raise TrainingDiverged(f"손실이 {trainer.nonfinite_in_row}번 연속 NaN/inf 여서 멈췄습니다 (체크포인트: {path}). "
+                               "학습률(--lr-factor)을 낮추거나 --clip-norm 을 켜거나 --amp bf16/off 로 다시 시도하세요.")
+
+
 def all_reduce(value, device, world_size, op="sum"):
     """수 하나를 모든 랭크에서 더하거나(sum) 가장 작은 값(min)을 구한다 (한 프로세스면 그대로)."""
     if world_size == 1:
@@ -894,7 +875,36 @@ def all_reduce(value, device, world_size, op="sum"):
     return tensor.item()
 
 
-# ══════ D. 체크포인트 파일: 원자적 저장, weights_only 로 읽기, 평균 ══════
+# ══════ D. 체크포인트: 담는 것(Trainer.state_dict), 원자적 저장, weights_only 로 읽기, 평균 ══════
+def trainer_state(trainer):
+    """Trainer.state_dict: 재개에 필요한 모든 것 (weights_only 로 읽히는 타입만). 학습 중에 쓰는 난수는
+    드롭아웃(torch 전역 난수)뿐이라 그 상태만 담으면 재개해도 같은 마스크가 나온다: 배치 순서는 (시드, 에폭) 으로
+    정해진다."""
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return {"model": trainer.model.state_dict(), "optimizer": trainer.optimizer.state_dict(),
+            "scheduler": trainer.scheduler.state_dict(), "scaler": trainer.scaler.state_dict(),
+            "step": trainer.step, "epoch": trainer.epoch, "batch_pos": trainer.batch_pos, "rng": rng,
+            "config": dataclasses.asdict(trainer.cfg), "elapsed": trainer.elapsed(), "status": dict(trainer.status),
+            "nonfinite_total": trainer.nonfinite_total, "overflow_total": trainer.overflow_total,
+            "cache": trainer.corpus.cache}                              # cache: 재개도 같은 캐시로
+
+
+def restore_trainer(trainer, state):
+    """Trainer.restore: state_dict() 로 저장한 상태로 되돌린다 (--resume)."""
+    for name in ("model", "optimizer", "scheduler", "scaler"):
+        getattr(trainer, name).load_state_dict(state[name])
+    trainer.step, trainer.epoch, trainer.batch_pos = state["step"], state["epoch"], state["batch_pos"]
+    trainer.elapsed_before, trainer.nonfinite_total = state["elapsed"], state["nonfinite_total"]
+    trainer.overflow_total = state.get("overflow_total", 0)
+    trainer.status.update(state["status"])
+    torch.set_rng_state(state["rng"]["torch"])
+    if "cuda" in state["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    trainer.log(f"재개: {state['path']} (스텝 {trainer.step}, 에폭 {trainer.epoch})")
+
+
 def atomic_save(path, obj):
     """임시 파일에 쓴 뒤 이름을 바꾼다: 도중에 죽어도 반쯤 쓰인 파일은 남지 않는다. 문자열(status.md, 번역)은
     UTF-8 텍스트로, 그 밖(체크포인트 dict)은 torch.save 로 쓴다."""
@@ -1221,6 +1231,20 @@ def run_translate_file(args, batch_size=64):
         sys.stdout.write(text)
     print(f"{len(lines):,} 줄 번역 ({len(todo):,} 줄은 내용 있음), {time.time() - start:.1f} 초", file=sys.stderr)
     return out
+
+
+def bleu_report(hypotheses, references, lowercase=False):
+    """``sacrebleu`` 명령이 찍는 두 줄: 점수 줄과 서명 줄.
+    >>> print(bleu_report(["the cat is on the mat"], ["the cat sat on the mat"]))
+    BLEU = 37.99 83.3/60.0/25.0/16.7 (BP = 1.000 ratio = 1.000 hyp_len = 6 ref_len = 6)
+    nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|impl:train.py (sacreBLEU 2.6.0 과 같은 값)
+    """
+    stats = bleu_stats(hypotheses, references, lowercase)
+    (score, precisions, brevity), (sys_len, ref_len) = _bleu_from_stats(stats), stats[:2]
+    return (f"BLEU = {score:.2f} {'/'.join(f'{p:.1f}' for p in precisions)} (BP = {brevity:.3f} "
+            f"ratio = {sys_len / ref_len if ref_len else 0.0:.3f} hyp_len = {sys_len} ref_len = {ref_len})\n"
+            f"nrefs:1|case:{'lc' if lowercase else 'mixed'}|eff:no|tok:13a|smooth:exp|impl:train.py "
+            "(sacreBLEU 2.6.0 과 같은 값)")
 
 
 def run_score(args):
