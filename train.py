@@ -177,7 +177,7 @@ def load_corpus(cfg, bpe_path=None, log=print, cache=None, rank=0, world_size=1)
     평행 코퍼스(corpus="parallel"): ``data.py prepare`` 의 캐시를 쓴다 (load_prepared_corpus; cache = 재개하는
     런이 쓰던 캐시, rank/world_size = torchrun 의 랭크)."""
     if cfg.corpus == "parallel":
-        return load_prepared_corpus(cfg, log, cache, rank, world_size)
+        return load_prepared_corpus(cfg, log, cache, rank, world_size)   # 부록 F: 캐시 읽기 (없으면 먼저 준비)
     splits = data.demo_splits(cfg.train_pairs, cfg.valid_pairs, cfg.test_pairs, seed=cfg.seed)
     bpe = (data.BPE.load(bpe_path) if bpe_path and os.path.exists(bpe_path)
            else data.train_bpe([s for pair in splits["train"] for s in pair], cfg.vocab_size))
@@ -207,6 +207,8 @@ def make_batch(pairs, indices, device):
 
 
 # ══════ 3. 모델과 옵티마이저 ══════
+# "We used the Adam optimizer with β1 = 0.9, β2 = 0.98 and ε = 10^-9. We varied the learning rate over the course of
+# training, according to the formula: lrate = d_model^-0.5 · min(step_num^-0.5, step_num · warmup_steps^-1.5)" (§5.3)
 def build_model(cfg, vocab_size):
     """설정대로 Transformer 를 만든다 (공동 어휘면 임베딩 공유 + 출력층 묶기, §3.4)."""
     return Transformer(vocab_size, vocab_size, d_model=cfg.d_model, num_heads=cfg.num_heads, num_layers=cfg.num_layers,
@@ -215,8 +217,8 @@ def build_model(cfg, vocab_size):
 
 
 def build_optimizer(cfg, model):
-    """Adam(β1=0.9, β2=0.98, ε=1e-9) 과 논문의 학습률 스케줄 (§5.3):
-    lrate = d_model^-0.5 · min(step^-0.5, step · warmup^-1.5)  (× lr_factor)."""
+    """논문의 학습률 스케줄 lrate = d_model^-0.5 · min(step^-0.5, step · warmup^-1.5) (× lr_factor) 과
+    Adam(β1=0.9, β2=0.98, ε=1e-9) (§5.3). lr=1.0: as_lambda_lr 의 LambdaLR 이 1.0 × 스케줄 값을 학습률로 쓴다."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1.0, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps)
     return optimizer, as_lambda_lr(optimizer, lambda s: cfg.lr_factor * transformer_lr(s, cfg.d_model, cfg.warmup))
 
@@ -245,7 +247,7 @@ class Trainer:
         self.train_tgt_lengths = np.asarray(sequence_lengths(self.corpus.train)[1])  # 업데이트의 토큰 수 세기용
         self.model = build_model(cfg, len(self.corpus.bpe)).to(self.device)
         self.optimizer, self.scheduler = build_optimizer(cfg, self.model)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")   # fp16 손실 스케일링
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")   # fp16 손실 스케일링 (아니면 꺼짐)
         self.step, self.epoch, self.batch_pos, self._epoch_batches = 0, 0, 0, None
         self.nonfinite_in_row = self.nonfinite_total = self.overflow_total = 0   # overflow: fp16 이 건너뜀
         self.status = {"state": "학습 중", "amp": self.amp, "step": 0, "epoch": 0, "elapsed": 0.0}
@@ -304,7 +306,7 @@ class Trainer:
             discard_update(self.optimizer, self.scaler, self.amp)        # 부록 C: 모든 랭크가 함께 기울기를 버린다
             return loss, tokens, "nonfinite"
         if not optimizer_step(self.optimizer, self.scaler, self.model.parameters(), self.cfg.clip_norm):  # 부록 C
-            return loss, tokens, "overflow"                      # Adam 한 걸음을 fp16 GradScaler 가 건너뛰었다
+            return loss, tokens, "overflow"                      # ↑ 자르기 + Adam 한 걸음; fp16 넘침이면 건너뜀
         self.scheduler.step()                                    # 학습률 스케줄 한 걸음 (§5.3)
         return loss, tokens, "applied"
 
@@ -359,7 +361,7 @@ class Trainer:
         start, n = time.time(), self.cfg.eval_bleu_sentences
         valid_loss, acc = evaluate_loss(self.model, self.corpus.valid, self.cfg, self.device, self.amp)
         hyps = translate_ids(self.model, [s for s, _ in self.corpus.valid[:n]], self.device)
-        score = bleu([self.corpus.bpe.decode(h) for h in hyps], [ref for _, ref in self.corpus.valid_text[:n]])
+        score = bleu([self.corpus.bpe.decode(h) for h in hyps], [ref for _, ref in self.corpus.valid_text[:n]])  # 6절
         self.status.update(valid_loss=valid_loss, token_accuracy=acc, bleu=score,
                            best_valid_loss=min(self.status.get("best_valid_loss", valid_loss), valid_loss))
         self.log(f"  검증: 손실 {valid_loss:.4f} (퍼플렉서티 {perplexity(valid_loss):.2f}) | 토큰 정확도 {acc:.2%} | "
@@ -371,11 +373,11 @@ class Trainer:
         if not self.is_main:
             return
         if row:
-            append_metrics(os.path.join(self.run_dir, "metrics.csv"),
+            append_metrics(os.path.join(self.run_dir, "metrics.csv"),        # 부록 A: 한 줄 (처음이면 머리줄도)
                            dict(row, step=self.step, elapsed_s=f"{self.elapsed():.1f}"))
         self.status.update(step=self.step, epoch=self.epoch, elapsed=self.elapsed(), overflow_skips=self.overflow_total,
                            nonfinite_skips=self.nonfinite_total)
-        write_status(self.run_dir, self.cfg, self.status)
+        write_status(self.run_dir, self.cfg, self.status)                   # 부록 A: 사람이 읽는 status.md
 
     def elapsed(self):
         """이전 실행(재개 전)까지 포함한 학습 시간(초)."""
@@ -386,10 +388,10 @@ class Trainer:
         if not self.is_main:
             return None
         state, last = self.state_dict(), os.path.join(self.run_dir, "checkpoint_last.pt")
-        atomic_save(last, state)
+        atomic_save(last, state)                                            # 부록 D: 임시 파일 → 이름 바꾸기
         if periodic:
             atomic_save(os.path.join(self.run_dir, f"checkpoint_step{self.step}.pt"), state)
-            for old in step_checkpoints(self.run_dir)[:-max(self.cfg.keep_checkpoints, self.cfg.average_last)]:
+            for old in step_checkpoints(self.run_dir)[:-max(self.cfg.keep_checkpoints, self.cfg.average_last)]:  # 부록 D
                 os.remove(old)
         return last
 
@@ -409,7 +411,7 @@ class Trainer:
 
 
 class TrainingDiverged(RuntimeError):
-    """손실이 연속으로 NaN/inf 여서 학습을 멈췄다 (체크포인트는 저장됨)."""
+    """손실이 연속으로 NaN/inf 이거나 fp16 손실 스케일이 바닥나 학습을 멈췄다 (체크포인트는 저장됨)."""
 
 
 # ══════ 5. 평가와 번역: 검증 손실, 토큰 정확도, 디코딩, 학습 뒤의 테스트 BLEU ══════
@@ -420,7 +422,7 @@ def evaluate_loss(model, pairs, cfg, device, amp):
     model.eval()
     for indices in epoch_batches(pairs, cfg.replace(seed=0), epoch=0):
         src, tgt_in, tgt_out = make_batch(pairs, indices, device)
-        with autocast(amp, device):
+        with autocast(amp, device):                            # 부록 C: 혼합 정밀도
             logits = model(src, tgt_in).float()                # (B, T, V)
         real = tgt_out != data.PAD_ID                           # (B, T) True = 실제 토큰
         count = real.sum().item()
@@ -479,9 +481,9 @@ def translate_ids(model, sources, device, beam_size=1, alpha=0.6, batch_size=64,
 def final_evaluation(trainer, log=print):
     """마지막 N 개 체크포인트를 평균하고(§6.1) 테스트 분할을 빔 서치로 번역해 BLEU 를 잰다."""
     cfg, corpus, model = trainer.cfg, trainer.corpus, trainer.model
-    averaged = average_run(trainer.run_dir, cfg.average_last, log)
+    averaged = average_run(trainer.run_dir, cfg.average_last, log)   # 부록 D: 체크포인트 평균 파일, 없으면 None
     if averaged is not None:
-        model.load_state_dict(load_checkpoint(averaged)["model"])
+        model.load_state_dict(load_checkpoint(averaged)["model"])   # 부록 D: weights_only 로 읽기
     sources, refs, start = [s for s, _ in corpus.test_text], [r for _, r in corpus.test_text], time.time()
     hyps = [corpus.bpe.decode(h) for h in translate_ids(model, [s for s, _ in corpus.test], trainer.device,
                                                         cfg.beam_size, cfg.length_penalty, warn=log)]
@@ -713,6 +715,12 @@ def estimate_memory_gb(cfg, vocab_size):
     >>> 2 < estimate_memory_gb(preset_config("rtx3090"), 37000) < 24     # RTX 3090 의 24 GB 안에 들어간다
     True
     """
+    # 파라미터: 임베딩·출력층 2·V·d, 인코더 층마다 4d² (Q, K, V, 출력 투영) + 2·d·d_ff (FFN 두 행렬), 디코더 층마다
+    # 8d² (어텐션 두 개) + 2·d·d_ff (편향·LayerNorm 은 뺀다). 16 = 파라미터마다 fp32 4벌 × 4 바이트 (가중치, 기울기,
+    # Adam 의 m 과 v). 활성값: 2·n 층 (인코더 + 디코더), 층마다 토큰당 34·d + 5·h·T 는 Korthikanti et al. (2022) 가
+    # 센 역전파용 저장값 (선형층 입력, 드롭아웃 마스크, 어텐션 확률 h×T …; 여기서 T = 평균 길이 50) 에 d_ff 를 더한 것.
+    # 그 식은 16비트 바이트 수인데 여기서는 값 개수로 보고 bytes_per 를 곱하므로 넉넉한 (약 2배) 어림이다.
+    # 로짓: 토큰마다 V 개를 autocast 정밀도로 한 벌, 손실용 fp32 사본(logits.float())으로 한 벌 (bytes_per + 4).
     d, n, bytes_per = cfg.d_model, cfg.num_layers, 2 if cfg.amp in ("fp16", "bf16", "auto") else 4
     params = 2 * vocab_size * d + n * (4 * d * d + 2 * d * cfg.d_ff) + n * (8 * d * d + 2 * d * cfg.d_ff)
     per_token = 2 * n * (34 * d + 5 * cfg.num_heads * 50 + cfg.d_ff) * bytes_per
