@@ -1,4 +1,4 @@
-"""train.py — Transformer 를 학습하고, 평가하고, 번역한다.
+"""train.py — Transformer 를 학습하고, 평가하고, 번역한다 (부록: 기록·점검·장치·체크포인트·재개·명령줄).
 
 "Sentence pairs were batched together by approximate sequence length. Each training batch contained a set of
 sentence pairs containing approximately 25000 source tokens and 25000 target tokens." (§5.1)
@@ -6,7 +6,7 @@ sentence pairs containing approximately 25000 source tokens and 25000 target tok
 ``python train.py`` 는 WMT14 가 준비되어 있으면(``python data.py prepare wmt14``) 논문의 base 모델(``rtx3090``
 프리셋)을, 아니면 내장 데모 코퍼스로 ``demo`` 프리셋을 학습하고 보지 않은 테스트 문장의 번역과 BLEU 를 출력한다.
 ``--resume`` 은 끊긴 학습을 그대로 이어 가고(같은 손실이 나온다), ``--translate "the old man saw the small dog"``
-는 최근 런으로 번역한다 (``--translate-file``, ``--score``, ``--average-checkpoints`` 는 명령줄 절).
+는 최근 런으로 번역한다 (``--translate-file``, ``--score``, ``--average-checkpoints`` 는 부록 G).
 
 학습 루프의 뼈대 (``Trainer.train``)::
 
@@ -14,8 +14,13 @@ sentence pairs containing approximately 25000 source tokens and 25000 target tok
         loss = train_step(다음 업데이트의 배치들)    # 순전파 → 역전파 → Adam 한 걸음
         간격마다: 진행 줄, 검증, metrics.csv + status.md, 체크포인트
 
-읽는 순서: 1 설정 → 2 데이터 → 3 모델·옵티마이저 → 4 학습 루프 (4.1 기록, 4.2 준비) → 5 평가와 번역 →
-6 체크포인트와 런 읽기(load_run) → 7 BLEU → 8 명령줄. 그림은 plots.py 가 그린다: ``python plots.py --run <런>``.
+본문 읽는 순서 (``# ══════ 부록`` 배너 줄 위까지; 아래로 건너뛸 일 없음):
+1 설정과 프리셋 → 2 데이터 (코퍼스, 토큰 수로 묶은 배치) → 3 모델·옵티마이저 → 4 학습 루프 (Trainer: 준비, train,
+train_step, accumulate_gradients; 그 뒤의 기록·저장 메서드는 건너뛰어도 됨) → 5 평가와 번역 → 6 BLEU.
+부록 (처음 읽을 때는 건너뛴다; 도구): A. 런의 기록 (metrics.csv, status.md) · B. 설정·배치·코퍼스 점검 ·
+C. 장치·혼합 정밀도·분산(torchrun)·CPU 메모리 · D. 체크포인트 파일 · E. 재개와 런 읽기 (load_run) ·
+F. 평행 코퍼스의 캐시 · G. 명령줄 (--translate-file, --score, --average-checkpoints).
+본문이 부록을 부르는 곳에는 ``# 부록 X: …`` 주석이 있다. 그림은 plots.py 가 그린다: ``python plots.py --run <런>``.
 
 >>> cfg = preset_config("rtx3090")               # 논문의 base 모델 (표 3, §5.3, §5.4, §6.1)
 >>> cfg.d_model, cfg.num_layers, cfg.num_heads, cfg.d_ff, cfg.dropout, cfg.warmup, cfg.max_steps
@@ -172,7 +177,7 @@ def load_corpus(cfg, bpe_path=None, log=print, cache=None, rank=0, world_size=1)
     평행 코퍼스(corpus="parallel"): ``data.py prepare`` 의 캐시를 쓴다 (load_prepared_corpus; cache = 재개하는
     런이 쓰던 캐시, rank/world_size = torchrun 의 랭크)."""
     if cfg.corpus == "parallel":
-        return load_prepared_corpus(cfg, log, cache, rank, world_size)
+        return load_prepared_corpus(cfg, log, cache, rank, world_size)   # 부록 F: 캐시 읽기 (없으면 먼저 준비)
     splits = data.demo_splits(cfg.train_pairs, cfg.valid_pairs, cfg.test_pairs, seed=cfg.seed)
     bpe = (data.BPE.load(bpe_path) if bpe_path and os.path.exists(bpe_path)
            else data.train_bpe([s for pair in splits["train"] for s in pair], cfg.vocab_size))
@@ -180,39 +185,6 @@ def load_corpus(cfg, bpe_path=None, log=print, cache=None, rank=0, world_size=1)
     log(f"데모 코퍼스: 학습 {len(enc['train']):,} 쌍, 검증 {len(enc['valid']):,}, 테스트 {len(enc['test']):,}, "
         f"BPE 어휘 {len(bpe):,}")
     return Corpus(bpe, enc["train"], enc["valid"], enc["test"], splits["valid"], splits["test"], None)
-
-
-def load_prepared_corpus(cfg, log, cache=None, rank=0, world_size=1):
-    """평행 코퍼스 디렉터리의 캐시를 읽는다. cache 를 주면 (재개) 꼭 그 캐시를, 아니면 설정(어휘 크기, 언어 쌍)과
-    지금의 코퍼스 파일에 맞는 캐시를 쓰고, 없으면 먼저 준비한다 (torchrun 이면 랭크 0 만; 나머지는 기다렸다 읽는다)."""
-    check_corpus_dir(cfg)
-    if cache is not None:
-        check_run_cache(cache, cfg.data_dir)            # 부록: 사라졌거나 코퍼스 파일이 바뀌었으면 한 줄 오류
-    elif rank == 0:
-        cache = find_or_prepare(cfg, log)
-    cache = broadcast_from_rank0(cache, world_size)    # 부록: 랭크 0 의 캐시 경로를 모든 랭크에 (준비를 기다림)
-    bpe = data.BPE.load(os.path.join(cache, "bpe.txt"))
-    limit = cfg.max_len - 1                              # 위치 표에서 [EOS]/[BOS] 한 칸을 뺀 문장 길이 한계
-    train = data.load_prepared(cache, "train", max_len=limit)           # 더 긴 쌍이 있으면 한 줄 오류
-    splits = {name: data.load_prepared(cache, name) for name in ("valid", "test")}
-    texts = {name: data.load_pairs(cfg.data_dir, name, cfg.src, cfg.tgt) for name in ("valid", "test")}
-    # 검증 분할은 거르지 않은 공식 집합: 위치 표보다 긴 쌍은 교사 강요 손실에서만 뺀다 (시험은 translate_ids 가 자름)
-    keep = [i for i, (s, t) in enumerate(splits["valid"]) if max(len(s), len(t)) <= limit]
-    if len(keep) < len(splits["valid"]):
-        log(f"검증 쌍 {len(splits['valid']) - len(keep)}개가 {limit} 토큰보다 길어 검증에서 뺍니다.")
-    log(f"준비된 캐시 {cache}: {cfg.src}→{cfg.tgt} 학습 {len(train):,} 쌍, BPE 어휘 {len(bpe):,}")
-    return Corpus(bpe, train, [splits["valid"][i] for i in keep], splits["test"], [texts["valid"][i] for i in keep],
-                  texts["test"], cache)
-
-
-def find_or_prepare(cfg, log):
-    """설정과 지금의 코퍼스 파일에 맞는 캐시의 경로. 없으면 ``data.prepare_corpus`` 로 만든다."""
-    cache = data.find_prepared(cfg.data_dir, cfg.vocab_size, cfg.src, cfg.tgt, log=log)
-    if cache is None:                                   # Multi30k 는 몇 초, WMT14 는 수십 분
-        log(f"'{cfg.data_dir}' 에 어휘 {cfg.vocab_size}, {cfg.src}→{cfg.tgt} 캐시가 없어 먼저 준비합니다 "
-            f"(= python data.py prepare {cfg.data_dir} --src {cfg.src} --tgt {cfg.tgt} --vocab {cfg.vocab_size}).")
-        cache = data.prepare_corpus(cfg.data_dir, cfg.vocab_size, cfg.src, cfg.tgt, log=log)
-    return cache
 
 
 def epoch_batches(pairs, cfg, epoch, rank=0, world_size=1):
@@ -235,6 +207,8 @@ def make_batch(pairs, indices, device):
 
 
 # ══════ 3. 모델과 옵티마이저 ══════
+# "We used the Adam optimizer with β1 = 0.9, β2 = 0.98 and ε = 10^-9. We varied the learning rate over the course of
+# training, according to the formula: lrate = d_model^-0.5 · min(step_num^-0.5, step_num · warmup_steps^-1.5)" (§5.3)
 def build_model(cfg, vocab_size):
     """설정대로 Transformer 를 만든다 (공동 어휘면 임베딩 공유 + 출력층 묶기, §3.4)."""
     return Transformer(vocab_size, vocab_size, d_model=cfg.d_model, num_heads=cfg.num_heads, num_layers=cfg.num_layers,
@@ -243,8 +217,8 @@ def build_model(cfg, vocab_size):
 
 
 def build_optimizer(cfg, model):
-    """Adam(β1=0.9, β2=0.98, ε=1e-9) 과 논문의 학습률 스케줄 (§5.3):
-    lrate = d_model^-0.5 · min(step^-0.5, step · warmup^-1.5)  (× lr_factor)."""
+    """논문의 학습률 스케줄 lrate = d_model^-0.5 · min(step^-0.5, step · warmup^-1.5) (× lr_factor) 과
+    Adam(β1=0.9, β2=0.98, ε=1e-9) (§5.3). lr=1.0: as_lambda_lr 의 LambdaLR 이 1.0 × 스케줄 값을 학습률로 쓴다."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1.0, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps)
     return optimizer, as_lambda_lr(optimizer, lambda s: cfg.lr_factor * transformer_lr(s, cfg.d_model, cfg.warmup))
 
@@ -254,33 +228,33 @@ class Trainer:
     """한 번의 학습 실행: 상태(모델, 옵티마이저, 스텝, 에폭 위치)와 그 상태를 바꾸는 메서드."""
 
     def __init__(self, cfg, log=print):
-        self.cfg = check_config(cfg)
-        self.rank, self.world_size = init_distributed()
-        self.is_main = self.rank == 0
+        # 준비: 설정·프로세스·장치 → 런 디렉터리와 시드 → 코퍼스 → 모델·옵티마이저 → 카운터 → (재개면) 상태 복원
+        self.cfg = check_config(cfg)                     # 부록 B: 학습이 될 수 없는 설정은 여기서 거절
+        self.rank, self.world_size = init_distributed()  # 부록 C: torchrun 이면 (랭크, 프로세스 수), 아니면 (0, 1)
+        self.is_main = self.rank == 0                    # 기록·평가·저장은 랭크 0 만
         self.log = log if self.is_main else (lambda *a, **k: None)
-        self.device, self.amp = setup_device(cfg, self.world_size)
-        resume = find_resume_state(cfg)                  # 부록: 재개면 런이 저장한 설정과 같은지까지 확인
-        self.run_dir = make_run_dir(cfg, resume, self.is_main)
+        self.device, self.amp = setup_device(cfg, self.world_size)   # 부록 C: 장치와 혼합 정밀도 (off/bf16/fp16)
+        resume = find_resume_state(cfg)                  # 부록 E: 재개면 체크포인트 (런이 저장한 설정과 같은지 확인)
+        self.run_dir = make_run_dir(cfg, resume, self.is_main)       # 부록 E: 새 런이면 outputs/training/<프리셋>_<시각>
         for set_seed in (random.seed, np.random.seed, torch.manual_seed):   # python, numpy, torch 난수를 같은 시드로
             set_seed(cfg.seed)
         self.corpus = load_corpus(cfg, os.path.join(self.run_dir, "bpe.txt"), self.log,
                                   cache=resume.get("cache") if resume else None, rank=self.rank,
                                   world_size=self.world_size)
         if self.is_main:
-            keep_run_bpe(self.run_dir, self.corpus.bpe)  # 부록: 새 런이면 bpe.txt 를 쓰고, 있으면 같은지 확인
-        check_batch_fits(cfg, self.corpus, self.device)
+            keep_run_bpe(self.run_dir, self.corpus.bpe)  # 부록 F: 새 런이면 bpe.txt 를 쓰고, 있으면 같은지 확인
+        check_batch_fits(cfg, self.corpus, self.device)  # 부록 B: 가장 긴 쌍과 어림 메모리가 배치에 들어가는지
         self.train_tgt_lengths = np.asarray(sequence_lengths(self.corpus.train)[1])  # 업데이트의 토큰 수 세기용
         self.model = build_model(cfg, len(self.corpus.bpe)).to(self.device)
         self.optimizer, self.scheduler = build_optimizer(cfg, self.model)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")   # fp16 손실 스케일링
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == "fp16")   # fp16 손실 스케일링 (아니면 꺼짐)
         self.step, self.epoch, self.batch_pos, self._epoch_batches = 0, 0, 0, None
         self.nonfinite_in_row = self.nonfinite_total = self.overflow_total = 0   # overflow: fp16 이 건너뜀
         self.status = {"state": "학습 중", "amp": self.amp, "step": 0, "epoch": 0, "elapsed": 0.0}
         self.elapsed_before, self.start_time = 0.0, time.time()
         if resume is not None:
-            self.restore(resume)
-        self.ddp_model = self.model if self.world_size == 1 else torch.nn.parallel.DistributedDataParallel(
-            self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)  # torchrun
+            self.restore(resume)                         # 아래 기록·저장 메서드: 가중치, 옵티마이저, 스텝, 난수 상태
+        self.ddp_model = distributed_model(self.model, self.device, self.world_size)  # 부록 C: torchrun 이면 DDP 로 감쌈
 
     def train(self):
         """max_steps 까지 학습한다: 끝까지 가면 True, --stop-after 로 멈추면 False.
@@ -322,26 +296,18 @@ class Trainer:
         return True
 
     def train_step(self, batches):
-        """한 업데이트. 반환: (토큰당 평균 손실, 목표 토큰 수, 결과). 결과는 "applied" (적용), "nonfinite" (어느
-        랭크든 손실이 NaN/inf → 모든 랭크가 함께 건너뜀: 한 랭크의 NaN 은 all-reduce 로 이미 모든 랭크의 기울기에
-        퍼졌다), "overflow" (fp16 GradScaler 가 inf 기울기를 보고 건너뜀)."""
+        """한 업데이트: 기울기 지우기 → 순전파·손실·역전파 (accumulate_gradients) → Adam 한 걸음 → 학습률 한 걸음.
+        반환: (토큰당 평균 손실, 목표 토큰 수, 결과). 결과는 "applied" (적용) 또는 건너뛴 까닭: "nonfinite" (어느
+        랭크든 손실이 NaN/inf) 나 "overflow" (fp16 GradScaler 가 inf 기울기를 보고 건너뜀). 건너뛰면 스케줄은 그대로."""
         self.optimizer.zero_grad(set_to_none=True)
-        loss_sum, tokens = self.accumulate_gradients(batches)
-        loss = loss_sum.item() / max(tokens, 1)       # 업데이트마다 한 번만 GPU 를 기다린다
-        if all_reduce(float(math.isfinite(loss)), self.device, self.world_size, "min") < 1:
-            self.optimizer.zero_grad(set_to_none=True)
-            if self.amp == "fp16":
-                self.scaler.update(self.scaler.get_scale() / 2)   # fp16 넘침이면 스케일을 낮춘다
+        loss_sum, tokens = self.accumulate_gradients(batches)    # 순전파 → 손실 → 역전파 (기울기가 쌓인다)
+        loss = loss_sum.item() / max(tokens, 1)                  # 업데이트마다 한 번만 GPU 를 기다린다
+        if nonfinite_on_any_rank(loss, self.device, self.world_size):   # 부록 C: 한 랭크라도 NaN/inf 면
+            discard_update(self.optimizer, self.scaler, self.amp)        # 부록 C: 모든 랭크가 함께 기울기를 버린다
             return loss, tokens, "nonfinite"
-        self.scaler.unscale_(self.optimizer)
-        if self.cfg.clip_norm > 0:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
-        scale_before = self.scaler.get_scale()        # 꺼져 있으면 늘 1.0 (동기화 없음)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        if self.scaler.get_scale() < scale_before:     # 스케일이 줄었다 = 이번 optimizer.step 은 건너뛰었다
-            return loss, tokens, "overflow"
-        self.scheduler.step()
+        if not optimizer_step(self.optimizer, self.scaler, self.model.parameters(), self.cfg.clip_norm):  # 부록 C
+            return loss, tokens, "overflow"                      # ↑ 자르기 + Adam 한 걸음; fp16 넘침이면 건너뜀
+        self.scheduler.step()                                    # 학습률 스케줄 한 걸음 (§5.3)
         return loss, tokens, "applied"
 
     def accumulate_gradients(self, batches):
@@ -350,13 +316,15 @@ class Trainer:
         마이크로배치마다 토큰 수만큼 기여해 모두를 담은 한 배치의 기울기와 같다 (fairseq 와 같은 방식).
         토큰 수는 길이 배열로 미리 세므로 GPU 를 기다리지 않는다."""
         tokens = sum(int(self.train_tgt_lengths[b].sum()) + len(b) for b in batches)  # 번역 + [EOS]
-        scale = self.world_size / all_reduce(tokens, self.device, self.world_size)   # DDP 의 랭크 평균을 되돌림
+        # 역전파하는 값 = 손실 합 × scale. DDP 는 랭크들의 기울기를 평균(÷ world_size)하므로 × world_size 로 되돌리고,
+        # ÷ (모든 랭크의 목표 토큰 합) 으로 업데이트 전체의 토큰당 평균을 만든다. 한 프로세스면 scale = 1 / tokens.
+        scale = self.world_size / all_reduce(tokens, self.device, self.world_size)   # 부록 C: 모든 랭크의 합
         loss_sum = torch.zeros((), device=self.device)
         for i, indices in enumerate(batches):
             src, tgt_in, tgt_out = make_batch(self.corpus.train, indices, self.device)
             sync = i == len(batches) - 1 or self.world_size == 1     # 마지막 마이크로배치에서만 all-reduce
             with contextlib.nullcontext() if sync else self.ddp_model.no_sync():
-                with autocast(self.amp, self.device):
+                with autocast(self.amp, self.device):                               # 부록 C: 혼합 정밀도
                     logits = self.ddp_model(src, tgt_in)                                    # (B, T, V)
                 loss = label_smoothed_cross_entropy(logits.float(), tgt_out, epsilon=self.cfg.label_smoothing,
                                                     ignore_index=data.PAD_ID, reduction="sum")
@@ -377,40 +345,14 @@ class Trainer:
             self.batch_pos += 1
         return out
 
-    # ---- 루프가 부르는 것: 건너뜀, 진행 줄, 검증, 기록, 저장 ----
+    # ---- 루프가 부르는 기록·저장 (처음엔 건너뛰어도 됨): 건너뜀 세기, 진행 줄, 검증, 기록, 저장, 재개 ----
     def count_skipped(self, result):
-        """fp16 넘침은 흔한 일이라 세기만 한다. NaN/inf 는 세고 경고하며, 연속으로 max_nonfinite 번이면
-        체크포인트를 쓰고 TrainingDiverged 로 멈춘다."""
-        if result == "overflow":
-            self.overflow_total += 1
-            scale = self.scaler.get_scale()
-            if scale < self.cfg.min_loss_scale:             # 이대로면 0 이 되어 건너뜀을 알아챌 수 없다 (fairseq 처럼 멈춤)
-                path = self.stop("중단 (손실 스케일 바닥)")
-                raise TrainingDiverged(f"fp16 손실 스케일이 {scale:.1e} 로 min_loss_scale={self.cfg.min_loss_scale:g} "
-                                       f"아래가 되어 멈췄습니다 (넘침 건너뜀 {self.overflow_total}회, 체크포인트: {path}). "
-                                       "--amp bf16 이나 --amp off 로, 또는 --lr-factor 를 낮춰 다시 시도하세요.")
-            return
-        self.nonfinite_in_row, self.nonfinite_total = self.nonfinite_in_row + 1, self.nonfinite_total + 1
-        self.log(f"경고: 스텝 {self.step + 1} 의 손실이 유한하지 않아 건너뜁니다 "
-                 f"(연속 {self.nonfinite_in_row}회, 총 {self.nonfinite_total}회).")
-        if self.nonfinite_in_row >= self.cfg.max_nonfinite:
-            path = self.stop("중단 (손실 발산)")
-            raise TrainingDiverged(f"손실이 {self.nonfinite_in_row}번 연속 NaN/inf 여서 멈췄습니다 (체크포인트: {path}). "
-                                   "학습률(--lr-factor)을 낮추거나 --clip-norm 을 켜거나 --amp bf16/off 로 다시 시도하세요.")
+        """건너뛴 업데이트를 센다: fp16 넘침은 세기만, NaN/inf 가 연속 max_nonfinite 번이면 멈춤 (부록 C: handle_skipped)."""
+        return handle_skipped(self, result)
 
     def log_progress(self):
-        """진행 줄 하나: 스텝, 평균 손실, 학습률, 토큰/s, 경과, 남은 시간. metrics.csv 의 칸을 돌려준다."""
-        w, lr = self.window, self.optimizer.param_groups[0]["lr"]
-        loss, speed = sum(w["losses"]) / len(w["losses"]), w["tokens"] / max(time.time() - w["start"], 1e-9)
-        first_step, first_time = w["first"]
-        eta = (time.time() - first_time) / max(self.step - first_step, 1) * (self.cfg.max_steps - self.step)
-        skips = f" | 넘침 건너뜀 {self.overflow_total}" if self.amp == "fp16" or self.overflow_total else ""
-        self.log(f"스텝 {self.step:>6}/{self.cfg.max_steps} | 손실 {loss:.4f} | 학습률 {lr:.2e} | "
-                 f"{speed:,.0f} 토큰/s | 경과 {format_duration(self.elapsed())} | 남은 시간 {format_duration(eta)}{skips}")
-        self.status.update(train_loss=loss, lr=lr, best_train_loss=min(self.status.get("best_train_loss", loss), loss))
-        w.update(losses=[], tokens=0, start=time.time())
-        return {"train_loss": f"{loss:.6f}", "lr": f"{lr:.6e}", "tokens_per_s": f"{speed:.1f}",
-                "overflow_skips": str(self.overflow_total)}
+        """진행 줄 하나를 찍고 metrics.csv 의 칸을 돌려준다 (부록 A: progress_line)."""
+        return progress_line(self)
 
     def evaluate(self):
         """검증 손실·정확도와 검증 문장 일부의 그리디 BLEU (랭크 0 만). metrics.csv 의 칸을 돌려준다."""
@@ -419,7 +361,7 @@ class Trainer:
         start, n = time.time(), self.cfg.eval_bleu_sentences
         valid_loss, acc = evaluate_loss(self.model, self.corpus.valid, self.cfg, self.device, self.amp)
         hyps = translate_ids(self.model, [s for s, _ in self.corpus.valid[:n]], self.device)
-        score = bleu([self.corpus.bpe.decode(h) for h in hyps], [ref for _, ref in self.corpus.valid_text[:n]])
+        score = bleu([self.corpus.bpe.decode(h) for h in hyps], [ref for _, ref in self.corpus.valid_text[:n]])  # 6절
         self.status.update(valid_loss=valid_loss, token_accuracy=acc, bleu=score,
                            best_valid_loss=min(self.status.get("best_valid_loss", valid_loss), valid_loss))
         self.log(f"  검증: 손실 {valid_loss:.4f} (퍼플렉서티 {perplexity(valid_loss):.2f}) | 토큰 정확도 {acc:.2%} | "
@@ -431,11 +373,11 @@ class Trainer:
         if not self.is_main:
             return
         if row:
-            append_metrics(os.path.join(self.run_dir, "metrics.csv"),
+            append_metrics(os.path.join(self.run_dir, "metrics.csv"),        # 부록 A: 한 줄 (처음이면 머리줄도)
                            dict(row, step=self.step, elapsed_s=f"{self.elapsed():.1f}"))
         self.status.update(step=self.step, epoch=self.epoch, elapsed=self.elapsed(), overflow_skips=self.overflow_total,
                            nonfinite_skips=self.nonfinite_total)
-        write_status(self.run_dir, self.cfg, self.status)
+        write_status(self.run_dir, self.cfg, self.status)                   # 부록 A: 사람이 읽는 status.md
 
     def elapsed(self):
         """이전 실행(재개 전)까지 포함한 학습 시간(초)."""
@@ -446,10 +388,10 @@ class Trainer:
         if not self.is_main:
             return None
         state, last = self.state_dict(), os.path.join(self.run_dir, "checkpoint_last.pt")
-        atomic_save(last, state)
+        atomic_save(last, state)                                            # 부록 D: 임시 파일 → 이름 바꾸기
         if periodic:
             atomic_save(os.path.join(self.run_dir, f"checkpoint_step{self.step}.pt"), state)
-            for old in step_checkpoints(self.run_dir)[:-max(self.cfg.keep_checkpoints, self.cfg.average_last)]:
+            for old in step_checkpoints(self.run_dir)[:-max(self.cfg.keep_checkpoints, self.cfg.average_last)]:  # 부록 D
                 os.remove(old)
         return last
 
@@ -460,239 +402,16 @@ class Trainer:
         return self.save(periodic=False)
 
     def state_dict(self):
-        """재개에 필요한 모든 것 (weights_only 로 읽히는 타입만). 학습 중에 쓰는 난수는 드롭아웃(torch 전역
-        난수)뿐이라 그 상태만 담으면 재개해도 같은 마스크가 나온다: 배치 순서는 (시드, 에폭) 으로 정해진다."""
-        rng = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            rng["cuda"] = torch.cuda.get_rng_state_all()
-        return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(), "scaler": self.scaler.state_dict(), "step": self.step,
-                "epoch": self.epoch, "batch_pos": self.batch_pos, "rng": rng, "config": dataclasses.asdict(self.cfg),
-                "elapsed": self.elapsed(), "status": dict(self.status), "nonfinite_total": self.nonfinite_total,
-                "overflow_total": self.overflow_total, "cache": self.corpus.cache}   # cache: 재개도 같은 캐시로
+        """재개에 필요한 모든 것: 가중치, 옵티마이저, 스텝, 에폭 위치, 난수 상태 … (부록 D: trainer_state)."""
+        return trainer_state(self)
 
     def restore(self, state):
-        """state_dict() 로 저장한 상태로 되돌린다 (--resume)."""
-        for name in ("model", "optimizer", "scheduler", "scaler"):
-            getattr(self, name).load_state_dict(state[name])
-        self.step, self.epoch, self.batch_pos = state["step"], state["epoch"], state["batch_pos"]
-        self.elapsed_before, self.nonfinite_total = state["elapsed"], state["nonfinite_total"]
-        self.overflow_total = state.get("overflow_total", 0)
-        self.status.update(state["status"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if "cuda" in state["rng"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        self.log(f"재개: {state['path']} (스텝 {self.step}, 에폭 {self.epoch})")
+        """state_dict() 로 저장한 상태로 되돌린다 (--resume; 부록 D: restore_trainer)."""
+        return restore_trainer(self, state)
 
 
 class TrainingDiverged(RuntimeError):
-    """손실이 연속으로 NaN/inf 여서 학습을 멈췄다 (체크포인트는 저장됨)."""
-
-
-# ══════ 4.1 런의 기록: metrics.csv (plots.py 가 이것으로 그린다) 와 사람이 읽는 status.md ══════
-METRIC_COLUMNS = ("step", "train_loss", "lr", "valid_loss", "token_accuracy", "bleu", "tokens_per_s", "elapsed_s",
-                  "overflow_skips")
-
-
-def append_metrics(path, row):
-    """metrics.csv 에 한 줄 추가 (처음이면 머리줄도)."""
-    new = not os.path.exists(path)
-    with open(path, "a", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
-        if new:
-            writer.writeheader()
-        writer.writerow({k: row.get(k, "") for k in METRIC_COLUMNS})
-
-
-def write_status(run_dir, cfg, status):
-    """사람이 읽는 "학습 상태" 한 쪽 (학습 중에도 원자적으로 갱신)."""
-    def fmt(key, spec=".4f"):
-        return "-" if status.get(key) is None else format(status[key], spec)
-    atomic_save(os.path.join(run_dir, "status.md"), (
-        f"## {corpus_name(cfg)} 번역 모델 학습 ({cfg.preset}, {cfg.src}→{cfg.tgt})\n\n**학습 상태**: {status['state']} "
-        f"({datetime.datetime.now():%Y-%m-%d %H:%M:%S} 갱신)\n\n"
-        f"- **설정**: d_model {cfg.d_model}, 층 {cfg.num_layers}+{cfg.num_layers}, 헤드 {cfg.num_heads}, "
-        f"d_ff {cfg.d_ff}, 드롭아웃 {cfg.dropout}, 업데이트당 토큰(상한) {cfg.max_tokens * cfg.accum_steps:,} "
-        f"({cfg.max_tokens:,} × 누적 {cfg.accum_steps}), 워밍업 {cfg.warmup:,}, 배율 {cfg.lr_factor}, "
-        f"AMP {status['amp']}\n- **진행**: 스텝 {status['step']:,} / {cfg.max_steps:,}, 에폭 {status['epoch']}, "
-        f"경과 {format_duration(status['elapsed'])}, 학습률 {fmt('lr', '.2e')}, "
-        f"넘침 건너뜀 {status.get('overflow_skips', 0)}, NaN/inf 건너뜀 {status.get('nonfinite_skips', 0)}\n"
-        f"- **학습 손실**: {fmt('train_loss')} (최소 {fmt('best_train_loss')})\n"
-        f"- **검증**: 손실 {fmt('valid_loss')} (최소 {fmt('best_valid_loss')}), "
-        f"토큰 정확도 {fmt('token_accuracy', '.2%')}, BLEU {fmt('bleu', '.2f')}\n- **체크포인트**: `{run_dir}`\n"))
-
-
-def corpus_name(cfg):
-    """status.md 제목의 코퍼스 이름: 데모, 아니면 코퍼스 디렉터리 이름 (예: MULTI30K).
-    >>> corpus_name(preset_config("demo")), corpus_name(preset_config("multi30k"))
-    ('데모', 'MULTI30K')
-    """
-    return "데모" if cfg.corpus == "demo" else os.path.basename(os.path.normpath(cfg.data_dir)).upper()
-
-
-def format_duration(seconds):
-    """초 → H:MM:SS.
-    >>> format_duration(3725.4)
-    '1:02:05'
-    """
-    return str(datetime.timedelta(seconds=int(seconds)))
-
-
-# ══════ 4.2 학습 준비: 설정 점검, 장치와 정밀도, 분산(torchrun) ══════
-def check_config(cfg):
-    """학습이 될 수 없는 설정을 미리 거절한다 (옛 프로젝트는 워밍업도 끝내지 못했다).
-    >>> check_config(preset_config("tiny").replace(max_steps=10, warmup=20))
-    Traceback (most recent call last):
-    ...
-    ValueError: 총 업데이트 수(max_steps=10)가 워밍업(warmup=20)보다 커야 합니다: 학습률이 한 번도 최고점에 ...
-    """
-    if cfg.max_steps <= 0 or cfg.max_tokens <= 0 or cfg.accum_steps <= 0:
-        raise ValueError("max_steps, max_tokens, accum_steps 는 양수여야 합니다.")
-    for name in ("log_every", "eval_every", "save_every", "eval_bleu_sentences", "keep_checkpoints", "average_last",
-                 "beam_size"):                          # 0 이면 첫 평가·저장에서야 죽거나 ([-0:] 처럼) 엉뚱하게 돈다
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} 은 1 이상이어야 합니다 (받은 값 {getattr(cfg, name)}).")
-    if cfg.warmup < 1:
-        raise ValueError(f"--warmup 은 1 이상이어야 합니다 (받은 값 {cfg.warmup}): 논문 스케줄은 "
-                         "step · warmup^-1.5 를 쓰므로 0 이면 정의되지 않습니다 (논문 4000).")
-    if cfg.max_steps <= cfg.warmup:
-        raise ValueError(f"총 업데이트 수(max_steps={cfg.max_steps})가 워밍업(warmup={cfg.warmup})보다 커야 합니다: "
-                         "학습률이 한 번도 최고점에 닿지 못합니다. --max-steps 를 늘리거나 --warmup 을 줄이세요.")
-    if cfg.d_model % cfg.num_heads:
-        raise ValueError(f"d_model={cfg.d_model} 이 num_heads={cfg.num_heads} 로 나누어떨어져야 합니다.")
-    if cfg.corpus == "wmt14":                            # 옛 이름: 평행 코퍼스라면 무엇이든 (WMT14 만이 아니다)
-        cfg = cfg.replace(corpus="parallel")
-    if cfg.corpus not in ("demo", "parallel"):
-        raise ValueError(f"알 수 없는 코퍼스 '{cfg.corpus}' 입니다: demo 또는 parallel 을 쓰세요.")
-    if cfg.corpus == "demo" and (cfg.src, cfg.tgt) != ("en", "de"):
-        raise ValueError(f"내장 데모 코퍼스는 영어→독일어뿐입니다 (--src {cfg.src} --tgt {cfg.tgt}): "
-                         "--data-dir 로 평행 코퍼스를 주세요.")
-    if cfg.amp not in ("auto", "fp16", "bf16", "off"):
-        raise ValueError(f"--amp 는 auto, fp16, bf16, off 중 하나여야 합니다 ('{cfg.amp}').")
-    return cfg
-
-
-def check_corpus_dir(cfg):
-    """코퍼스 디렉터리와 파일이 있는지 (몇 분 걸리는 준비·학습 전에 한 줄 오류로)."""
-    if not os.path.isdir(cfg.data_dir):
-        name = os.path.basename(os.path.normpath(cfg.data_dir))
-        how = (f"`python data.py download {name} --dir {cfg.data_dir}` 로 내려받거나"
-               if name in ("multi30k", "wmt14") else "train/valid/test.<언어> 파일을 그곳에 두거나")
-        raise FileNotFoundError(f"코퍼스 디렉터리 '{cfg.data_dir}' 가 없습니다: {how} --data-dir 를 고치세요.")
-    data.check_corpus(cfg.data_dir, cfg.src, cfg.tgt)
-
-
-def estimate_memory_gb(cfg, vocab_size):
-    """한 배치(max_tokens)의 학습 메모리 어림 (GiB): 파라미터·그래디언트·Adam 상태(fp32 4벌) + 층마다 저장되는
-    활성값 (토큰당 대략 d_model × 34, 어텐션 확률 h × T 는 평균 길이 50 으로 가정) + 로짓.
-    >>> 2 < estimate_memory_gb(preset_config("rtx3090"), 37000) < 24     # RTX 3090 의 24 GB 안에 들어간다
-    True
-    """
-    d, n, bytes_per = cfg.d_model, cfg.num_layers, 2 if cfg.amp in ("fp16", "bf16", "auto") else 4
-    params = 2 * vocab_size * d + n * (4 * d * d + 2 * d * cfg.d_ff) + n * (8 * d * d + 2 * d * cfg.d_ff)
-    per_token = 2 * n * (34 * d + 5 * cfg.num_heads * 50 + cfg.d_ff) * bytes_per
-    logits = cfg.max_tokens * vocab_size * (bytes_per + 4)
-    return (16 * params + cfg.max_tokens * per_token + logits) / 2 ** 30
-
-
-def check_batch_fits(cfg, corpus, device):
-    """토큰 예산으로 묶는 두 분할(학습, 검증)의 가장 긴 문장 쌍이 한 배치에 들어가고, (GPU 면) 어림 메모리가 장치에
-    들어가는지 — 첫 스텝 전에 (검증은 첫 평가에서야 묶인다). 시험 분할은 문장 수로 묶어 번역하므로 상관없다."""
-    for name, pairs in (("학습", corpus.train), ("검증", corpus.valid)):
-        longest = int(max((np.max(lengths, initial=0) for lengths in sequence_lengths(pairs)), default=0)) + 1
-        if longest > cfg.max_tokens:
-            raise ValueError(f"{name} 분할의 가장 긴 문장({longest} 토큰)이 배치 상한 max_tokens={cfg.max_tokens} 보다 "
-                             "깁니다: --max-tokens 를 늘리세요.")
-    if device.type == "cuda":
-        need = estimate_memory_gb(cfg, len(corpus.bpe))
-        have = torch.cuda.get_device_properties(device).total_memory / 2 ** 30
-        if need > have:
-            raise ValueError(f"배치 하나에 약 {need:.1f} GiB 가 필요한데 GPU 메모리는 {have:.1f} GiB 입니다: "
-                             "--max-tokens 를 줄이고 --accum-steps 를 늘리세요.")
-
-
-def setup_device(cfg, world_size):
-    """(장치, AMP 모드). device auto = CUDA 가 있으면 cuda (torchrun 아래면 LOCAL_RANK 의 GPU). AMP: fp16 은 CUDA
-    에서만 (GradScaler 로 손실 스케일링), bf16 은 CUDA(지원 시)와 CPU, auto = GPU 면 bf16(지원 시) 또는 fp16, CPU 는 off.
-    >>> setup_device(Config(device="cpu", amp="auto"), 1), setup_device(Config(device="cpu", amp="bf16"), 1)[1]
-    ((device(type='cpu'), 'off'), 'bf16')
-    >>> setup_device(Config(device="cpu", amp="fp16"), 1)
-    Traceback (most recent call last):
-    ...
-    ValueError: fp16 혼합 정밀도는 CUDA GPU 에서만 됩니다: CPU 에서는 --amp bf16 이나 --amp off 를 쓰세요.
-    """
-    if cfg.device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"--device 는 auto, cpu, cuda 중 하나여야 합니다 ('{cfg.device}').")
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda 를 골랐지만 CUDA GPU 가 없습니다: --device cpu 를 쓰세요.")
-    device = torch.device("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu")
-    if world_size > 1 and device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        torch.cuda.set_device(device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    if device.type == "cpu":
-        if cfg.amp == "fp16":
-            raise ValueError("fp16 혼합 정밀도는 CUDA GPU 에서만 됩니다: CPU 에서는 --amp bf16 이나 --amp off 를 쓰세요.")
-        return device, "off" if cfg.amp == "auto" else cfg.amp
-    if cfg.amp == "bf16" and not torch.cuda.is_bf16_supported():
-        raise ValueError("이 GPU 는 bf16 을 지원하지 않습니다: --amp fp16 을 쓰세요.")
-    return device, ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cfg.amp == "auto" else cfg.amp
-
-
-def keep_freed_memory():
-    """CPU 학습이 해제한 큰 버퍼를 OS 에 돌려주지 않고 다시 쓰게 glibc malloc 을 설정한다 (리눅스 glibc 만).
-    프로세스 전체를 되돌릴 수 없게 바꾸므로 명령줄의 CPU 학습만 부른다 (``--no-malloc-tuning`` 으로 끔); 라이브러리로
-    만든 Trainer (노트북, plots.py, doctest) 는 부르지 않는다.
-    glibc 는 128 KB 이상의 할당을 mmap 으로 받아 해제하자마자 OS 에 돌려주므로, 스텝마다 같은 크기의 텐서를 다시
-    받는 학습은 매번 새 쪽을 0 으로 채우는 페이지 폴트를 낸다 (Multi30k de→en 52분 런: 6.6억 번, 시스템 시간이 CPU
-    시간의 19%). mmap 을 끄고 힙을 돌려주는 문턱을 2 GB 로 올리면 값은 같고 빠르기만 하다 (README).
-    반환: 설정했으면 True, 다른 운영체제·C 라이브러리면 아무것도 하지 않고 False."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:                                    # musl 같은 다른 C 라이브러리
-        return False
-    m_trim_threshold, m_mmap_max = -1, -4              # glibc <malloc.h> 의 mallopt 항목 번호
-    return libc.mallopt(m_mmap_max, 0) == 1 and libc.mallopt(m_trim_threshold, 2 ** 31 - 1) == 1
-
-
-def autocast(amp, device):
-    """amp 모드에 맞는 autocast 문맥 (off 면 아무것도 하지 않음)."""
-    if amp == "off":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.float16 if amp == "fp16" else torch.bfloat16)
-
-
-def init_distributed():
-    """(랭크, 프로세스 수). torchrun 이 준 환경 변수로 프로세스 그룹을 연다 (GPU 면 NCCL, CPU 면 gloo)."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size == 1:
-        return 0, 1
-    if not torch.distributed.is_initialized():         # WMT14 캐시 준비(수십 분)를 다른 랭크가 기다릴 수 있게 3시간
-        torch.distributed.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo",
-                                             timeout=datetime.timedelta(hours=3))
-    return torch.distributed.get_rank(), world_size
-
-
-def broadcast_from_rank0(value, world_size):
-    """랭크 0 의 값(예: 캐시 경로)을 모든 랭크에 돌려준다. 다른 랭크는 랭크 0 이 여기 올 때까지 기다린다."""
-    if world_size == 1:
-        return value
-    box = [value]
-    torch.distributed.broadcast_object_list(box, src=0)
-    return box[0]
-
-
-def all_reduce(value, device, world_size, op="sum"):
-    """수 하나를 모든 랭크에서 더하거나(sum) 가장 작은 값(min)을 구한다 (한 프로세스면 그대로)."""
-    if world_size == 1:
-        return value
-    tensor = torch.tensor(value, dtype=torch.float64, device=device)
-    torch.distributed.all_reduce(tensor, op={"sum": torch.distributed.ReduceOp.SUM,
-                                             "min": torch.distributed.ReduceOp.MIN}[op])
-    return tensor.item()
+    """손실이 연속으로 NaN/inf 이거나 fp16 손실 스케일이 바닥나 학습을 멈췄다 (체크포인트는 저장됨)."""
 
 
 # ══════ 5. 평가와 번역: 검증 손실, 토큰 정확도, 디코딩, 학습 뒤의 테스트 BLEU ══════
@@ -703,7 +422,7 @@ def evaluate_loss(model, pairs, cfg, device, amp):
     model.eval()
     for indices in epoch_batches(pairs, cfg.replace(seed=0), epoch=0):
         src, tgt_in, tgt_out = make_batch(pairs, indices, device)
-        with autocast(amp, device):
+        with autocast(amp, device):                            # 부록 C: 혼합 정밀도
             logits = model(src, tgt_in).float()                # (B, T, V)
         real = tgt_out != data.PAD_ID                           # (B, T) True = 실제 토큰
         count = real.sum().item()
@@ -759,19 +478,12 @@ def translate_ids(model, sources, device, beam_size=1, alpha=0.6, batch_size=64,
     return out
 
 
-def translate_texts(run, texts):
-    """원문 문장들 → 번역문 문장들 (load_run 의 런, CPU 빔 서치). 너무 긴 원문은 잘라 번역하고 stderr 에 경고."""
-    hyps = translate_ids(run.model, [run.bpe.encode(t) for t in texts], torch.device("cpu"), run.cfg.beam_size,
-                         run.cfg.length_penalty, warn=lambda line: print(line, file=sys.stderr))
-    return [run.bpe.decode(h) for h in hyps]
-
-
 def final_evaluation(trainer, log=print):
     """마지막 N 개 체크포인트를 평균하고(§6.1) 테스트 분할을 빔 서치로 번역해 BLEU 를 잰다."""
     cfg, corpus, model = trainer.cfg, trainer.corpus, trainer.model
-    averaged = average_run(trainer.run_dir, cfg.average_last, log)
+    averaged = average_run(trainer.run_dir, cfg.average_last, log)   # 부록 D: 체크포인트 평균 파일, 없으면 None
     if averaged is not None:
-        model.load_state_dict(load_checkpoint(averaged)["model"])
+        model.load_state_dict(load_checkpoint(averaged)["model"])   # 부록 D: weights_only 로 읽기
     sources, refs, start = [s for s, _ in corpus.test_text], [r for _, r in corpus.test_text], time.time()
     hyps = [corpus.bpe.decode(h) for h in translate_ids(model, [s for s, _ in corpus.test], trainer.device,
                                                         cfg.beam_size, cfg.length_penalty, warn=log)]
@@ -791,186 +503,7 @@ def final_evaluation(trainer, log=print):
     return report
 
 
-# ══════ 6. 체크포인트: 원자적 저장, weights_only 로 읽기, 재개, 평균, 런 읽기 (load_run) ══════
-def atomic_save(path, obj):
-    """임시 파일에 쓴 뒤 이름을 바꾼다: 도중에 죽어도 반쯤 쓰인 파일은 남지 않는다. 문자열(status.md, 번역)은
-    UTF-8 텍스트로, 그 밖(체크포인트 dict)은 torch.save 로 쓴다."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    if isinstance(obj, str):
-        pathlib.Path(tmp).write_text(obj, encoding="utf-8")
-    else:
-        torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path):
-    """``torch.load(..., weights_only=True)`` 로 CPU 에 읽는다. 없거나 손상된 파일은 한 줄 오류."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"체크포인트 '{path}' 가 없습니다.")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # 잘린 zip, 엉뚱한 파일 … 모두 같은 안내로
-        raise ValueError(f"체크포인트 '{path}' 를 읽을 수 없습니다 (손상되었거나 체크포인트가 아닙니다: "
-                         f"{type(exc).__name__}).") from exc
-    if not isinstance(state, dict) or "model" not in state or "config" not in state:
-        raise ValueError(f"'{path}' 는 이 프로젝트의 체크포인트가 아닙니다 (model/config 항목 없음).")
-    return state
-
-
-def step_checkpoints(run_dir):
-    """런 디렉터리의 스텝별 체크포인트, 스텝 순서대로."""
-    paths = glob.glob(os.path.join(run_dir, "checkpoint_step*.pt"))
-    return sorted(paths, key=lambda p: int(os.path.basename(p)[len("checkpoint_step"):-3]))
-
-
-def find_latest_run(root="outputs/training", preset=None, matching=None):
-    """체크포인트가 있는 가장 최근 런 디렉터리 (없으면 None). preset: 디렉터리 이름이 "<preset>_" 로 시작하는 런만.
-    matching ({필드: 값}): 저장된 설정이 그 값들과 같은 런만 (RESUMABLE_CHANGES 는 비교하지 않는다; 체크포인트를 읽는다)."""
-    pattern = os.path.join(root, f"{preset}_*" if preset else "*", "checkpoint_last.pt")
-    found = sorted(glob.glob(pattern), key=os.path.getmtime, reverse=True)
-    for path in found:
-        if not matching or changed_field(saved_config(load_checkpoint(path)), matching) is None:
-            return os.path.dirname(path)
-    return None
-
-
-# 재개할 때 명령줄로 바꿀 수 있는 필드. 나머지(모델, 데이터, 방향, 어휘, 스케줄 …)는 런이 저장한 값을 그대로 쓴다:
-# 런 디렉터리가 그 런을 다 설명한다.
-RESUMABLE_CHANGES = ("max_steps", "stop_after", "log_every", "eval_every", "save_every", "threads")
-
-
-def saved_config(state):
-    """체크포인트에 저장된 설정 → Config (모르는 필드는 버리고, 옛 이름 corpus="wmt14" 는 "parallel")."""
-    names = {f.name for f in dataclasses.fields(Config)}
-    cfg = Config(**{k: v for k, v in state["config"].items() if k in names})
-    return cfg.replace(corpus="parallel") if cfg.corpus == "wmt14" else cfg
-
-
-def changed_field(saved, given):
-    """given ({필드: 값}) 중 바꿀 수 없는데 saved 와 다른 첫 필드 (이름, 저장된 값, 준 값), 모두 같으면 None."""
-    for name, value in given.items():
-        if name in RESUMABLE_CHANGES or name in ("resume", "run_dir"):
-            continue
-        old = getattr(saved, name)
-        same = (os.path.realpath(old) == os.path.realpath(value) if name == "data_dir"
-                else old == ("parallel" if name == "corpus" and value == "wmt14" else value))
-        if not same:
-            return name, old, value
-    return None
-
-
-def resumed_config(target, given):
-    """--resume: 런이 저장한 설정을 되살린다. given = 명령줄에서 준 필드들 ({필드: 값}, --preset 포함).
-    RESUMABLE_CHANGES 만 바꾸고, 다른 필드가 런과 다르면 그 필드·두 값·런을 밝힌 한 줄 오류.
-    target "latest" = --run-dir, 없으면 명령줄과 맞는 가장 최근 런."""
-    if target == "latest":
-        target = given.get("run_dir") or find_latest_run(matching=given)
-        if target is None:
-            shown = ", ".join(f"{k}={v}" for k, v in given.items() if k not in RESUMABLE_CHANGES)
-            raise FileNotFoundError(f"outputs/training 에 이어 갈 런이 없습니다 (명령줄과 맞는 런: {shown or '아무 런'}).")
-    path = os.path.join(target, "checkpoint_last.pt") if os.path.isdir(target) else target
-    saved, run_dir = saved_config(load_checkpoint(path)), os.path.dirname(path)
-    diff = changed_field(saved, given)
-    if diff is not None:
-        name, old, new = diff
-        raise ValueError(f"런 '{run_dir}' 의 {name}={old!r} 를 이어 가며 {new!r} 로 바꿀 수 없습니다: 이어 갈 때는 "
-                         f"{', '.join('--' + n.replace('_', '-') for n in RESUMABLE_CHANGES)} 만 바꿀 수 있습니다 "
-                         "(다른 설정이면 새 런을 시작하세요).")
-    if given.get("run_dir") and os.path.realpath(given["run_dir"]) != os.path.realpath(run_dir):
-        raise ValueError(f"--run-dir '{given['run_dir']}' 와 이어 갈 런 '{run_dir}' 가 다릅니다: 둘 중 하나만 주세요.")
-    changes = {"stop_after": 0} | {k: v for k, v in given.items() if k in RESUMABLE_CHANGES}   # 멈춤은 한 번만
-    return check_config(saved.replace(resume=path, run_dir=run_dir, **changes))
-
-
-def make_run_dir(cfg, resume_state, is_main):
-    """--run-dir, 재개면 원래 디렉터리, 아니면 outputs/training/<preset>_<YYYYmmdd_HHMMSS>/."""
-    resumed = os.path.dirname(resume_state["path"]) if resume_state is not None else None
-    stamp = f"{cfg.preset}_{datetime.datetime.now():%Y%m%d_%H%M%S}"
-    run_dir = cfg.run_dir or resumed or os.path.join("outputs", "training", stamp)
-    if is_main:
-        os.makedirs(run_dir, exist_ok=True)
-    return run_dir
-
-
-def find_resume_state(cfg):
-    """cfg.resume (런 디렉터리, 체크포인트 파일, "latest") 의 체크포인트 상태, 재개가 아니면 None. cfg 가 런이 저장한
-    설정과 RESUMABLE_CHANGES 밖에서 다르면 거절한다 (resumed_config 와 같은 규칙; 라이브러리로 만든 Trainer 도)."""
-    if not cfg.resume:
-        return None
-    fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(Config)}
-    if cfg.resume == "latest" and not cfg.run_dir:
-        fields.pop("run_dir")
-    path = resumed_config(cfg.resume, fields).resume
-    return dict(load_checkpoint(path), path=path)
-
-
-def check_run_cache(cache, data_dir):
-    """재개하는 런이 처음에 쓴 캐시가 아직 있고 코퍼스 파일과 맞는지. 아니면 다른 캐시로 바꿔 타지 않고 멈춘다:
-    어휘의 i 번째 행이 다른 부분 단어를 뜻하게 되거나, 옛 번역을 새 참조와 견주게 된다."""
-    if not os.path.isfile(os.path.join(cache, "meta.json")):
-        raise FileNotFoundError(f"이 런이 쓰던 캐시 '{cache}' 가 없습니다: 같은 설정으로 다시 준비하면 BPE 가 달라질 수 "
-                                "있어 이어 갈 수 없습니다. 새 런을 시작하세요.")
-    if not data.prepared_is_current(cache, data_dir):
-        raise ValueError(f"이 런이 쓰던 캐시 '{cache}' 를 만든 뒤 '{data_dir}' 의 코퍼스 파일이 바뀌었습니다: "
-                         "이어 갈 수 없습니다. 새 런을 시작하세요.")
-
-
-def keep_run_bpe(run_dir, bpe):
-    """런의 bpe.txt: 없으면 쓰고, 있으면 지금 코퍼스의 BPE 와 같은지만 확인한다 (런의 bpe.txt 는 다시 쓰지 않는다)."""
-    path = os.path.join(run_dir, "bpe.txt")
-    if not os.path.exists(path):
-        bpe.save(path)
-    elif (lambda saved: (saved.alphabet, saved.merges) != (bpe.alphabet, bpe.merges))(data.BPE.load(path)):
-        raise ValueError(f"'{path}' 가 이 코퍼스의 BPE 와 다릅니다: 다른 런의 디렉터리에 학습하려는 것 같습니다 "
-                         "(--run-dir 를 비우거나 새 디렉터리를 주세요).")
-
-
-def average_run(run_dir, last_n, log=print):
-    """"averaging the last 5 checkpoints" (§6.1): 런의 마지막 last_n 개 스텝 체크포인트의 파라미터를 (float64 로
-    더해) 평균해 checkpoint_averaged.pt 로 쓴다 (나머지 항목은 checkpoint_last.pt 의 것).
-    반환: 그 경로, 평균할 체크포인트가 2개보다 적으면 None."""
-    paths = step_checkpoints(run_dir)[-last_n:]
-    if len(paths) < 2:
-        return None
-    states = [load_checkpoint(p)["model"] for p in paths]
-    average = {name: sum(s[name].double() for s in states).div(len(states)).to(value.dtype)
-               if value.is_floating_point() else value.clone() for name, value in states[0].items()}
-    names, out = [os.path.basename(p) for p in paths], os.path.join(run_dir, "checkpoint_averaged.pt")
-    last = load_checkpoint(os.path.join(run_dir, "checkpoint_last.pt"))
-    atomic_save(out, dict(last, model=average, averaged_from=names))
-    log(f"마지막 체크포인트 {len(paths)}개를 평균했습니다 ({', '.join(names)}).")
-    return out
-
-
-# 학습된 런 하나: 런 디렉터리, Config, data.BPE, 모델 (eval(), CPU), 읽은 가중치 파일 경로.
-Run = collections.namedtuple("Run", "run_dir cfg bpe model checkpoint")
-
-
-def run_checkpoint(target=None, root="outputs/training"):
-    """런 디렉터리나 체크포인트 파일 → 읽을 체크포인트 경로. target 이 None 이면 root 의 가장 최근 런;
-    런 디렉터리면 checkpoint_averaged.pt, 없으면 checkpoint_last.pt."""
-    path = target or find_latest_run(root)
-    if path is None:
-        raise FileNotFoundError(f"'{root}' 에 체크포인트가 없습니다: 먼저 `python train.py` 로 학습하세요.")
-    if os.path.isdir(path):
-        averaged = os.path.join(path, "checkpoint_averaged.pt")
-        path = averaged if os.path.exists(averaged) else os.path.join(path, "checkpoint_last.pt")
-    return path
-
-
-def load_run(target=None, root="outputs/training"):
-    """런 디렉터리나 체크포인트 파일 → Run (체크포인트는 run_checkpoint 가 고른다). --translate, --translate-file,
-    plots.py 가 쓰고, --average-checkpoints 는 같은 run_checkpoint 로 런을 찾는다."""
-    path = run_checkpoint(target, root)
-    state = load_checkpoint(path)
-    cfg = Config(**{k: v for k, v in state["config"].items() if k in {f.name for f in dataclasses.fields(Config)}})
-    bpe = data.BPE.load(os.path.join(os.path.dirname(path), "bpe.txt"))
-    model = build_model(cfg, len(bpe))
-    model.load_state_dict(state["model"])
-    return Run(os.path.dirname(path), cfg, bpe, model.eval(), path)
-
-
-# ══════ 7. BLEU (Papineni et al., 2002) — 논문 Table 2 의 점수 (§6.1 "28.4 BLEU on EN-DE") ══════
+# ══════ 6. BLEU (Papineni et al., 2002) — 논문 Table 2 의 점수 (§6.1 "28.4 BLEU on EN-DE") ══════
 # BLEU = BP · exp( Σ_{n=1..4} ¼ · log p_n ),   BP = 1 (c > r) 또는 exp(1 − r/c) (c ≤ r)
 # p_n = (코퍼스 전체에서 참조와 겹친 n-gram 수, 참조 횟수까지만 셈) / (가설의 n-gram 수), c·r = 가설·참조 토큰
 # 수 합. 문장마다가 아니라 코퍼스 전체 개수를 먼저 더한다. 점수가 토큰화에 따라 달라지므로 WMT 표준인
@@ -1063,21 +596,540 @@ def bleu(hypotheses, references, lowercase=False):
     return _bleu_from_stats(bleu_stats(hypotheses, references, lowercase))[0]
 
 
-def bleu_report(hypotheses, references, lowercase=False):
-    """``sacrebleu`` 명령이 찍는 두 줄: 점수 줄과 서명 줄.
-    >>> print(bleu_report(["the cat is on the mat"], ["the cat sat on the mat"]))
-    BLEU = 37.99 83.3/60.0/25.0/16.7 (BP = 1.000 ratio = 1.000 hyp_len = 6 ref_len = 6)
-    nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|impl:train.py (sacreBLEU 2.6.0 과 같은 값)
+# ══════ 부록: 도구 — 처음 읽을 때는 건너뛰어도 됩니다 (A 기록 · B 점검 · C 장치·분산 · D 체크포인트 · E 재개 · F 캐시 · G 명령줄) ══════
+
+
+# ══════ A. 런의 기록: metrics.csv (plots.py 가 이것으로 그린다) 와 사람이 읽는 status.md ══════
+METRIC_COLUMNS = ("step", "train_loss", "lr", "valid_loss", "token_accuracy", "bleu", "tokens_per_s", "elapsed_s",
+                  "overflow_skips")
+
+
+def progress_line(trainer):
+    """Trainer.log_progress: 진행 줄 하나 (스텝, 평균 손실, 학습률, 토큰/s, 경과, 남은 시간). metrics.csv 의 칸을
+    돌려준다."""
+    w, lr = trainer.window, trainer.optimizer.param_groups[0]["lr"]
+    loss, speed = sum(w["losses"]) / len(w["losses"]), w["tokens"] / max(time.time() - w["start"], 1e-9)
+    first_step, first_time = w["first"]
+    eta = (time.time() - first_time) / max(trainer.step - first_step, 1) * (trainer.cfg.max_steps - trainer.step)
+    skips = f" | 넘침 건너뜀 {trainer.overflow_total}" if trainer.amp == "fp16" or trainer.overflow_total else ""
+    trainer.log(f"스텝 {trainer.step:>6}/{trainer.cfg.max_steps} | 손실 {loss:.4f} | 학습률 {lr:.2e} | "
+                f"{speed:,.0f} 토큰/s | 경과 {format_duration(trainer.elapsed())} | 남은 시간 {format_duration(eta)}{skips}")
+    best = min(trainer.status.get("best_train_loss", loss), loss)
+    trainer.status.update(train_loss=loss, lr=lr, best_train_loss=best)
+    w.update(losses=[], tokens=0, start=time.time())
+    return {"train_loss": f"{loss:.6f}", "lr": f"{lr:.6e}", "tokens_per_s": f"{speed:.1f}",
+            "overflow_skips": str(trainer.overflow_total)}
+
+
+def append_metrics(path, row):
+    """metrics.csv 에 한 줄 추가 (처음이면 머리줄도)."""
+    new = not os.path.exists(path)
+    with open(path, "a", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerow({k: row.get(k, "") for k in METRIC_COLUMNS})
+
+
+def write_status(run_dir, cfg, status):
+    """사람이 읽는 "학습 상태" 한 쪽 (학습 중에도 원자적으로 갱신)."""
+    def fmt(key, spec=".4f"):
+        return "-" if status.get(key) is None else format(status[key], spec)
+    atomic_save(os.path.join(run_dir, "status.md"), (
+        f"## {corpus_name(cfg)} 번역 모델 학습 ({cfg.preset}, {cfg.src}→{cfg.tgt})\n\n**학습 상태**: {status['state']} "
+        f"({datetime.datetime.now():%Y-%m-%d %H:%M:%S} 갱신)\n\n"
+        f"- **설정**: d_model {cfg.d_model}, 층 {cfg.num_layers}+{cfg.num_layers}, 헤드 {cfg.num_heads}, "
+        f"d_ff {cfg.d_ff}, 드롭아웃 {cfg.dropout}, 업데이트당 토큰(상한) {cfg.max_tokens * cfg.accum_steps:,} "
+        f"({cfg.max_tokens:,} × 누적 {cfg.accum_steps}), 워밍업 {cfg.warmup:,}, 배율 {cfg.lr_factor}, "
+        f"AMP {status['amp']}\n- **진행**: 스텝 {status['step']:,} / {cfg.max_steps:,}, 에폭 {status['epoch']}, "
+        f"경과 {format_duration(status['elapsed'])}, 학습률 {fmt('lr', '.2e')}, "
+        f"넘침 건너뜀 {status.get('overflow_skips', 0)}, NaN/inf 건너뜀 {status.get('nonfinite_skips', 0)}\n"
+        f"- **학습 손실**: {fmt('train_loss')} (최소 {fmt('best_train_loss')})\n"
+        f"- **검증**: 손실 {fmt('valid_loss')} (최소 {fmt('best_valid_loss')}), "
+        f"토큰 정확도 {fmt('token_accuracy', '.2%')}, BLEU {fmt('bleu', '.2f')}\n- **체크포인트**: `{run_dir}`\n"))
+
+
+def corpus_name(cfg):
+    """status.md 제목의 코퍼스 이름: 데모, 아니면 코퍼스 디렉터리 이름 (예: MULTI30K).
+    >>> corpus_name(preset_config("demo")), corpus_name(preset_config("multi30k"))
+    ('데모', 'MULTI30K')
     """
-    stats = bleu_stats(hypotheses, references, lowercase)
-    (score, precisions, brevity), (sys_len, ref_len) = _bleu_from_stats(stats), stats[:2]
-    return (f"BLEU = {score:.2f} {'/'.join(f'{p:.1f}' for p in precisions)} (BP = {brevity:.3f} "
-            f"ratio = {sys_len / ref_len if ref_len else 0.0:.3f} hyp_len = {sys_len} ref_len = {ref_len})\n"
-            f"nrefs:1|case:{'lc' if lowercase else 'mixed'}|eff:no|tok:13a|smooth:exp|impl:train.py "
-            "(sacreBLEU 2.6.0 과 같은 값)")
+    return "데모" if cfg.corpus == "demo" else os.path.basename(os.path.normpath(cfg.data_dir)).upper()
 
 
-# ══════ 8. 명령줄 ══════
+def format_duration(seconds):
+    """초 → H:MM:SS.
+    >>> format_duration(3725.4)
+    '1:02:05'
+    """
+    return str(datetime.timedelta(seconds=int(seconds)))
+
+
+# ══════ B. 점검: 학습이 될 수 없는 설정, 코퍼스 디렉터리, 배치와 메모리 ══════
+def check_config(cfg):
+    """학습이 될 수 없는 설정을 미리 거절한다 (옛 프로젝트는 워밍업도 끝내지 못했다).
+    >>> check_config(preset_config("tiny").replace(max_steps=10, warmup=20))
+    Traceback (most recent call last):
+    ...
+    ValueError: 총 업데이트 수(max_steps=10)가 워밍업(warmup=20)보다 커야 합니다: 학습률이 한 번도 최고점에 ...
+    """
+    if cfg.max_steps <= 0 or cfg.max_tokens <= 0 or cfg.accum_steps <= 0:
+        raise ValueError("max_steps, max_tokens, accum_steps 는 양수여야 합니다.")
+    for name in ("log_every", "eval_every", "save_every", "eval_bleu_sentences", "keep_checkpoints", "average_last",
+                 "beam_size"):                          # 0 이면 첫 평가·저장에서야 죽거나 ([-0:] 처럼) 엉뚱하게 돈다
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} 은 1 이상이어야 합니다 (받은 값 {getattr(cfg, name)}).")
+    if cfg.warmup < 1:
+        raise ValueError(f"--warmup 은 1 이상이어야 합니다 (받은 값 {cfg.warmup}): 논문 스케줄은 "
+                         "step · warmup^-1.5 를 쓰므로 0 이면 정의되지 않습니다 (논문 4000).")
+    if cfg.max_steps <= cfg.warmup:
+        raise ValueError(f"총 업데이트 수(max_steps={cfg.max_steps})가 워밍업(warmup={cfg.warmup})보다 커야 합니다: "
+                         "학습률이 한 번도 최고점에 닿지 못합니다. --max-steps 를 늘리거나 --warmup 을 줄이세요.")
+    if cfg.d_model % cfg.num_heads:
+        raise ValueError(f"d_model={cfg.d_model} 이 num_heads={cfg.num_heads} 로 나누어떨어져야 합니다.")
+    if cfg.corpus == "wmt14":                            # 옛 이름: 평행 코퍼스라면 무엇이든 (WMT14 만이 아니다)
+        cfg = cfg.replace(corpus="parallel")
+    if cfg.corpus not in ("demo", "parallel"):
+        raise ValueError(f"알 수 없는 코퍼스 '{cfg.corpus}' 입니다: demo 또는 parallel 을 쓰세요.")
+    if cfg.corpus == "demo" and (cfg.src, cfg.tgt) != ("en", "de"):
+        raise ValueError(f"내장 데모 코퍼스는 영어→독일어뿐입니다 (--src {cfg.src} --tgt {cfg.tgt}): "
+                         "--data-dir 로 평행 코퍼스를 주세요.")
+    if cfg.amp not in ("auto", "fp16", "bf16", "off"):
+        raise ValueError(f"--amp 는 auto, fp16, bf16, off 중 하나여야 합니다 ('{cfg.amp}').")
+    return cfg
+
+
+def check_corpus_dir(cfg):
+    """코퍼스 디렉터리와 파일이 있는지 (몇 분 걸리는 준비·학습 전에 한 줄 오류로)."""
+    if not os.path.isdir(cfg.data_dir):
+        name = os.path.basename(os.path.normpath(cfg.data_dir))
+        how = (f"`python data.py download {name} --dir {cfg.data_dir}` 로 내려받거나"
+               if name in ("multi30k", "wmt14") else "train/valid/test.<언어> 파일을 그곳에 두거나")
+        raise FileNotFoundError(f"코퍼스 디렉터리 '{cfg.data_dir}' 가 없습니다: {how} --data-dir 를 고치세요.")
+    data.check_corpus(cfg.data_dir, cfg.src, cfg.tgt)
+
+
+def estimate_memory_gb(cfg, vocab_size):
+    """한 배치(max_tokens)의 학습 메모리 어림 (GiB): 파라미터·그래디언트·Adam 상태(fp32 4벌) + 층마다 저장되는
+    활성값 (토큰당 대략 d_model × 34, 어텐션 확률 h × T 는 평균 길이 50 으로 가정) + 로짓.
+    >>> 2 < estimate_memory_gb(preset_config("rtx3090"), 37000) < 24     # RTX 3090 의 24 GB 안에 들어간다
+    True
+    """
+    # 파라미터: 임베딩·출력층 2·V·d, 인코더 층마다 4d² (Q, K, V, 출력 투영) + 2·d·d_ff (FFN 두 행렬), 디코더 층마다
+    # 8d² (어텐션 두 개) + 2·d·d_ff (편향·LayerNorm 은 뺀다). 16 = 파라미터마다 fp32 4벌 × 4 바이트 (가중치, 기울기,
+    # Adam 의 m 과 v). 활성값: 2·n 층 (인코더 + 디코더), 층마다 토큰당 34·d + 5·h·T 는 Korthikanti et al. (2022) 가
+    # 센 역전파용 저장값 (선형층 입력, 드롭아웃 마스크, 어텐션 확률 h×T …; 여기서 T = 평균 길이 50) 에 d_ff 를 더한 것.
+    # 그 식은 16비트 바이트 수인데 여기서는 값 개수로 보고 bytes_per 를 곱하므로 넉넉한 (약 2배) 어림이다.
+    # 로짓: 토큰마다 V 개를 autocast 정밀도로 한 벌, 손실용 fp32 사본(logits.float())으로 한 벌 (bytes_per + 4).
+    d, n, bytes_per = cfg.d_model, cfg.num_layers, 2 if cfg.amp in ("fp16", "bf16", "auto") else 4
+    params = 2 * vocab_size * d + n * (4 * d * d + 2 * d * cfg.d_ff) + n * (8 * d * d + 2 * d * cfg.d_ff)
+    per_token = 2 * n * (34 * d + 5 * cfg.num_heads * 50 + cfg.d_ff) * bytes_per
+    logits = cfg.max_tokens * vocab_size * (bytes_per + 4)
+    return (16 * params + cfg.max_tokens * per_token + logits) / 2 ** 30
+
+
+def check_batch_fits(cfg, corpus, device):
+    """토큰 예산으로 묶는 두 분할(학습, 검증)의 가장 긴 문장 쌍이 한 배치에 들어가고, (GPU 면) 어림 메모리가 장치에
+    들어가는지 — 첫 스텝 전에 (검증은 첫 평가에서야 묶인다). 시험 분할은 문장 수로 묶어 번역하므로 상관없다."""
+    for name, pairs in (("학습", corpus.train), ("검증", corpus.valid)):
+        longest = int(max((np.max(lengths, initial=0) for lengths in sequence_lengths(pairs)), default=0)) + 1
+        if longest > cfg.max_tokens:
+            raise ValueError(f"{name} 분할의 가장 긴 문장({longest} 토큰)이 배치 상한 max_tokens={cfg.max_tokens} 보다 "
+                             "깁니다: --max-tokens 를 늘리세요.")
+    if device.type == "cuda":
+        need = estimate_memory_gb(cfg, len(corpus.bpe))
+        have = torch.cuda.get_device_properties(device).total_memory / 2 ** 30
+        if need > have:
+            raise ValueError(f"배치 하나에 약 {need:.1f} GiB 가 필요한데 GPU 메모리는 {have:.1f} GiB 입니다: "
+                             "--max-tokens 를 줄이고 --accum-steps 를 늘리세요.")
+
+
+# ══════ C. 장치, 혼합 정밀도, 분산(torchrun), 건너뛴 업데이트, CPU 메모리 ══════
+def setup_device(cfg, world_size):
+    """(장치, AMP 모드). device auto = CUDA 가 있으면 cuda (torchrun 아래면 LOCAL_RANK 의 GPU). AMP: fp16 은 CUDA
+    에서만 (GradScaler 로 손실 스케일링), bf16 은 CUDA(지원 시)와 CPU, auto = GPU 면 bf16(지원 시) 또는 fp16, CPU 는 off.
+    >>> setup_device(Config(device="cpu", amp="auto"), 1), setup_device(Config(device="cpu", amp="bf16"), 1)[1]
+    ((device(type='cpu'), 'off'), 'bf16')
+    >>> setup_device(Config(device="cpu", amp="fp16"), 1)
+    Traceback (most recent call last):
+    ...
+    ValueError: fp16 혼합 정밀도는 CUDA GPU 에서만 됩니다: CPU 에서는 --amp bf16 이나 --amp off 를 쓰세요.
+    """
+    if cfg.device not in ("auto", "cpu", "cuda"):
+        raise ValueError(f"--device 는 auto, cpu, cuda 중 하나여야 합니다 ('{cfg.device}').")
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda 를 골랐지만 CUDA GPU 가 없습니다: --device cpu 를 쓰세요.")
+    device = torch.device("cuda" if cfg.device != "cpu" and torch.cuda.is_available() else "cpu")
+    if world_size > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        torch.cuda.set_device(device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if device.type == "cpu":
+        if cfg.amp == "fp16":
+            raise ValueError("fp16 혼합 정밀도는 CUDA GPU 에서만 됩니다: CPU 에서는 --amp bf16 이나 --amp off 를 쓰세요.")
+        return device, "off" if cfg.amp == "auto" else cfg.amp
+    if cfg.amp == "bf16" and not torch.cuda.is_bf16_supported():
+        raise ValueError("이 GPU 는 bf16 을 지원하지 않습니다: --amp fp16 을 쓰세요.")
+    return device, ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cfg.amp == "auto" else cfg.amp
+
+
+def autocast(amp, device):
+    """amp 모드에 맞는 autocast 문맥 (off 면 아무것도 하지 않음)."""
+    if amp == "off":
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.float16 if amp == "fp16" else torch.bfloat16)
+
+
+def keep_freed_memory():
+    """CPU 학습이 해제한 큰 버퍼를 OS 에 돌려주지 않고 다시 쓰게 glibc malloc 을 설정한다 (리눅스 glibc 만).
+    프로세스 전체를 되돌릴 수 없게 바꾸므로 명령줄의 CPU 학습만 부른다 (``--no-malloc-tuning`` 으로 끔); 라이브러리로
+    만든 Trainer (노트북, plots.py, doctest) 는 부르지 않는다.
+    glibc 는 128 KB 이상의 할당을 mmap 으로 받아 해제하자마자 OS 에 돌려주므로, 스텝마다 같은 크기의 텐서를 다시
+    받는 학습은 매번 새 쪽을 0 으로 채우는 페이지 폴트를 낸다 (Multi30k de→en 52분 런: 6.6억 번, 시스템 시간이 CPU
+    시간의 19%). mmap 을 끄고 힙을 돌려주는 문턱을 2 GB 로 올리면 값은 같고 빠르기만 하다 (README).
+    반환: 설정했으면 True, 다른 운영체제·C 라이브러리면 아무것도 하지 않고 False."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:                                    # musl 같은 다른 C 라이브러리
+        return False
+    m_trim_threshold, m_mmap_max = -1, -4              # glibc <malloc.h> 의 mallopt 항목 번호
+    return libc.mallopt(m_mmap_max, 0) == 1 and libc.mallopt(m_trim_threshold, 2 ** 31 - 1) == 1
+
+
+def init_distributed():
+    """(랭크, 프로세스 수). torchrun 이 준 환경 변수로 프로세스 그룹을 연다 (GPU 면 NCCL, CPU 면 gloo)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return 0, 1
+    if not torch.distributed.is_initialized():         # WMT14 캐시 준비(수십 분)를 다른 랭크가 기다릴 수 있게 3시간
+        torch.distributed.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo",
+                                             timeout=datetime.timedelta(hours=3))
+    return torch.distributed.get_rank(), world_size
+
+
+def broadcast_from_rank0(value, world_size):
+    """랭크 0 의 값(예: 캐시 경로)을 모든 랭크에 돌려준다. 다른 랭크는 랭크 0 이 여기 올 때까지 기다린다."""
+    if world_size == 1:
+        return value
+    box = [value]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def distributed_model(model, device, world_size):
+    """torchrun 아래면 DistributedDataParallel 로 감싼 모델 (역전파 때 랭크들의 기울기를 평균), 아니면 model 그대로."""
+    return model if world_size == 1 else torch.nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def nonfinite_on_any_rank(loss, device, world_size):
+    """어느 랭크든 손실이 NaN/inf 인가. 그러면 모든 랭크가 함께 건너뛴다: 한 랭크의 NaN 은 DDP 의 all-reduce 로
+    이미 모든 랭크의 기울기에 퍼졌다."""
+    return all_reduce(float(math.isfinite(loss)), device, world_size, "min") < 1
+
+
+def discard_update(optimizer, scaler, amp):
+    """NaN/inf 업데이트의 기울기를 버린다. fp16 이면 넘침일 수 있으니 손실 스케일도 반으로 낮춘다."""
+    optimizer.zero_grad(set_to_none=True)
+    if amp == "fp16":
+        scaler.update(scaler.get_scale() / 2)
+
+
+def optimizer_step(optimizer, scaler, parameters, clip_norm):
+    """(clip_norm > 0 이면 기울기 노름을 자르고) optimizer.step(). fp16 이면 GradScaler 가 손실 스케일을 되돌리고,
+    inf 기울기를 보면 step 을 건너뛰고 스케일을 줄인다. GradScaler 가 꺼져 있으면 unscale_/update 는 아무것도
+    하지 않고 스케일은 늘 1.0 (동기화 없음). 반환: 적용했으면 True, 건너뛰었으면 False."""
+    scaler.unscale_(optimizer)
+    if clip_norm > 0:
+        torch.nn.utils.clip_grad_norm_(parameters, clip_norm)
+    scale_before = scaler.get_scale()
+    scaler.step(optimizer)
+    scaler.update()
+    skipped = scaler.get_scale() < scale_before      # 스케일이 줄었다 = 이번 optimizer.step 은 건너뛰었다
+    return not skipped
+
+
+def handle_skipped(trainer, result):
+    """Trainer.count_skipped: fp16 넘침은 흔한 일이라 세기만 한다. NaN/inf 는 세고 경고하며, 연속으로
+    max_nonfinite 번이면 체크포인트를 쓰고 TrainingDiverged 로 멈춘다."""
+    if result == "overflow":
+        trainer.overflow_total += 1
+        scale = trainer.scaler.get_scale()
+        if scale < trainer.cfg.min_loss_scale:         # 이대로면 0 이 되어 건너뜀을 알아챌 수 없다 (fairseq 처럼 멈춤)
+            path = trainer.stop("중단 (손실 스케일 바닥)")
+            raise TrainingDiverged(f"fp16 손실 스케일이 {scale:.1e} 로 min_loss_scale={trainer.cfg.min_loss_scale:g} "
+                                   f"아래가 되어 멈췄습니다 (넘침 건너뜀 {trainer.overflow_total}회, 체크포인트: {path}). "
+                                   "--amp bf16 이나 --amp off 로, 또는 --lr-factor 를 낮춰 다시 시도하세요.")
+        return
+    trainer.nonfinite_in_row, trainer.nonfinite_total = trainer.nonfinite_in_row + 1, trainer.nonfinite_total + 1
+    trainer.log(f"경고: 스텝 {trainer.step + 1} 의 손실이 유한하지 않아 건너뜁니다 "
+                f"(연속 {trainer.nonfinite_in_row}회, 총 {trainer.nonfinite_total}회).")
+    if trainer.nonfinite_in_row >= trainer.cfg.max_nonfinite:
+        path = trainer.stop("중단 (손실 발산)")
+        raise TrainingDiverged(f"손실이 {trainer.nonfinite_in_row}번 연속 NaN/inf 여서 멈췄습니다 (체크포인트: {path}). "
+                               "학습률(--lr-factor)을 낮추거나 --clip-norm 을 켜거나 --amp bf16/off 로 다시 시도하세요.")
+
+
+def all_reduce(value, device, world_size, op="sum"):
+    """수 하나를 모든 랭크에서 더하거나(sum) 가장 작은 값(min)을 구한다 (한 프로세스면 그대로)."""
+    if world_size == 1:
+        return value
+    tensor = torch.tensor(value, dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(tensor, op={"sum": torch.distributed.ReduceOp.SUM,
+                                             "min": torch.distributed.ReduceOp.MIN}[op])
+    return tensor.item()
+
+
+# ══════ D. 체크포인트: 담는 것(Trainer.state_dict), 원자적 저장, weights_only 로 읽기, 평균 ══════
+def trainer_state(trainer):
+    """Trainer.state_dict: 재개에 필요한 모든 것 (weights_only 로 읽히는 타입만). 학습 중에 쓰는 난수는
+    드롭아웃(torch 전역 난수)뿐이라 그 상태만 담으면 재개해도 같은 마스크가 나온다: 배치 순서는 (시드, 에폭) 으로
+    정해진다."""
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return {"model": trainer.model.state_dict(), "optimizer": trainer.optimizer.state_dict(),
+            "scheduler": trainer.scheduler.state_dict(), "scaler": trainer.scaler.state_dict(),
+            "step": trainer.step, "epoch": trainer.epoch, "batch_pos": trainer.batch_pos, "rng": rng,
+            "config": dataclasses.asdict(trainer.cfg), "elapsed": trainer.elapsed(), "status": dict(trainer.status),
+            "nonfinite_total": trainer.nonfinite_total, "overflow_total": trainer.overflow_total,
+            "cache": trainer.corpus.cache}                              # cache: 재개도 같은 캐시로
+
+
+def restore_trainer(trainer, state):
+    """Trainer.restore: state_dict() 로 저장한 상태로 되돌린다 (--resume)."""
+    for name in ("model", "optimizer", "scheduler", "scaler"):
+        getattr(trainer, name).load_state_dict(state[name])
+    trainer.step, trainer.epoch, trainer.batch_pos = state["step"], state["epoch"], state["batch_pos"]
+    trainer.elapsed_before, trainer.nonfinite_total = state["elapsed"], state["nonfinite_total"]
+    trainer.overflow_total = state.get("overflow_total", 0)
+    trainer.status.update(state["status"])
+    torch.set_rng_state(state["rng"]["torch"])
+    if "cuda" in state["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+    trainer.log(f"재개: {state['path']} (스텝 {trainer.step}, 에폭 {trainer.epoch})")
+
+
+def atomic_save(path, obj):
+    """임시 파일에 쓴 뒤 이름을 바꾼다: 도중에 죽어도 반쯤 쓰인 파일은 남지 않는다. 문자열(status.md, 번역)은
+    UTF-8 텍스트로, 그 밖(체크포인트 dict)은 torch.save 로 쓴다."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    if isinstance(obj, str):
+        pathlib.Path(tmp).write_text(obj, encoding="utf-8")
+    else:
+        torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path):
+    """``torch.load(..., weights_only=True)`` 로 CPU 에 읽는다. 없거나 손상된 파일은 한 줄 오류."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"체크포인트 '{path}' 가 없습니다.")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # 잘린 zip, 엉뚱한 파일 … 모두 같은 안내로
+        raise ValueError(f"체크포인트 '{path}' 를 읽을 수 없습니다 (손상되었거나 체크포인트가 아닙니다: "
+                         f"{type(exc).__name__}).") from exc
+    if not isinstance(state, dict) or "model" not in state or "config" not in state:
+        raise ValueError(f"'{path}' 는 이 프로젝트의 체크포인트가 아닙니다 (model/config 항목 없음).")
+    return state
+
+
+def step_checkpoints(run_dir):
+    """런 디렉터리의 스텝별 체크포인트, 스텝 순서대로."""
+    paths = glob.glob(os.path.join(run_dir, "checkpoint_step*.pt"))
+    return sorted(paths, key=lambda p: int(os.path.basename(p)[len("checkpoint_step"):-3]))
+
+
+def average_run(run_dir, last_n, log=print):
+    """"averaging the last 5 checkpoints" (§6.1): 런의 마지막 last_n 개 스텝 체크포인트의 파라미터를 (float64 로
+    더해) 평균해 checkpoint_averaged.pt 로 쓴다 (나머지 항목은 checkpoint_last.pt 의 것).
+    반환: 그 경로, 평균할 체크포인트가 2개보다 적으면 None."""
+    paths = step_checkpoints(run_dir)[-last_n:]
+    if len(paths) < 2:
+        return None
+    states = [load_checkpoint(p)["model"] for p in paths]
+    average = {name: sum(s[name].double() for s in states).div(len(states)).to(value.dtype)
+               if value.is_floating_point() else value.clone() for name, value in states[0].items()}
+    names, out = [os.path.basename(p) for p in paths], os.path.join(run_dir, "checkpoint_averaged.pt")
+    last = load_checkpoint(os.path.join(run_dir, "checkpoint_last.pt"))
+    atomic_save(out, dict(last, model=average, averaged_from=names))
+    log(f"마지막 체크포인트 {len(paths)}개를 평균했습니다 ({', '.join(names)}).")
+    return out
+
+
+# ══════ E. 재개와 런 읽기 (load_run) ══════
+def find_latest_run(root="outputs/training", preset=None, matching=None):
+    """체크포인트가 있는 가장 최근 런 디렉터리 (없으면 None). preset: 디렉터리 이름이 "<preset>_" 로 시작하는 런만.
+    matching ({필드: 값}): 저장된 설정이 그 값들과 같은 런만 (RESUMABLE_CHANGES 는 비교하지 않는다; 체크포인트를 읽는다)."""
+    pattern = os.path.join(root, f"{preset}_*" if preset else "*", "checkpoint_last.pt")
+    found = sorted(glob.glob(pattern), key=os.path.getmtime, reverse=True)
+    for path in found:
+        if not matching or changed_field(saved_config(load_checkpoint(path)), matching) is None:
+            return os.path.dirname(path)
+    return None
+
+
+# 재개할 때 명령줄로 바꿀 수 있는 필드. 나머지(모델, 데이터, 방향, 어휘, 스케줄 …)는 런이 저장한 값을 그대로 쓴다:
+# 런 디렉터리가 그 런을 다 설명한다.
+RESUMABLE_CHANGES = ("max_steps", "stop_after", "log_every", "eval_every", "save_every", "threads")
+def saved_config(state):
+    """체크포인트에 저장된 설정 → Config (모르는 필드는 버리고, 옛 이름 corpus="wmt14" 는 "parallel")."""
+    names = {f.name for f in dataclasses.fields(Config)}
+    cfg = Config(**{k: v for k, v in state["config"].items() if k in names})
+    return cfg.replace(corpus="parallel") if cfg.corpus == "wmt14" else cfg
+
+
+def changed_field(saved, given):
+    """given ({필드: 값}) 중 바꿀 수 없는데 saved 와 다른 첫 필드 (이름, 저장된 값, 준 값), 모두 같으면 None."""
+    for name, value in given.items():
+        if name in RESUMABLE_CHANGES or name in ("resume", "run_dir"):
+            continue
+        old = getattr(saved, name)
+        same = (os.path.realpath(old) == os.path.realpath(value) if name == "data_dir"
+                else old == ("parallel" if name == "corpus" and value == "wmt14" else value))
+        if not same:
+            return name, old, value
+    return None
+
+
+def resumed_config(target, given):
+    """--resume: 런이 저장한 설정을 되살린다. given = 명령줄에서 준 필드들 ({필드: 값}, --preset 포함).
+    RESUMABLE_CHANGES 만 바꾸고, 다른 필드가 런과 다르면 그 필드·두 값·런을 밝힌 한 줄 오류.
+    target "latest" = --run-dir, 없으면 명령줄과 맞는 가장 최근 런."""
+    if target == "latest":
+        target = given.get("run_dir") or find_latest_run(matching=given)
+        if target is None:
+            shown = ", ".join(f"{k}={v}" for k, v in given.items() if k not in RESUMABLE_CHANGES)
+            raise FileNotFoundError(f"outputs/training 에 이어 갈 런이 없습니다 (명령줄과 맞는 런: {shown or '아무 런'}).")
+    path = os.path.join(target, "checkpoint_last.pt") if os.path.isdir(target) else target
+    saved, run_dir = saved_config(load_checkpoint(path)), os.path.dirname(path)
+    diff = changed_field(saved, given)
+    if diff is not None:
+        name, old, new = diff
+        raise ValueError(f"런 '{run_dir}' 의 {name}={old!r} 를 이어 가며 {new!r} 로 바꿀 수 없습니다: 이어 갈 때는 "
+                         f"{', '.join('--' + n.replace('_', '-') for n in RESUMABLE_CHANGES)} 만 바꿀 수 있습니다 "
+                         "(다른 설정이면 새 런을 시작하세요).")
+    if given.get("run_dir") and os.path.realpath(given["run_dir"]) != os.path.realpath(run_dir):
+        raise ValueError(f"--run-dir '{given['run_dir']}' 와 이어 갈 런 '{run_dir}' 가 다릅니다: 둘 중 하나만 주세요.")
+    changes = {"stop_after": 0} | {k: v for k, v in given.items() if k in RESUMABLE_CHANGES}   # 멈춤은 한 번만
+    return check_config(saved.replace(resume=path, run_dir=run_dir, **changes))
+
+
+def make_run_dir(cfg, resume_state, is_main):
+    """--run-dir, 재개면 원래 디렉터리, 아니면 outputs/training/<preset>_<YYYYmmdd_HHMMSS>/."""
+    resumed = os.path.dirname(resume_state["path"]) if resume_state is not None else None
+    stamp = f"{cfg.preset}_{datetime.datetime.now():%Y%m%d_%H%M%S}"
+    run_dir = cfg.run_dir or resumed or os.path.join("outputs", "training", stamp)
+    if is_main:
+        os.makedirs(run_dir, exist_ok=True)
+    return run_dir
+
+
+def find_resume_state(cfg):
+    """cfg.resume (런 디렉터리, 체크포인트 파일, "latest") 의 체크포인트 상태, 재개가 아니면 None. cfg 가 런이 저장한
+    설정과 RESUMABLE_CHANGES 밖에서 다르면 거절한다 (resumed_config 와 같은 규칙; 라이브러리로 만든 Trainer 도)."""
+    if not cfg.resume:
+        return None
+    fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(Config)}
+    if cfg.resume == "latest" and not cfg.run_dir:
+        fields.pop("run_dir")
+    path = resumed_config(cfg.resume, fields).resume
+    return dict(load_checkpoint(path), path=path)
+
+
+# 학습된 런 하나: 런 디렉터리, Config, data.BPE, 모델 (eval(), CPU), 읽은 가중치 파일 경로.
+Run = collections.namedtuple("Run", "run_dir cfg bpe model checkpoint")
+def run_checkpoint(target=None, root="outputs/training"):
+    """런 디렉터리나 체크포인트 파일 → 읽을 체크포인트 경로. target 이 None 이면 root 의 가장 최근 런;
+    런 디렉터리면 checkpoint_averaged.pt, 없으면 checkpoint_last.pt."""
+    path = target or find_latest_run(root)
+    if path is None:
+        raise FileNotFoundError(f"'{root}' 에 체크포인트가 없습니다: 먼저 `python train.py` 로 학습하세요.")
+    if os.path.isdir(path):
+        averaged = os.path.join(path, "checkpoint_averaged.pt")
+        path = averaged if os.path.exists(averaged) else os.path.join(path, "checkpoint_last.pt")
+    return path
+
+
+def load_run(target=None, root="outputs/training"):
+    """런 디렉터리나 체크포인트 파일 → Run (체크포인트는 run_checkpoint 가 고른다). --translate, --translate-file,
+    plots.py 가 쓰고, --average-checkpoints 는 같은 run_checkpoint 로 런을 찾는다."""
+    path = run_checkpoint(target, root)
+    state = load_checkpoint(path)
+    cfg = Config(**{k: v for k, v in state["config"].items() if k in {f.name for f in dataclasses.fields(Config)}})
+    bpe = data.BPE.load(os.path.join(os.path.dirname(path), "bpe.txt"))
+    model = build_model(cfg, len(bpe))
+    model.load_state_dict(state["model"])
+    return Run(os.path.dirname(path), cfg, bpe, model.eval(), path)
+
+
+def translate_texts(run, texts):
+    """원문 문장들 → 번역문 문장들 (load_run 의 런, CPU 빔 서치). 너무 긴 원문은 잘라 번역하고 stderr 에 경고."""
+    hyps = translate_ids(run.model, [run.bpe.encode(t) for t in texts], torch.device("cpu"), run.cfg.beam_size,
+                         run.cfg.length_penalty, warn=lambda line: print(line, file=sys.stderr))
+    return [run.bpe.decode(h) for h in hyps]
+
+
+# ══════ F. 평행 코퍼스의 캐시: 읽기, 없으면 준비, 재개할 때의 확인 ══════
+def load_prepared_corpus(cfg, log, cache=None, rank=0, world_size=1):
+    """평행 코퍼스 디렉터리의 캐시를 읽는다. cache 를 주면 (재개) 꼭 그 캐시를, 아니면 설정(어휘 크기, 언어 쌍)과
+    지금의 코퍼스 파일에 맞는 캐시를 쓰고, 없으면 먼저 준비한다 (torchrun 이면 랭크 0 만; 나머지는 기다렸다 읽는다)."""
+    check_corpus_dir(cfg)
+    if cache is not None:
+        check_run_cache(cache, cfg.data_dir)            # 부록: 사라졌거나 코퍼스 파일이 바뀌었으면 한 줄 오류
+    elif rank == 0:
+        cache = find_or_prepare(cfg, log)
+    cache = broadcast_from_rank0(cache, world_size)    # 부록: 랭크 0 의 캐시 경로를 모든 랭크에 (준비를 기다림)
+    bpe = data.BPE.load(os.path.join(cache, "bpe.txt"))
+    limit = cfg.max_len - 1                              # 위치 표에서 [EOS]/[BOS] 한 칸을 뺀 문장 길이 한계
+    train = data.load_prepared(cache, "train", max_len=limit)           # 더 긴 쌍이 있으면 한 줄 오류
+    splits = {name: data.load_prepared(cache, name) for name in ("valid", "test")}
+    texts = {name: data.load_pairs(cfg.data_dir, name, cfg.src, cfg.tgt) for name in ("valid", "test")}
+    # 검증 분할은 거르지 않은 공식 집합: 위치 표보다 긴 쌍은 교사 강요 손실에서만 뺀다 (시험은 translate_ids 가 자름)
+    keep = [i for i, (s, t) in enumerate(splits["valid"]) if max(len(s), len(t)) <= limit]
+    if len(keep) < len(splits["valid"]):
+        log(f"검증 쌍 {len(splits['valid']) - len(keep)}개가 {limit} 토큰보다 길어 검증에서 뺍니다.")
+    log(f"준비된 캐시 {cache}: {cfg.src}→{cfg.tgt} 학습 {len(train):,} 쌍, BPE 어휘 {len(bpe):,}")
+    return Corpus(bpe, train, [splits["valid"][i] for i in keep], splits["test"], [texts["valid"][i] for i in keep],
+                  texts["test"], cache)
+
+
+def find_or_prepare(cfg, log):
+    """설정과 지금의 코퍼스 파일에 맞는 캐시의 경로. 없으면 ``data.prepare_corpus`` 로 만든다."""
+    cache = data.find_prepared(cfg.data_dir, cfg.vocab_size, cfg.src, cfg.tgt, log=log)
+    if cache is None:                                   # Multi30k 는 몇 초, WMT14 는 수십 분
+        log(f"'{cfg.data_dir}' 에 어휘 {cfg.vocab_size}, {cfg.src}→{cfg.tgt} 캐시가 없어 먼저 준비합니다 "
+            f"(= python data.py prepare {cfg.data_dir} --src {cfg.src} --tgt {cfg.tgt} --vocab {cfg.vocab_size}).")
+        cache = data.prepare_corpus(cfg.data_dir, cfg.vocab_size, cfg.src, cfg.tgt, log=log)
+    return cache
+
+
+def check_run_cache(cache, data_dir):
+    """재개하는 런이 처음에 쓴 캐시가 아직 있고 코퍼스 파일과 맞는지. 아니면 다른 캐시로 바꿔 타지 않고 멈춘다:
+    어휘의 i 번째 행이 다른 부분 단어를 뜻하게 되거나, 옛 번역을 새 참조와 견주게 된다."""
+    if not os.path.isfile(os.path.join(cache, "meta.json")):
+        raise FileNotFoundError(f"이 런이 쓰던 캐시 '{cache}' 가 없습니다: 같은 설정으로 다시 준비하면 BPE 가 달라질 수 "
+                                "있어 이어 갈 수 없습니다. 새 런을 시작하세요.")
+    if not data.prepared_is_current(cache, data_dir):
+        raise ValueError(f"이 런이 쓰던 캐시 '{cache}' 를 만든 뒤 '{data_dir}' 의 코퍼스 파일이 바뀌었습니다: "
+                         "이어 갈 수 없습니다. 새 런을 시작하세요.")
+
+
+def keep_run_bpe(run_dir, bpe):
+    """런의 bpe.txt: 없으면 쓰고, 있으면 지금 코퍼스의 BPE 와 같은지만 확인한다 (런의 bpe.txt 는 다시 쓰지 않는다)."""
+    path = os.path.join(run_dir, "bpe.txt")
+    if not os.path.exists(path):
+        bpe.save(path)
+    elif (lambda saved: (saved.alphabet, saved.merges) != (bpe.alphabet, bpe.merges))(data.BPE.load(path)):
+        raise ValueError(f"'{path}' 가 이 코퍼스의 BPE 와 다릅니다: 다른 런의 디렉터리에 학습하려는 것 같습니다 "
+                         "(--run-dir 를 비우거나 새 디렉터리를 주세요).")
+
+
+# ══════ G. 명령줄 ══════
 def build_parser():
     """Config 의 모든 필드를 --필드-이름 옵션으로 만든다 (불리언은 --x / --no-x)."""
     parser = argparse.ArgumentParser(description="Transformer 학습 (Attention Is All You Need).")
@@ -1187,6 +1239,20 @@ def run_translate_file(args, batch_size=64):
         sys.stdout.write(text)
     print(f"{len(lines):,} 줄 번역 ({len(todo):,} 줄은 내용 있음), {time.time() - start:.1f} 초", file=sys.stderr)
     return out
+
+
+def bleu_report(hypotheses, references, lowercase=False):
+    """``sacrebleu`` 명령이 찍는 두 줄: 점수 줄과 서명 줄.
+    >>> print(bleu_report(["the cat is on the mat"], ["the cat sat on the mat"]))
+    BLEU = 37.99 83.3/60.0/25.0/16.7 (BP = 1.000 ratio = 1.000 hyp_len = 6 ref_len = 6)
+    nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|impl:train.py (sacreBLEU 2.6.0 과 같은 값)
+    """
+    stats = bleu_stats(hypotheses, references, lowercase)
+    (score, precisions, brevity), (sys_len, ref_len) = _bleu_from_stats(stats), stats[:2]
+    return (f"BLEU = {score:.2f} {'/'.join(f'{p:.1f}' for p in precisions)} (BP = {brevity:.3f} "
+            f"ratio = {sys_len / ref_len if ref_len else 0.0:.3f} hyp_len = {sys_len} ref_len = {ref_len})\n"
+            f"nrefs:1|case:{'lc' if lowercase else 'mixed'}|eff:no|tok:13a|smooth:exp|impl:train.py "
+            "(sacreBLEU 2.6.0 과 같은 값)")
 
 
 def run_score(args):
