@@ -1804,6 +1804,26 @@ def test_train_library_trainer_leaves_malloc_alone_and_the_command_line_says_whe
     assert calls == [1] and "--no-malloc-tuning" in train.build_parser().format_help()
 
 
+def test_train_final_report_and_score_print_cased_and_lowercased_bleu(tmp_path, capsys):
+    # 이슈 22: 앵커마다 잣대가 다르다 (bentrevett·Wu et al. 은 소문자). 학습 끝의 보고와 --score 는 두 점수를 서명 줄과 함께.
+    report, run_dir = _train_tiny(tmp_path, "both", "--max-steps", "4", "--warmup", "2", "--eval-every", "4",
+                                  "--save-every", "4")
+    lines = capsys.readouterr().out.splitlines()
+    signatures = [line for line in lines if line.startswith("nrefs:1|")]
+    assert [s.split("|")[1] for s in signatures] == ["case:mixed", "case:lc"], signatures
+    assert report["bleu_lc"] == train.bleu(report["hypotheses"], report["references"], lowercase=True)
+    hyp, ref = tmp_path / "hyp", tmp_path / "ref"
+    hyp.write_text("Ein Hund läuft .\nZwei Männer\n", encoding="utf-8")
+    ref.write_text("ein Hund läuft .\nZwei Frauen\n", encoding="utf-8")
+    cased = train.main(["--score", str(hyp), str(ref)])
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 4 and out[1].startswith("nrefs:1|case:mixed") and out[3].startswith("nrefs:1|case:lc")
+    assert out[0].startswith(f"BLEU = {cased:.2f} ") and cased < train.bleu(["Ein Hund läuft .", "Zwei Männer"],
+                                                                             ["ein Hund läuft .", "Zwei Frauen"], True)
+    assert train.main(["--score", str(hyp), str(ref), "--lowercase"]) > cased
+    assert len(capsys.readouterr().out.splitlines()) == 2
+
+
 # ══════ section: bleu ══════
 # 기준: sacreBLEU 2.6.0. tests/bleu_cases.json 의 숫자와 토큰은 sacreBLEU 2.6.0 (scratch venv,
 # /work/main/.scratch/venv-sacrebleu) 으로 한 번 계산해 적은 값이다: sacrebleu.corpus_bleu(hypotheses,

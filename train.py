@@ -492,7 +492,8 @@ def final_evaluation(trainer, log=print):
     log("\n테스트 번역 예 (원문 / 참조 / 모델):")
     for i in range(min(5, len(hyps))):
         log(f"  {cfg.src.upper():<3} {sources[i]}\n  REF {refs[i]}\n  OUT {hyps[i]}\n")
-    report = {"bleu": bleu(hyps, refs), "exact": sum(exact) / max(len(exact), 1), "sentences": len(hyps)}
+    report = {"bleu": bleu(hyps, refs), "bleu_lc": bleu(hyps, refs, lowercase=True), "hypotheses": hyps,  # 소문자도
+              "references": refs, "exact": sum(exact) / max(len(exact), 1), "sentences": len(hyps)}
     if cfg.corpus == "demo":
         reorder = [e for e, src in zip(exact, sources) if data.needs_reordering(src)]
         report.update(reordering_exact=sum(reorder) / max(len(reorder), 1), reordering_sentences=len(reorder))
@@ -1060,7 +1061,7 @@ def load_run(target=None, root="outputs/training"):
     plots.py 가 쓰고, --average-checkpoints 는 같은 run_checkpoint 로 런을 찾는다."""
     path = run_checkpoint(target, root)
     state = load_checkpoint(path)
-    cfg = Config(**{k: v for k, v in state["config"].items() if k in {f.name for f in dataclasses.fields(Config)}})
+    cfg = saved_config(state)
     bpe = data.BPE.load(os.path.join(os.path.dirname(path), "bpe.txt"))
     model = build_model(cfg, len(bpe))
     model.load_state_dict(state["model"])
@@ -1141,8 +1142,9 @@ def build_parser():
     add("--translate-file", metavar="IN", help="IN 파일(- 면 표준 입력)의 줄마다 번역해 한 줄씩 쓴다 (빈 줄은 빈 줄; 기본 출력: 표준 출력)")
     add("--output", metavar="FILE",
         help="--translate-file 의 결과를 표준 출력 대신 FILE 에 쓴다 (다 끝난 뒤 원자적으로; 기본: 표준 출력)")
-    add("--score", nargs=2, metavar=("HYP", "REF"), help="두 파일의 코퍼스 BLEU 를 sacreBLEU 기본값(13a, 대소문자 구분)으로 잰다")
-    add("--lowercase", action="store_true", help="--score 에서 두 쪽을 소문자로 바꿔 잰다 (sacreBLEU -lc; 기본: 끔)")
+    add("--score", nargs=2, metavar=("HYP", "REF"), help="두 파일의 코퍼스 BLEU 를 sacreBLEU 기본값(13a)으로, 대소문자를 "
+        "구분해 한 번, 소문자로 한 번 잰다 (서명 줄과 함께)")
+    add("--lowercase", action="store_true", help="--score 에서 소문자 점수만 찍는다 (sacreBLEU -lc; 기본: 둘 다)")
     add("--average-checkpoints", type=int, metavar="N",
         help="런 디렉터리의 마지막 N(2 이상) 개 체크포인트를 평균해 checkpoint_averaged.pt 로 쓴다 (논문 5)")
     add("--malloc-tuning", action=argparse.BooleanOptionalAction, default=True,
@@ -1199,7 +1201,10 @@ def run_training(cfg, log=print, malloc_tuning=False):
     report = final_evaluation(trainer, log) if trainer.train() and trainer.is_main else None
     if report is not None:
         log(f"총 시간 {format_duration(time.time() - t0)} | 런 디렉터리 {trainer.run_dir}")
-        log(f"테스트 BLEU {report['bleu']:.2f} (beam {cfg.beam_size}, {report['sentences']} 문장)")
+        log(f"테스트 BLEU {report['bleu']:.2f} (대소문자 구분), {report['bleu_lc']:.2f} (소문자) "
+            f"(beam {cfg.beam_size}, {report['sentences']} 문장; sacreBLEU 13a 와 같은 값):")
+        for lowercase in (False, True):
+            log(bleu_report(report["hypotheses"], report["references"], lowercase=lowercase))
         log(f"그림: python plots.py --run {trainer.run_dir}")
     if trainer.world_size > 1:
         torch.distributed.barrier()
@@ -1256,11 +1261,13 @@ def bleu_report(hypotheses, references, lowercase=False):
 
 
 def run_score(args):
-    """--score HYP REF: sacreBLEU 와 같은 코퍼스 BLEU 와 서명 줄. 줄 수가 다르면 두 파일을 밝혀 거절."""
+    """--score HYP REF: sacreBLEU 와 같은 코퍼스 BLEU 와 서명 줄, 대소문자 구분 한 번과 소문자(-lc) 한 번
+    (--lowercase 면 소문자만). 반환: 첫 점수. 줄 수가 다르면 두 파일을 밝혀 거절."""
     (hyp_path, ref_path), (hyps, refs) = args.score, [read_text_lines(p) for p in args.score]
     if len(hyps) != len(refs):
         raise ValueError(f"줄 수가 다릅니다: '{hyp_path}' {len(hyps):,}줄, '{ref_path}' {len(refs):,}줄.")
-    print(bleu_report(hyps, refs, lowercase=args.lowercase))
+    for lowercase in (True,) if args.lowercase else (False, True):
+        print(bleu_report(hyps, refs, lowercase=lowercase))
     return bleu(hyps, refs, lowercase=args.lowercase)
 
 
