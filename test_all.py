@@ -1771,6 +1771,17 @@ def test_plots_figure_list_reading_order_and_names(_plots_inputs):
     assert not own(plots) & set().union(*map(own, others))        # no plots.look_ahead_mask next to attention's
 
 
+def test_plots_docstring_says_run_me_and_maps_every_figure_to_its_function():
+    # plots.py 는 읽는 파일이 아니라 실행하는 파일이라고 먼저 말하고, 그림 → 함수 표에 FIGURES 가 모두 있다
+    first = plots.__doc__.strip().splitlines()[0]
+    assert "실행하는 파일이지 읽는 파일이 아닙니다" in first and "python plots.py" in first
+    table = re.findall(r"^\s+(\w+)\.png\s+(fig_\w+)\s", plots.__doc__, re.M)
+    assert table == [(name, make.__name__) for name, make, _ in plots.FIGURES]      # 같은 순서, 빠짐 없이
+    assert all(f"``{name}.png`` (``{make.__name__}``)" in plots.__doc__ for name, make in
+               [("loss_curves", plots.fig_loss_curves), ("learning_rate", plots.fig_learning_rate),
+                ("training_dashboard", plots.fig_training_dashboard)])                   # --run 의 세 장
+
+
 @pytest.mark.parametrize("name", [entry[0] for entry in plots.FIGURES])
 def test_plots_every_figure_returns_a_labelled_figure(name, _plots_inputs, _plots_threads):
     fig = {n: make for n, make, _ in plots.FIGURES}[name](**_plots_inputs[name])
