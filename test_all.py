@@ -1,6 +1,8 @@
 """Tests for the whole project, in reading order of the files.
 
-embeddings/attention/layers/model -> schedules/losses -> data -> train -> plots.
+embeddings/attention/layers/model -> schedules/losses -> data -> train -> plots -> this file itself.
+Every test name starts with the stem of the file it checks, so `pytest test_all.py -k test_attention_` runs
+attention.py's tests only; test_all_… checks this file and README's exercise table (`## 과제로 쓰기`).
 Every test asserts behaviour; reference values come from PyTorch's own modules,
 independent computations, or (BLEU) numbers computed once with sacreBLEU.
 """
@@ -1979,8 +1981,8 @@ def test_all_readme_exercise_table_has_six_rows_over_five_files_of_this_project(
 
 def _without_body(source, function):
     """source 에서 function ("f" 또는 "Class.method") 의 몸통을 docstring 만 남기고 `raise NotImplementedError` 로."""
-    tree, *owners, name = ast.parse(source), *function.split(".")
-    scope = tree.body
+    *owners, name = function.split(".")
+    scope = ast.parse(source).body
     for owner in owners:
         classes = [node for node in scope if isinstance(node, ast.ClassDef) and node.name == owner]
         assert classes, f"클래스 {owner} 가 없습니다 ({function})"
@@ -2010,26 +2012,28 @@ def _exercise_copy(row, where):
 
 
 def _exercise_argv(command, *extra):
-    """README 의 `pytest …` → [python, -m, pytest, …, *extra]."""
-    words = shlex.split(command)
-    return [sys.executable, "-m", *words, *extra]
+    """README 의 `pytest …` → [이 파이썬, -m, pytest, …, *extra]."""
+    return [sys.executable, "-m", *shlex.split(command), *extra]
 
 
 def _exercise_run(argv, cwd, **env):
+    """제한 시간 60 초, 그림은 Agg, torch 는 한 스레드 (두 개씩 동시에 돌리므로)."""
     return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=60,
                           env={**os.environ, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", **env})
 
 
 def _exercise_broken_run(row, where):
+    # --assert=plain: 실패 메시지만 짧아지고 고르는 테스트와 결과는 같다 (사본마다 test_all.py 를 다시 고쳐 쓰는
+    # 1.4 초를 아낀다: PYTHONDONTWRITEBYTECODE 면 pytest 가 고쳐 쓴 것을 저장하지 않는다)
     _exercise_copy(row, where)
-    return _exercise_run(_exercise_argv(row.command, "-x", "-q", "-p", "no:cacheprovider"), where,
+    return _exercise_run(_exercise_argv(row.command, "-x", "-q", "-p", "no:cacheprovider", "--assert=plain"), where,
                          **{_EXERCISE_COPY: row.function})
 
 
 _EXERCISE_COLLECT = """import json, sys, pytest
 for argv in json.loads(sys.argv[1]):
     print("=== " + " ".join(argv), flush=True)
-    pytest.main(argv + ["--collect-only", "-q", "-p", "no:cacheprovider"])
+    pytest.main(argv + ["--collect-only", "-q", "-p", "no:cacheprovider", "--assert=plain"])
 """
 
 
