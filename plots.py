@@ -1,9 +1,48 @@
-"""plots.py — 리포트의 그림 31장을 이 프로젝트의 코드로 그 자리에서 다시 계산해 그린다.
+"""plots.py — 이 파일은 실행하는 파일이지 읽는 파일이 아닙니다: ``python plots.py``
 
-``python plots.py`` 는 그림을 전부 ``outputs/<이름>.png`` 로 쓰고, 잰 숫자를 그림마다 한 줄씩 출력하며
-``outputs/figure_numbers.json`` 에 모은다 (README 가 인용하는 값). ``--list`` 는 이름 목록, ``--only 이름`` 은
-그 그림만 (여러 번 또는 쉼표로), ``--out 디렉터리`` 는 저장 위치, ``--run outputs/training/<런>`` 은 그 런의 그림
-세 장(``loss_curves.png``, ``learning_rate.png``, ``training_dashboard.png``)만 다시 그린다.
+Transformer 는 embeddings.py … train.py 에서 배웁니다. 이 파일은 그 함수들로 숫자를 재어 리포트의 그림 31장을
+``outputs/<그림>.png`` 로 다시 그리는 도구입니다. 그림 하나가 어떻게 나오는지 궁금할 때만 아래 표에서 그 그림의
+함수를 찾아 그 함수만 읽으면 됩니다.
+
+    그림 (outputs/)                    그리는 함수                        보여 주는 것
+    token_embedding_analysis.png       fig_token_embedding_analysis       embeddings.py
+    special_token_embeddings.png       fig_special_token_embeddings       embeddings.py
+    positional_encoding_analysis.png   fig_positional_encoding_analysis   embeddings.py
+    masking_visualization.png          fig_masking_visualization          attention.py
+    look_ahead_mask.png                fig_look_ahead_mask                attention.py
+    layer_norm_effects.png             fig_layer_norm_effects             layers.py
+    ffn_behavior.png                   fig_ffn_behavior                   layers.py
+    residual_effects.png               fig_residual_effects               layers.py
+    initialization_distributions.png   fig_initialization_distributions   model.py (초기화)
+    gradient_flow_initialization.png   fig_gradient_flow_initialization   model.py (초기화)
+    lr_scheduler_curves.png            fig_lr_scheduler_curves            schedules.py
+    transformer_schedule_analysis.png  fig_transformer_schedule_analysis  schedules.py
+    onecycle_lr.png                    fig_onecycle_lr                    schedules.py
+    cyclic_lr_warmup.png               fig_cyclic_lr_warmup               schedules.py
+    label_smoothing_effect.png         fig_label_smoothing_effect         losses.py
+    focal_loss_weights.png             fig_focal_loss_weights             losses.py
+    tokenizer_length_distribution.png  fig_tokenizer_length_distribution  data.py
+    dataset_statistics.png             fig_dataset_statistics             data.py
+    mlm_masking_distribution.png       fig_mlm_masking_distribution       data.py
+    training_simulation.png            fig_training_simulation            train.py (짧은 학습)
+    warmup_comparison.png              fig_warmup_comparison              train.py (짧은 학습)
+    attention_patterns.png             fig_attention_patterns             학습된 데모 모델
+    encoder_attention_patterns.png     fig_encoder_attention_patterns     학습된 데모 모델
+    encoder_layer_contributions.png    fig_encoder_layer_contributions    학습된 데모 모델
+    decoder_attention_patterns.png     fig_decoder_attention_patterns     학습된 데모 모델
+    decoder_layer_contributions.png    fig_decoder_layer_contributions    학습된 데모 모델
+    generation_attention.png           fig_generation_attention           학습된 데모 모델
+    transformer_attention_all.png      fig_transformer_attention_all      학습된 데모 모델
+    metric_comparison.png              fig_metric_comparison              데모 런의 metrics.csv
+    confusion_matrix.png               fig_confusion_matrix               학습된 데모 모델
+    multi30k_training.png              fig_multi30k_training              Multi30k 런 (있을 때만)
+
+``python plots.py --run outputs/training/<런>`` 은 그 런 디렉터리에 ``loss_curves.png`` (``fig_loss_curves``),
+``learning_rate.png`` (``fig_learning_rate``), ``training_dashboard.png`` (``fig_training_dashboard``) 세 장만 그립니다.
+
+``python plots.py`` 는 그림마다 잰 숫자를 한 줄씩 출력하고 ``outputs/figure_numbers.json`` 에 모읍니다 (README 가
+인용하는 값). ``--list`` 는 이름 목록, ``--only 이름`` 은 그 그림만 (여러 번 또는 쉼표로), ``--out 디렉터리`` 는
+저장 위치입니다.
 
 원칙: 모든 값은 실행할 때 embeddings.py … train.py 의 함수로 잰다. 꾸며 낸 곡선은 없다. 학습된 모델이 필요한
 그림은 가장 최근의 데모 런(``python train.py``)을, 없으면 짧은 데모 학습(``outputs/training/plots_demo``,

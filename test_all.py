@@ -1,9 +1,13 @@
 """Tests for the whole project, in reading order of the files.
 
-embeddings/attention/layers/model -> schedules/losses -> data -> train -> plots.
+embeddings/attention/layers/model -> schedules/losses -> data -> train -> plots -> this file itself.
+Every test name starts with the stem of the file it checks, so `pytest test_all.py -k test_attention_` runs
+attention.py's tests only; test_all_… checks this file and README's exercise table (`## 과제로 쓰기`).
 Every test asserts behaviour; reference values come from PyTorch's own modules,
 independent computations, or (BLEU) numbers computed once with sacreBLEU.
 """
+import ast
+import concurrent.futures
 import contextlib
 import csv
 import dataclasses
@@ -18,6 +22,8 @@ import json
 import math
 import os
 import random
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -114,7 +120,7 @@ def _model_grads(out, inputs, seed=0):
 
 # ------------------------------------------------ vs nn.MultiheadAttention, nn.LayerNorm, nn.Transformer
 @pytest.mark.parametrize("case", ["padding", "causal", "cross", "separate_kv"])
-def test_mha_equals_torch_multihead_attention(case):
+def test_attention_mha_equals_torch_multihead_attention(case):
     # fused q/k/v projection (self), fused k/v (cross), three projections (separate_kv);
     # fast path (F.scaled_dot_product_attention) and the explicit formula, values and gradients
     torch.manual_seed(0)
@@ -142,7 +148,7 @@ def test_mha_equals_torch_multihead_attention(case):
 
 
 @pytest.mark.parametrize("fast_backward", [True, False])
-def test_layer_norm_equals_torch_layer_norm(fast_backward):
+def test_layers_layer_norm_equals_torch_layer_norm(fast_backward):
     # the hand-derived backward is also checked by gradcheck in layers._LayerNormFunction's doctest
     x = (3 * torch.randn(4, 5, 16, generator=torch.Generator().manual_seed(0)) + 2).requires_grad_()
     ours, ref = layers.LayerNorm(16, fast_backward=fast_backward), nn.LayerNorm(16)
@@ -157,7 +163,7 @@ def test_layer_norm_equals_torch_layer_norm(fast_backward):
 @pytest.mark.filterwarnings("ignore::UserWarning")
 @pytest.mark.parametrize("norm_first", [False, True])
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
-def test_encoder_decoder_and_whole_model_equal_torch_transformer(norm_first, activation):
+def test_model_encoder_decoder_and_whole_model_equal_torch_transformer(norm_first, activation):
     # every EncoderLayer / DecoderLayer against nn.TransformerEncoderLayer / DecoderLayer in nn.Transformer
     ours = _model_small(0, norm_first=norm_first, activation=activation, share_embeddings=True, tie_output=True)
     _model_randomize_norms(ours, 5)
@@ -180,8 +186,7 @@ def test_encoder_decoder_and_whole_model_equal_torch_transformer(norm_first, act
 
 
 # ------------------------------------------------ all-padding rows, causality (hand-made inputs)
-@pytest.mark.parametrize("norm_first", [False, True])
-def test_fully_masked_rows_and_all_padding_sources_stay_finite(norm_first):
+def test_attention_fully_masked_rows_and_all_padding_sources_stay_finite():
     q, kv = torch.randn(1, 2, 3, 4, requires_grad=True), torch.randn(1, 2, 3, 4, requires_grad=True)
     mask = torch.tensor([True, True, False])[:, None] & torch.tensor([True, False, True])  # row 2 all False
     out, w = attention.scaled_dot_product_attention(q, kv, kv, mask)
@@ -196,6 +201,10 @@ def test_fully_masked_rows_and_all_padding_sources_stay_finite(norm_first):
         y = mha(x, x, x, all_pad)
         assert torch.isfinite(y).all() and torch.allclose(y[1], mha.w_o.bias.expand(3, 8))  # zero context
         assert torch.isfinite(torch.autograd.grad(y.sum(), x)[0]).all()
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_model_fully_masked_rows_and_all_padding_sources_stay_finite(norm_first):
     m = _model_small(0, dropout=0.1, norm_first=norm_first)
     src, tgt = torch.tensor([[5, 6, 7, 8], [0, 0, 0, 0]]), torch.tensor([[2, 5, 6], [2, 0, 0]])
     for mode in (True, False):
@@ -209,7 +218,7 @@ def test_fully_masked_rows_and_all_padding_sources_stay_finite(norm_first):
     assert len(model.beam_search(m, src, 2, 3, beam_size=2, max_len=5)) == 2
 
 
-def test_future_targets_and_extra_source_padding_never_change_outputs():
+def test_model_future_targets_and_extra_source_padding_never_change_outputs():
     m = _model_small(1).eval()
     src = _model_tokens(6, length=6, lengths=(6, 4, 2))
     tgt = _model_tokens(7, length=6, lengths=(6, 6, 6))
@@ -227,7 +236,7 @@ def test_future_targets_and_extra_source_padding_never_change_outputs():
 
 # ------------------------------------------------ decoding vs the full decoder, exhaustive search
 @pytest.mark.parametrize("norm_first", [False, True])
-def test_cached_decoding_equals_full_decoder_at_every_step(norm_first):
+def test_model_cached_decoding_equals_full_decoder_at_every_step(norm_first):
     m = _model_small(3, norm_first=norm_first).eval()
     src = _model_tokens(10, length=6, lengths=(6, 4, 2))
     tgt = _model_tokens(11, length=7, lengths=(7, 7, 7))
@@ -256,7 +265,7 @@ def _model_tiny(seed, vocab=10, scale=3.0, **kw):
     return m
 
 
-def test_beam_search_never_loses_a_finished_hypothesis():
+def test_model_beam_search_never_loses_a_finished_hypothesis():
     # When [EOS] is among the K best first tokens, the empty hypothesis is finished at step 0;
     # whatever beam search returns must score at least as well (the old search could drop it).
     checked = 0
@@ -276,7 +285,7 @@ def test_beam_search_never_loses_a_finished_hypothesis():
 
 @pytest.mark.parametrize("vocab, max_len, beam_size", [(6, 3, 6), (8, 3, 20), (7, 4, 36)])
 @pytest.mark.parametrize("alpha", [0.0, 0.6, 1.5])
-def test_beam_search_with_room_for_every_candidate_equals_exhaustive_search(vocab, max_len, beam_size, alpha):
+def test_model_beam_search_with_room_for_every_candidate_equals_exhaustive_search(vocab, max_len, beam_size, alpha):
     # ids 0, 1, 2 ([PAD] [UNK] [BOS]) are never generated, so the search space is 3 ([EOS]) .. vocab-1.
     # beam_size >= the number of candidates at every step but the last, so nothing is ever pruned.
     words = list(range(4, vocab))
@@ -295,7 +304,7 @@ def test_beam_search_with_room_for_every_candidate_equals_exhaustive_search(voca
             assert hyps[i] == space[best] and abs(scores[i] - every[best]) < 1e-4, (seed, i, hyps[i], space[best])
 
 
-def test_beam_search_beats_greedy_returns_real_scores_and_batches_like_one_sentence():
+def test_model_beam_search_beats_greedy_returns_real_scores_and_batches_like_one_sentence():
     m = _model_tiny(7, vocab=12)
     lengths = [6, 4, 2, 1]
     src = _model_tokens(7, batch=4, length=6, vocab=12, lengths=lengths)
@@ -311,7 +320,7 @@ def test_beam_search_beats_greedy_returns_real_scores_and_batches_like_one_sente
         assert one == [hyps[i]] and abs(one_score[0] - scores[i]) < 1e-4
 
 
-def test_decoders_never_emit_pad_unk_or_bos_and_stop_at_the_positional_table():
+def test_model_decoders_never_emit_pad_unk_or_bos_and_stop_at_the_positional_table():
     for seed in range(4):
         m = _model_tiny(seed, vocab=12)
         with torch.no_grad():
@@ -347,7 +356,7 @@ def _model_reverse_batch(gen, n, max_len=8, symbols=10):
     return src, tgt
 
 
-def test_small_transformer_learns_to_reverse_sequences():
+def test_model_small_transformer_learns_to_reverse_sequences():
     # One thread: this tiny model gains nothing from a second one, and a single thread is not
     # slowed down many times when other processes keep the cores busy (OpenMP spin-waiting).
     threads = torch.get_num_threads()
@@ -405,7 +414,7 @@ def test_embeddings_sinusoids_special_rows_and_a_pad_row_that_stays_zero_when_ti
     assert n_free - sum(p.numel() for p in m.parameters()) == 2 * 20 * 32   # one embedding + output matrix
 
 
-def test_ffn_variants_follow_their_formulas():
+def test_layers_ffn_variants_follow_their_formulas():
     torch.manual_seed(0)
     x = torch.randn(2, 3, 8)
     for name, act in [("relu", lambda t: torch.clamp(t, min=0)), ("gelu", F.gelu), ("glu", torch.sigmoid),
@@ -416,7 +425,7 @@ def test_ffn_variants_follow_their_formulas():
         assert torch.allclose(f(x), f.w_2(hidden), atol=1e-6), name
 
 
-def test_record_attention_and_contributions_do_not_change_results():
+def test_model_record_attention_and_contributions_do_not_change_results():
     m = _model_small(7).eval()
     src = _model_tokens(16, length=6, lengths=(6, 4, 2))
     tgt = _model_tokens(17, length=4, lengths=(4, 4, 4))
@@ -441,7 +450,7 @@ def test_record_attention_and_contributions_do_not_change_results():
     assert len(steps) == 5 and steps[0].shape == (3, 4, 1, 6)                      # one map per step
 
 
-def test_init_schemes_have_their_distributions():
+def test_model_init_schemes_have_their_distributions():
     for scheme, check in [
         ("xavier", lambda w: w.abs().max() <= math.sqrt(6 / (w.size(0) + w.size(1))) + 1e-6),
         ("he", lambda w: abs(w.std().item() - math.sqrt(2 / w.size(1))) < 0.1 * math.sqrt(2 / w.size(1))),
@@ -459,32 +468,64 @@ def test_init_schemes_have_their_distributions():
 _BAD_CALLS = _fixture("bad_calls")   # 인자가 모두 리터럴인 잘못된 호출: 이름 → [모듈.함수, 위치 인자, 키워드 인자, 오류 문구]
 
 
-def _bad_calls(section):
-    """tests/bad_calls.json 의 한 절 → {이름: (호출, 오류 문구)}."""
+def _bad_calls(section, files):
+    """tests/bad_calls.json 의 한 절 → {파일: {이름: (호출, 오류 문구)}} (파일 = 부르는 함수의 모듈, files 중 하나)."""
     def call(name, args, kwargs):
         module, function = name.split(".")
         return lambda: getattr(importlib.import_module(module), function)(*args, **kwargs)
-    return {key: (call(name, args, kwargs), match) for key, (name, args, kwargs, match) in _BAD_CALLS[section].items()}
+    by_file = {stem: {} for stem in files}
+    for key, (name, args, kwargs, match) in _BAD_CALLS[section].items():
+        if name.split(".")[0] not in by_file:
+            raise ValueError(f"tests/bad_calls.json 의 {section}.{key}: {name} 은 {files} 의 함수가 아닙니다")
+        by_file[name.split(".")[0]][key] = (call(name, args, kwargs), match)
+    return by_file
 
 
-_MODEL_BAD_ARGUMENTS = {
-    **_bad_calls("model"),                                      # 여기에는 텐서나 모델이 필요한 호출만
+def _raises_one_korean_line(call, match):
+    with pytest.raises(ValueError, match=match) as err:
+        call()
+    assert "\n" not in str(err.value) and any("가" <= c <= "힣" for c in str(err.value))
+
+
+def _bad_call_cases(table):
+    """{이름: (호출, 오류 문구)} → (호출, 오류 문구) 를 이름을 id 로 매개변수화."""
+    return pytest.mark.parametrize("call, match", table.values(), ids=list(table))
+
+
+_MODEL_BAD_ARGUMENTS = _bad_calls("model", ("embeddings", "attention", "layers", "model"))
+# 여기서 더하는 것은 텐서나 모델이 필요한 호출만
+_MODEL_BAD_ARGUMENTS["embeddings"].update({
     "position_past_max_len": (lambda: embeddings.PositionalEncoding(8, 0.0, 6)(torch.zeros(2, 2, 8), offset=5),
                               "max_len=6"),
+})
+_MODEL_BAD_ARGUMENTS["model"].update({
     "unknown_positional": (lambda: _model_small(positional="rotary"), "positional"),
     "unknown_init_scheme": (lambda: model.init_weights(_model_small(), "orthogonal"), "scheme"),
     "source_longer_than_max_len": (lambda: _model_small(8, max_len=8)(torch.ones(1, 9, dtype=torch.long),
                                                                       torch.ones(1, 2, dtype=torch.long)), "원문 길이"),
     "beam_size_zero": (lambda: model.beam_search(_model_small(8), torch.ones(1, 3, dtype=torch.long), 2, 3,
                                                  beam_size=0), "beam_size"),
-}
+})
 
 
-@pytest.mark.parametrize("call, match", _MODEL_BAD_ARGUMENTS.values(), ids=list(_MODEL_BAD_ARGUMENTS))
+@_bad_call_cases(_MODEL_BAD_ARGUMENTS["embeddings"])
+def test_embeddings_bad_arguments_raise_one_korean_line(call, match):
+    _raises_one_korean_line(call, match)
+
+
+@_bad_call_cases(_MODEL_BAD_ARGUMENTS["attention"])
+def test_attention_bad_arguments_raise_one_korean_line(call, match):
+    _raises_one_korean_line(call, match)
+
+
+@_bad_call_cases(_MODEL_BAD_ARGUMENTS["layers"])
+def test_layers_bad_arguments_raise_one_korean_line(call, match):
+    _raises_one_korean_line(call, match)
+
+
+@_bad_call_cases(_MODEL_BAD_ARGUMENTS["model"])
 def test_model_bad_arguments_raise_one_korean_line(call, match):
-    with pytest.raises(ValueError, match=match) as err:
-        call()
-    assert "\n" not in str(err.value) and any("가" <= c <= "힣" for c in str(err.value))
+    _raises_one_korean_line(call, match)
 
 
 # ══════ section: schedules_losses ══════
@@ -690,10 +731,13 @@ def test_losses_masked_lm_uses_masked_positions_only():
     assert torch.equal(losses.masked_lm_loss(changed, labels), loss.detach())
 
 
-_SCHEDULES_LOSSES_BAD_INPUT = {
-    **_bad_calls("schedules_losses"),                           # 여기에는 텐서나 옵티마이저가 필요한 호출만
-    "negative_focal_gamma": (lambda: losses.focal_weight(torch.tensor([0.5]), gamma=-1.0), "gamma"),
+_SCHEDULES_LOSSES_BAD_INPUT = _bad_calls("schedules_losses", ("schedules", "losses"))
+# 여기서 더하는 것은 텐서나 옵티마이저가 필요한 호출만
+_SCHEDULES_LOSSES_BAD_INPUT["schedules"].update({
     "not_callable": (lambda: schedules.as_lambda_lr(_schedules_adam(), 0.1), "호출 가능한"),
+})
+_SCHEDULES_LOSSES_BAD_INPUT["losses"].update({
+    "negative_focal_gamma": (lambda: losses.focal_weight(torch.tensor([0.5]), gamma=-1.0), "gamma"),
     "target_outside_vocabulary": (lambda: losses.label_smoothed_cross_entropy(torch.randn(2, 5), torch.tensor([1, 5])),
                                   r"\[0, 5\)"),
     "shapes_differ": (lambda: losses.focal_loss(torch.randn(2, 3, 5), torch.ones(3, 2, dtype=torch.long)), "앞쪽 모양"),
@@ -702,14 +746,17 @@ _SCHEDULES_LOSSES_BAD_INPUT = {
     "unknown_spread": (lambda: losses.smoothed_targets(torch.tensor([1]), 5, spread="pad"), "spread"),
     "reduction_none": (lambda: losses.label_smoothed_cross_entropy(torch.randn(2, 5), torch.tensor([1, 2]),
                                                                    reduction="none"), "reduction"),
-}
+})
 
 
-@pytest.mark.parametrize("call, match", _SCHEDULES_LOSSES_BAD_INPUT.values(), ids=list(_SCHEDULES_LOSSES_BAD_INPUT))
-def test_schedules_losses_bad_input_raises_one_korean_line(call, match):
-    with pytest.raises(ValueError, match=match) as err:
-        call()
-    assert "\n" not in str(err.value) and any("가" <= c <= "힣" for c in str(err.value))
+@_bad_call_cases(_SCHEDULES_LOSSES_BAD_INPUT["schedules"])
+def test_schedules_bad_input_raises_one_korean_line(call, match):
+    _raises_one_korean_line(call, match)
+
+
+@_bad_call_cases(_SCHEDULES_LOSSES_BAD_INPUT["losses"])
+def test_losses_bad_input_raises_one_korean_line(call, match):
+    _raises_one_korean_line(call, match)
 
 
 # ══════ section: data ══════
@@ -731,7 +778,7 @@ def _data_random_string(rng):
     return "".join("".join(part(*p) for p in rng.choice(pools)) for _ in range(rng.randint(0, 30)))
 
 
-def test_data_normalize_idempotent_and_bpe_round_trip_1000_random_strings():
+def test_data_bpe_normalize_idempotent_and_round_trip_1000_random_strings():
     assert data.normalize("x\x00y\x07z\ud800") == "xyz"                # 제어 문자·서로게이트 제거
     with pytest.raises(ValueError, match="str"):
         data.normalize(b"bytes")
@@ -749,7 +796,7 @@ def test_data_normalize_idempotent_and_bpe_round_trip_1000_random_strings():
     assert bpe.token_strings(bpe.encode("🙂")) == [f"<x{h}>" for h in hex_digits] + ["</w>"]
 
 
-def test_data_special_tokens_never_split_or_merged(tmp_path):
+def test_data_bpe_special_tokens_never_split_or_merged(tmp_path):
     assert data.SPECIAL_TOKENS == ("[PAD]", "[UNK]", "[BOS]", "[EOS]", "[CLS]", "[SEP]", "[MASK]")
     assert (data.PAD_ID, data.UNK_ID, data.BOS_ID, data.EOS_ID, data.CLS_ID, data.SEP_ID, data.MASK_ID) == \
         tuple(range(7))
@@ -767,7 +814,7 @@ def test_data_special_tokens_never_split_or_merged(tmp_path):
         bpe.decode([len(bpe)])
 
 
-def test_data_incremental_bpe_matches_naive_recount():
+def test_data_bpe_incremental_learning_matches_naive_recount():
     rng = random.Random(3)
     syll = ["ba", "na", "an", "aa", "ab", "ra", "ka", "te", "et", "ee", "n", "a"]
     lines = [" ".join("".join(rng.choice(syll) for _ in range(rng.randint(1, 5))) for _ in range(rng.randint(1, 8)))
@@ -1154,7 +1201,7 @@ def test_data_mlm_proportions_on_100k_tokens():
 _DEMO_FIXTURE = _fixture("demo_pairs")
 
 
-def test_demo_hand_written_pairs_reordering_and_kinds():
+def test_data_demo_hand_written_pairs_reordering_and_kinds():
     for pair in _DEMO_FIXTURE["pairs"]:
         assert data._demo_render(pair["sentence"]) == (pair["english"], pair["german"]), pair["english"]
     english = {pair["english"] for pair in _DEMO_FIXTURE["pairs"]}             # 규칙마다 손으로 쓴 쌍이 있다
@@ -1165,14 +1212,14 @@ def test_demo_hand_written_pairs_reordering_and_kinds():
         assert demo_kind(english) == kind, english
 
 
-def test_demo_rejects_bad_input():
+def test_data_demo_rejects_bad_input():
     for call in (lambda: demo_corpus(-1), lambda: demo_corpus(5, max_words=3),
                  lambda: demo_splits(num_train=10, num_valid=2, num_test=1.5)):
         with pytest.raises(ValueError):
             call()
 
 
-def test_data_py_copied_alone_keeps_bpe_and_names_the_missing_demo_lexicon(tmp_path):
+def test_data_demo_copied_data_py_keeps_bpe_and_names_the_missing_lexicon(tmp_path):
     # 과제에 data.py 한 파일만 옮겨도 BPE 는 돌고, 데모만 낱말 표 파일을 밝힌 한 줄 오류로 멈춘다.
     shutil.copy(os.path.join(_DATA_ROOT, "data.py"), tmp_path)
     code = ("import data\nbpe = data.train_bpe(['the cat sat', 'the dog sat'] * 5, 40)\n"
@@ -1190,7 +1237,7 @@ def _demo_big_splits():
     return demo_splits(num_train=50_000, num_valid=500, num_test=500, seed=0)
 
 
-def test_demo_size_determinism_and_disjoint_splits():
+def test_data_demo_size_determinism_and_disjoint_splits():
     splits = _demo_big_splits()
     english = {k: {en for en, _ in splits[k]} for k in ("train", "valid", "test")}
     assert [len(splits[k]) for k in english] == [len(english[k]) for k in english] == [50_000, 500, 500]  # 서로 다름
@@ -1200,7 +1247,7 @@ def test_demo_size_determinism_and_disjoint_splits():
     assert a == b and a != c and demo_corpus(100, seed=7) == a[:100]
 
 
-def test_demo_one_german_per_english():
+def test_data_demo_one_german_per_english():
     # 중복을 거르기 전의 표본: 같은 영어가 여러 번 뽑혀도 독일어는 하나다 (모호한 영어가 없다)
     rng, seen, repeats = random.Random(0), {}, 0
     for _ in range(20_000):
@@ -1210,7 +1257,7 @@ def test_demo_one_german_per_english():
     assert repeats > 100
 
 
-def test_demo_lengths_kinds_and_reordering_share():
+def test_data_demo_lengths_kinds_and_reordering_share():
     test = _demo_big_splits()["test"]
     assert all(2 <= len(en.split()) <= 16 for en, _ in test)
     kinds = {demo_kind(en) for en, _ in test}
@@ -1219,7 +1266,7 @@ def test_demo_lengths_kinds_and_reordering_share():
 
 
 
-def test_demo_lexicon_genders_and_noun_phrase_agreement_on_samples():
+def test_data_demo_lexicon_genders_and_noun_phrase_agreement_on_samples():
     gender = {n: g for g, nouns in _DEMO_FIXTURE["genders"].items() for n in nouns.split()}
     assert {row[3]: row[2] for row in data._DEMO_NOUNS} == gender
     for row in data._DEMO_NOUNS:                                    # 2격: 남·중성 -(e)s, 여성은 단수 그대로
@@ -1259,7 +1306,7 @@ def test_demo_lexicon_genders_and_noun_phrase_agreement_on_samples():
     assert checked > 1500 and agreed > 2000
 
 
-def test_demo_word_order_and_negation_on_samples():
+def test_data_demo_word_order_and_negation_on_samples():
     verbs = {f for v in data._DEMO_VERBS for f in v[7].split()}
     adverbs = {a[1] for a in data._DEMO_ADVERBS}
     predicative = {a[1] for a in data._DEMO_ADJECTIVES}
@@ -1832,24 +1879,24 @@ _BLEU_CASES = _fixture("bleu_cases")
 
 
 @pytest.mark.parametrize("name", sorted(_BLEU_CASES["bleu"]))
-def test_bleu_equals_sacrebleu_on_hard_cases(name):
+def test_train_bleu_equals_sacrebleu_on_hard_cases(name):
     case = _BLEU_CASES["bleu"][name]
     assert abs(bleu(case["hypotheses"], case["references"]) - case["sacrebleu"]) < 1e-6
 
 
 @pytest.mark.parametrize("text", sorted(_BLEU_CASES["tokenize_13a"]))
-def test_bleu_tokenizer_equals_sacrebleu_13a(text):
+def test_train_bleu_tokenizer_equals_sacrebleu_13a(text):
     assert _bleu_tokenize_13a(text) == _BLEU_CASES["tokenize_13a"][text]
 
 
 @pytest.mark.parametrize("hyps, refs, message", [(["a b c d"], ["a b c d", "e"], "same number of lines"),
                                                  ([], [], "empty"), ([["a", "b"]], ["a b"], "str")])
-def test_bleu_bad_input(hyps, refs, message):
+def test_train_bleu_bad_input(hyps, refs, message):
     with pytest.raises(ValueError, match=message):
         bleu(hyps, refs)
 
 
-def test_bleu_token_accuracy_ignores_padding():
+def test_train_token_accuracy_ignores_padding():
     # 기준: 파이썬 반복문으로 하나씩 센 정확도
     gen = torch.Generator().manual_seed(0)
     logits, targets = torch.randn(3, 9, 6, generator=gen), torch.randint(1, 6, (3, 9), generator=gen)
@@ -1922,6 +1969,17 @@ def test_plots_figure_list_reading_order_and_names(_plots_inputs):
                 and n != "main"}
     others = (embeddings, attention, layers, model, schedules, losses, data, train)
     assert not own(plots) & set().union(*map(own, others))        # no plots.look_ahead_mask next to attention's
+
+
+def test_plots_docstring_says_run_me_and_maps_every_figure_to_its_function():
+    # plots.py 는 읽는 파일이 아니라 실행하는 파일이라고 먼저 말하고, 그림 → 함수 표에 FIGURES 가 모두 있다
+    first = plots.__doc__.strip().splitlines()[0]
+    assert "실행하는 파일이지 읽는 파일이 아닙니다" in first and "python plots.py" in first
+    table = re.findall(r"^\s+(\w+)\.png\s+(fig_\w+)\s", plots.__doc__, re.M)
+    assert table == [(name, make.__name__) for name, make, _ in plots.FIGURES]      # 같은 순서, 빠짐 없이
+    assert all(f"``{name}.png`` (``{make.__name__}``)" in plots.__doc__ for name, make in
+               [("loss_curves", plots.fig_loss_curves), ("learning_rate", plots.fig_learning_rate),
+                ("training_dashboard", plots.fig_training_dashboard)])                   # --run 의 세 장
 
 
 @pytest.mark.parametrize("name", [entry[0] for entry in plots.FIGURES])
@@ -2059,3 +2117,168 @@ def test_plots_trained_demo_reuses_a_finished_run(tmp_path, _plots_threads):
     assert any("재사용" in line for line in logs) and again.metrics["step"][-1] == 2.0
     assert not again.model.training and len(again.valid) == len(again.valid_text) == 8
     assert all(torch.equal(a, b) for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values()))
+
+
+# ══════ section: all (this file itself and README's exercise table) ══════
+# 테스트 이름은 test_<파일 이름>_… 이다: `pytest test_all.py -k test_attention_` 가 attention.py 의 테스트만 돌린다.
+# test_all_… 은 이 파일 자신과 README 의 `## 과제로 쓰기` 표를 확인한다. 표의 행마다: 그 함수의 몸통만
+# `raise NotImplementedError` 로 바꾼 사본에서 확인 명령이 NotImplementedError 로 실패하고 (종료 코드 1),
+# 고치지 않은 프로젝트에서 명령이 고르는 테스트가 하나 이상이며 모두 이 pytest 실행 안에서도 돈다 (그래서 이 실행의
+# 통과가 곧 "그대로는 통과" 다; 이 실행에 없는 테스트를 고르면 그 명령을 그대로 한 번 돌려 본다).
+_ROOT = os.path.dirname(os.path.abspath(__file__))
+_STEMS = ("embeddings", "attention", "layers", "model", "schedules", "losses", "data", "train", "plots")
+_EXERCISE_COLUMNS = ["과제", "파일", "함수", "확인 명령"]
+_EXERCISE_COPY = "TEST_ALL_EXERCISE_COPY"     # 함수를 고장 낸 사본 안의 실행이라는 표시 (되부름을 막는다)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Exercise:
+    title: str
+    file: str         # "attention.py"
+    function: str     # "scaled_dot_product_attention" 또는 "MultiHeadAttention.forward"
+    command: str      # "pytest test_all.py -k test_attention_"
+
+    @property
+    def stem(self):
+        return self.file[:-3] if self.file.endswith(".py") else self.file
+
+
+def _readme_exercises(path):
+    """README.md 의 `## 과제로 쓰기` 표 → [_Exercise]. 절이나 열이 없으면 무엇이 없는지 말하는 ValueError."""
+    if not os.path.exists(path):
+        raise ValueError(f"{path} 가 없습니다: 과제 표는 README.md 의 `## 과제로 쓰기` 절에 있습니다.")
+    with open(path, encoding="utf-8") as f:
+        found = re.search(r"^## 과제로 쓰기[ \t]*\n(.*?)(?=^## |\Z)", f.read(), re.M | re.S)
+    if found is None:
+        raise ValueError(f"{path} 에 `## 과제로 쓰기` 절이 없습니다 (`## 빠른 시작` 다음에 두세요).")
+    lines = [line.strip() for line in found.group(1).splitlines() if line.strip().startswith("|")]
+    cells = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines]
+    if not cells or cells[0] != _EXERCISE_COLUMNS:
+        raise ValueError(f"{path} 의 `## 과제로 쓰기` 표의 열은 정확히 {' | '.join(_EXERCISE_COLUMNS)} 이어야 합니다 "
+                         f"(받은 열: {cells[0] if cells else '표 없음'}).")
+    rows = [row for row in cells[1:] if not all(set(cell) <= set("-: ") for cell in row)]   # |---| 줄은 빼고
+    if any(len(row) != 4 or not re.fullmatch(r"`pytest [^`]+`", row[3]) for row in rows):
+        raise ValueError(f"{path} 의 과제 표: 행마다 칸이 넷이고 확인 명령은 `pytest …` 처럼 백틱 안이어야 합니다.")
+    return [_Exercise(title, file.strip("`"), function.strip("`"), command.strip("`"))
+            for title, file, function, command in rows]
+
+
+try:                                # 표가 잘못되었어도 다른 테스트는 돌고, 아래 테스트가 그 문장으로 실패한다
+    _EXERCISES, _EXERCISE_PROBLEM = _readme_exercises(os.path.join(_ROOT, "README.md")), None
+except ValueError as problem:
+    _EXERCISES, _EXERCISE_PROBLEM = [], str(problem)
+
+
+def test_all_readme_exercise_table_has_six_rows_over_five_files_of_this_project():
+    assert _EXERCISE_PROBLEM is None, _EXERCISE_PROBLEM
+    assert len(_EXERCISES) >= 6 and len({row.file for row in _EXERCISES}) >= 5, _EXERCISES
+    assert all(row.stem in _STEMS and row.file == row.stem + ".py" for row in _EXERCISES), _EXERCISES
+    assert len({(row.file, row.function) for row in _EXERCISES}) == len(_EXERCISES)       # 같은 행 두 번 없음
+    assert all(re.search(r"§\d|et al\.", row.title) for row in _EXERCISES)               # 논문(의 절)을 밝힌다
+
+
+def _without_body(source, function):
+    """source 에서 function ("f" 또는 "Class.method") 의 몸통을 docstring 만 남기고 `raise NotImplementedError` 로."""
+    *owners, name = function.split(".")
+    scope = ast.parse(source).body
+    for owner in owners:
+        classes = [node for node in scope if isinstance(node, ast.ClassDef) and node.name == owner]
+        assert classes, f"클래스 {owner} 가 없습니다 ({function})"
+        scope = classes[0].body
+    defs = [node for node in scope if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name]
+    assert defs, f"함수 {function} 가 없습니다"
+    body = defs[0].body[1:] if ast.get_docstring(defs[0]) is not None else defs[0].body
+    assert body, f"{function} 에는 docstring 말고 바꿀 몸통이 없습니다"
+    first = min([body[0].lineno] + [d.lineno for d in getattr(body[0], "decorator_list", [])])
+    lines = source.splitlines(keepends=True)
+    indent = " " * body[0].col_offset
+    return "".join(lines[:first - 1] + [indent + "raise NotImplementedError\n"] + lines[body[-1].end_lineno:])
+
+
+def _exercise_copy(row, where):
+    """프로젝트(최상위 *.py, pytest.ini, demo_lexicon.json, README.md, tests/)를 where 에 복사하고 row 의 함수를 고장 낸다."""
+    for name in os.listdir(_ROOT):
+        if name.endswith(".py") or name in ("pytest.ini", "demo_lexicon.json", "README.md"):
+            shutil.copy(os.path.join(_ROOT, name), where)
+    shutil.copytree(os.path.join(_ROOT, "tests"), os.path.join(where, "tests"))
+    path = os.path.join(where, row.file)
+    with open(path, encoding="utf-8") as f:
+        broken = _without_body(f.read(), row.function)
+    compile(broken, path, "exec")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(broken)
+
+
+def _exercise_argv(command, *extra):
+    """README 의 `pytest …` → [이 파이썬, -m, pytest, …, *extra]."""
+    return [sys.executable, "-m", *shlex.split(command), *extra]
+
+
+def _exercise_run(argv, cwd, **env):
+    """제한 시간 60 초, 그림은 Agg, torch 는 한 스레드 (두 개씩 동시에 돌리므로)."""
+    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1", **env})
+
+
+def _exercise_broken_run(row, where):
+    # --assert=plain: 실패 메시지만 짧아지고 고르는 테스트와 결과는 같다 (사본마다 test_all.py 를 다시 고쳐 쓰는
+    # 1.4 초를 아낀다: PYTHONDONTWRITEBYTECODE 면 pytest 가 고쳐 쓴 것을 저장하지 않는다)
+    _exercise_copy(row, where)
+    return _exercise_run(_exercise_argv(row.command, "-x", "-q", "-p", "no:cacheprovider", "--assert=plain"), where,
+                         **{_EXERCISE_COPY: row.function})
+
+
+_EXERCISE_COLLECT = """import json, sys, pytest
+for argv in json.loads(sys.argv[1]):
+    print("=== " + " ".join(argv), flush=True)
+    pytest.main(argv + ["--collect-only", "-q", "-p", "no:cacheprovider", "--assert=plain"])
+"""
+
+
+def _exercise_selections(rows):
+    """고치지 않은 프로젝트에서 행마다 명령이 고르는 테스트 id (한 프로세스에서 명령마다 pytest --collect-only)."""
+    commands = list(dict.fromkeys(row.command for row in rows))
+    argvs = [shlex.split(command)[1:] for command in commands]
+    proc = _exercise_run([sys.executable, "-c", _EXERCISE_COLLECT, json.dumps(argvs)], _ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    parts = proc.stdout.split("=== ")[1:]
+    assert len(parts) == len(commands), proc.stdout[-3000:]
+    return {command: [line for line in part.splitlines() if "::" in line] for command, part in zip(commands, parts)}
+
+
+@pytest.fixture(scope="module")
+def _exercise_runs(request, tmp_path_factory):
+    """이 실행이 고른 과제 행들을 두 개씩 동시에: 행마다 고장 낸 사본에서 확인 명령, 그리고 행마다 고르는 테스트 목록."""
+    assert not os.environ.get(_EXERCISE_COPY), \
+        f"확인 명령이 {os.environ.get(_EXERCISE_COPY)} 를 고장 낸 사본에서 다른 테스트로 실패하지 않고 이 테스트까지 왔습니다"
+    rows = [item.callspec.params["row"] for item in request.session.items
+            if isinstance(getattr(item, "callspec", None) and item.callspec.params.get("row"), _Exercise)]
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        selections = pool.submit(_exercise_selections, rows)
+        runs = {row: pool.submit(_exercise_broken_run, row, tmp_path_factory.mktemp("exercise")) for row in rows}
+        yield selections, runs
+
+
+@pytest.mark.parametrize("row", _EXERCISES, ids=[f"{row.stem}.{row.function}" for row in _EXERCISES])
+def test_all_readme_exercise_fails_without_its_function(row, request, _exercise_runs):
+    selections, runs = _exercise_runs
+    broken = runs[row].result()
+    output = broken.stdout + broken.stderr
+    crashes = re.findall(r"^\S+\.py:\d+: (\w+)$", output, re.M)           # 실패마다 "파일:줄: 예외" 한 줄
+    assert broken.returncode == 1 and crashes == ["NotImplementedError"], \
+        f"{row.file} 의 {row.function} 몸통을 비운 사본에서 `{row.command}` 가 NotImplementedError 로 실패해야 " \
+        f"합니다 (종료 코드 {broken.returncode}):\n{output[-3000:]}"
+    selected = selections.result()[row.command]
+    assert selected, f"`{row.command}` 가 테스트를 하나도 고르지 않습니다"
+    assert not [nodeid for nodeid in selected if "::test_all_" in nodeid], selected   # 이 확인 자신은 고르지 않는다
+    if not set(selected) <= {item.nodeid for item in request.session.items}:
+        # 고른 테스트가 이 실행에 다 있지는 않다 (예: -k exercise): 고치지 않은 프로젝트에서 명령을 그대로
+        proc = _exercise_run(_exercise_argv(row.command, "-q", "-p", "no:cacheprovider"), _ROOT)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_all_names_start_with_the_stem_of_the_file_they_test():
+    # test_all_… 은 이 파일 자신(과 README 의 과제 표)을 확인하는 테스트
+    names = [name for name, value in globals().items() if name.startswith("test") and callable(value)]
+    prefixes = tuple(f"test_{stem}_" for stem in (*_STEMS, "all"))
+    assert len(names) > 80 and [name for name in names if not name.startswith(prefixes)] == []
