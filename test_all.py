@@ -1833,7 +1833,7 @@ def test_train_every_split_must_fit_a_batch_before_the_first_step(tmp_path, caps
                     "--run-dir", run, "--threads", "1"])
     err = capsys.readouterr().err
     assert info.value.code == 2 and "검증" in err and "--max-tokens" in err
-    assert not os.path.exists(os.path.join(run, "metrics.csv")) and not os.path.exists(os.path.join(run, "checkpoint_last.pt"))
+    assert not any(os.path.exists(os.path.join(run, name)) for name in ("metrics.csv", "checkpoint_last.pt"))
 
 
 def test_train_library_trainer_leaves_malloc_alone_and_the_command_line_says_when_it_tunes_it(tmp_path, monkeypatch,
