@@ -645,18 +645,18 @@ def _parse_bpe(lines, path):
     줄을 앞에서부터 한 번만 읽는다. ``pos`` 는 지금까지 읽은 줄 수 (= 다음에 읽을 줄의 0부터 번호) 이고, 안쪽 함수
     셋이 이것을 함께 쓴다: ``take`` 는 다음 줄을 내주고 ``pos`` 를 하나 올린다 (``nonlocal pos`` 는 "바깥 함수의
     ``pos`` 를 고친다" 는 뜻; 없으면 ``pos += 1`` 이 take 안에 새 지역 변수를 만든다). ``count`` 는 'alphabet 12'
-    같은 줄에서 개수를 읽는다. ``fail`` 은 줄 번호를 따로 받지 않으면 ``pos + 1`` 을 알린다.
+    같은 줄에서 개수를 읽는다. ``fail`` 은 줄 번호를 따로 받지 않으면 방금 읽은 줄 ``pos`` (1부터 센 번호) 를 알린다.
     """
     pos = 0
 
     def fail(msg, line_no=None):
-        raise ValueError(f"BPE 파일 '{path}' {line_no or pos + 1}번째 줄: {msg} "
+        raise ValueError(f"BPE 파일 '{path}' {line_no or pos}번째 줄: {msg} "
                          "(파일이 잘렸거나 손상되었습니다; 다시 저장하거나 새로 학습하세요).")
 
     def take(parts=1):
         nonlocal pos
         if pos >= len(lines):
-            fail("파일이 예상보다 일찍 끝났습니다")
+            fail("파일이 예상보다 일찍 끝났습니다", pos + 1)      # 없는 다음 줄
         pos += 1
         return lines[pos - 1].split(" ", parts - 1) if parts > 1 else lines[pos - 1]
 
@@ -683,7 +683,7 @@ def _parse_bpe(lines, path):
         if len(row) != 3 or not row[0].isdigit() or not row[1].isdigit():
             fail("'왼쪽id 오른쪽id 토큰' 형식이 아닙니다", merge_start + k + 1)
     if pos != len(lines):
-        fail("병합 목록 뒤에 남는 줄이 있습니다")
+        fail("병합 목록 뒤에 남는 줄이 있습니다", pos + 1)     # 읽지 않은 첫 줄
     try:
         bpe = BPE(alphabet, [(int(a), int(b)) for a, b, _ in rows])
     except ValueError as exc:

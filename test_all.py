@@ -850,6 +850,10 @@ def test_data_bpe_save_load_and_malformed_files(tmp_path):
         with pytest.raises(ValueError) as err:
             data.BPE.load(bad)
         assert bad in str(err.value) and "번째 줄" in str(err.value), name
+        where = {"version": 1, "bad_char": next(i for i, l in enumerate(lines, 1) if l.startswith("char ")),
+                 "truncated": len(lines) - 4, "wrong_token_text": len(lines) - 1, "extra_line": len(lines)}
+        if name in where:                               # 잘못된 줄 바로 그 번호 (읽고 난 줄, 없으면 다음 줄)
+            assert f" {where[name]}번째 줄" in str(err.value), (name, str(err.value))
     with pytest.raises(FileNotFoundError):
         data.BPE.load(str(tmp_path / "missing.txt"))
     with pytest.raises(ValueError, match="vocab_size"):
