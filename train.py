@@ -1081,10 +1081,10 @@ def load_prepared_corpus(cfg, log, cache=None, rank=0, world_size=1):
     지금의 코퍼스 파일에 맞는 캐시를 쓰고, 없으면 먼저 준비한다 (torchrun 이면 랭크 0 만; 나머지는 기다렸다 읽는다)."""
     check_corpus_dir(cfg)
     if cache is not None:
-        check_run_cache(cache, cfg.data_dir)            # 부록: 사라졌거나 코퍼스 파일이 바뀌었으면 한 줄 오류
+        check_run_cache(cache, cfg.data_dir)            # 아래: 사라졌거나 코퍼스 파일이 바뀌었으면 한 줄 오류
     elif rank == 0:
         cache = find_or_prepare(cfg, log)
-    cache = broadcast_from_rank0(cache, world_size)    # 부록: 랭크 0 의 캐시 경로를 모든 랭크에 (준비를 기다림)
+    cache = broadcast_from_rank0(cache, world_size)    # 부록 C: 랭크 0 의 캐시 경로를 모든 랭크에 (준비를 기다림)
     bpe = data.BPE.load(os.path.join(cache, "bpe.txt"))
     limit = cfg.max_len - 1                              # 위치 표에서 [EOS]/[BOS] 한 칸을 뺀 문장 길이 한계
     train = data.load_prepared(cache, "train", max_len=limit)           # 더 긴 쌍이 있으면 한 줄 오류
@@ -1125,7 +1125,9 @@ def keep_run_bpe(run_dir, bpe):
     path = os.path.join(run_dir, "bpe.txt")
     if not os.path.exists(path):
         bpe.save(path)
-    elif (lambda saved: (saved.alphabet, saved.merges) != (bpe.alphabet, bpe.merges))(data.BPE.load(path)):
+        return
+    saved = data.BPE.load(path)
+    if (saved.alphabet, saved.merges) != (bpe.alphabet, bpe.merges):
         raise ValueError(f"'{path}' 가 이 코퍼스의 BPE 와 다릅니다: 다른 런의 디렉터리에 학습하려는 것 같습니다 "
                          "(--run-dir 를 비우거나 새 디렉터리를 주세요).")
 
