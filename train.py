@@ -977,6 +977,8 @@ def find_latest_run(root="outputs/training", preset=None, matching=None):
 # 재개할 때 명령줄로 바꿀 수 있는 필드. 나머지(모델, 데이터, 방향, 어휘, 스케줄 …)는 런이 저장한 값을 그대로 쓴다:
 # 런 디렉터리가 그 런을 다 설명한다.
 RESUMABLE_CHANGES = ("max_steps", "stop_after", "log_every", "eval_every", "save_every", "threads")
+
+
 def saved_config(state):
     """체크포인트에 저장된 설정 → Config (모르는 필드는 버리고, 옛 이름 corpus="wmt14" 는 "parallel")."""
     names = {f.name for f in dataclasses.fields(Config)}
@@ -1036,14 +1038,14 @@ def find_resume_state(cfg):
     if not cfg.resume:
         return None
     fields = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(Config)}
-    if cfg.resume == "latest" and not cfg.run_dir:
-        fields.pop("run_dir")
     path = resumed_config(cfg.resume, fields).resume
     return dict(load_checkpoint(path), path=path)
 
 
 # 학습된 런 하나: 런 디렉터리, Config, data.BPE, 모델 (eval(), CPU), 읽은 가중치 파일 경로.
 Run = collections.namedtuple("Run", "run_dir cfg bpe model checkpoint")
+
+
 def run_checkpoint(target=None, root="outputs/training"):
     """런 디렉터리나 체크포인트 파일 → 읽을 체크포인트 경로. target 이 None 이면 root 의 가장 최근 런;
     런 디렉터리면 checkpoint_averaged.pt, 없으면 checkpoint_last.pt."""
