@@ -1431,6 +1431,15 @@ def test_train_translate_file_average_checkpoints_load_run_and_translate(tmp_pat
     capsys.readouterr()
     text = train.main(["--translate", "the man sees the dog", "--checkpoint", run_dir])
     assert isinstance(text, str) and capsys.readouterr().out.strip() == text
+    # 이슈 22: --beam-size, --length-penalty 를 주면 런에 저장된 값(tiny: 빔 2, α 0.6) 대신 쓴다 — 다시 학습하지
+    # 않고 검증 분할에서 α 를 고르는 길. 주지 않으면 저장된 값 그대로.
+    seen, real = [], train.translate_ids
+    monkeypatch.setattr(train, "translate_ids", lambda *a, **k: seen.append(a[3:5]) or real(*a, **k))
+    train.main(["--translate", "the man", "--checkpoint", run_dir, "--beam-size", "3", "--length-penalty", "1.5"])
+    train.main(["--translate-file", str(tmp_path / "in.txt"), "--checkpoint", run_dir, "--beam-size", "1",
+                "--output", str(target)])
+    train.main(["--translate", "the man", "--checkpoint", run_dir])
+    assert seen[0] == (3, 1.5) and set(seen[1:-1]) == {(1, 0.6)} and seen[-1] == (2, 0.6), seen
 
 
 def test_train_bad_input_exits_2_with_one_line_and_no_traceback(tmp_path, capsys):

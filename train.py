@@ -111,8 +111,8 @@ class Config:
     save_every: int = _opt(1000, "체크포인트 간격 (논문: 10분마다)")
     keep_checkpoints: int = _opt(5, "남겨 둘 스텝 체크포인트 수")
     average_last: int = _opt(5, "끝에서 평균할 체크포인트 수, 1 = 평균하지 않음 (논문 5)")
-    beam_size: int = _opt(4, "빔 크기 (논문 4)")
-    length_penalty: float = _opt(0.6, "길이 벌점 α (논문 0.6)")
+    beam_size: int = _opt(4, "빔 크기 (논문 4; --translate·--translate-file 에 주면 런의 값 대신)")
+    length_penalty: float = _opt(0.6, "길이 벌점 α, 0 이상 (논문 0.6; 번역에 주면 런의 값 대신)")
     max_nonfinite: int = _opt(5, "연속으로 이만큼 손실이 NaN/inf 면 멈춘다")
     min_loss_scale: float = _opt(1e-4, "fp16 손실 스케일이 이보다 작아지면 멈춘다 (fairseq 와 같은 1e-4)")
     stop_after: int = _opt(0, "0 보다 크면 이 스텝에서 체크포인트를 쓰고 멈춘다 (재개 시험용)")
@@ -667,6 +667,12 @@ def format_duration(seconds):
 
 
 # ══════ B. 점검: 학습이 될 수 없는 설정, 코퍼스 디렉터리, 배치와 메모리 ══════
+def check_at_least(name, value, least):
+    """설정 값 하나가 least 이상인지: 아니면 옵션 이름과 받은 값을 담은 ValueError."""
+    if value < least:
+        raise ValueError(f"--{name.replace('_', '-')} 은 {least} 이상이어야 합니다 (받은 값 {value}).")
+
+
 def check_config(cfg):
     """학습이 될 수 없는 설정을 미리 거절한다 (옛 프로젝트는 워밍업도 끝내지 못했다).
     >>> check_config(preset_config("tiny").replace(max_steps=10, warmup=20))
@@ -678,8 +684,8 @@ def check_config(cfg):
         raise ValueError("max_steps, max_tokens, accum_steps 는 양수여야 합니다.")
     for name in ("log_every", "eval_every", "save_every", "eval_bleu_sentences", "keep_checkpoints", "average_last",
                  "beam_size"):                          # 0 이면 첫 평가·저장에서야 죽거나 ([-0:] 처럼) 엉뚱하게 돈다
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} 은 1 이상이어야 합니다 (받은 값 {getattr(cfg, name)}).")
+        check_at_least(name, getattr(cfg, name), 1)
+    check_at_least("length_penalty", cfg.length_penalty, 0)     # 음수면 빔 서치가 짧은 번역을 더 좋아한다
     if cfg.warmup < 1:
         raise ValueError(f"--warmup 은 1 이상이어야 합니다 (받은 값 {cfg.warmup}): 논문 스케줄은 "
                          "step · warmup^-1.5 를 쓰므로 0 이면 정의되지 않습니다 (논문 4000).")
@@ -1135,6 +1141,10 @@ def keep_run_bpe(run_dir, bpe):
 
 
 # ══════ G. 명령줄 ══════
+# 번역(--translate, --translate-file)에서 런에 저장된 값 대신 줄 수 있는 설정: 디코딩만 바뀌고 모델은 그대로다.
+DECODING_OPTIONS = ("beam_size", "length_penalty")
+
+
 def build_parser():
     """Config 의 모든 필드를 --필드-이름 옵션으로 만든다 (불리언은 --x / --no-x)."""
     parser = argparse.ArgumentParser(description="Transformer 학습 (Attention Is All You Need).")
@@ -1230,7 +1240,7 @@ def read_text_lines(path):
 
 def run_translate_file(args, batch_size=64):
     """--translate-file IN: 줄마다 빔 서치 번역, 입력과 같은 줄 수 (빈 줄은 빈 줄). 진행과 시간은 stderr 로."""
-    run, lines = load_run(args.checkpoint), read_text_lines(args.translate_file)
+    run, lines = with_decoding_options(load_run(args.checkpoint), args), read_text_lines(args.translate_file)
     # 빈 줄은 번역하지 않고, 비슷한 길이끼리 묶어 패딩을 줄인다
     todo = sorted((i for i, line in enumerate(lines) if line.strip()), key=lambda i: len(lines[i]))
     out, start = [""] * len(lines), time.time()
@@ -1300,6 +1310,24 @@ def check_modes(args):
                          "(학습을 이어 가려면 --resume 런).")
     if args.average_checkpoints is not None and args.average_checkpoints < 2:
         raise ValueError(f"--average-checkpoints 는 2 이상이어야 합니다 (받은 값 {args.average_checkpoints}).")
+    mode = next((m for m in ("translate", "translate_file", "score", "average_checkpoints")
+                 if getattr(args, m) is not None), None)
+    given = [f.name for f in dataclasses.fields(Config) if getattr(args, f.name, None) is not None]
+    for name in given if mode is not None else ():    # 번역·채점·평균에서 조용히 무시될 학습 옵션은 거절한다
+        flag, where = "--" + name.replace("_", "-"), "--" + mode.replace("_", "-")
+        translating = mode in ("translate", "translate_file")
+        if name not in DECODING_OPTIONS or not translating:
+            raise ValueError(f"{flag} 은 학습{'과 번역' if name in DECODING_OPTIONS else ''}에만 씁니다 " + (
+                f"({where} 은 런에 저장된 설정을 씁니다; 번역에서 바꿀 수 있는 것은 --beam-size, --length-penalty)."
+                if translating else f"({where} 에는 쓰이지 않습니다)."))
+        check_at_least(name, getattr(args, name), 1 if name == "beam_size" else 0)
+
+
+def with_decoding_options(run, args):
+    """--translate, --translate-file 에서 --beam-size, --length-penalty 를 주면 런에 저장된 값 대신 쓴다
+    (다시 학습하지 않고 검증 분할에서 빔 크기와 α 를 고르는 길)."""
+    changes = {name: getattr(args, name) for name in DECODING_OPTIONS if getattr(args, name) is not None}
+    return run._replace(cfg=run.cfg.replace(**changes)) if changes else run
 
 
 def main(argv=None):
@@ -1308,7 +1336,7 @@ def main(argv=None):
     try:
         check_modes(args)
         if args.translate is not None:                 # 최근(또는 --checkpoint) 런으로 빔 서치 번역
-            text = translate_texts(load_run(args.checkpoint), [args.translate])[0]
+            text = translate_texts(with_decoding_options(load_run(args.checkpoint), args), [args.translate])[0]
             print(text)
             return text
         if args.translate_file is not None:
