@@ -1357,6 +1357,12 @@ def _train_tiny(tmp_path, name, *extra):
     return train.main(["--preset", "tiny", "--run-dir", run_dir, "--threads", "1", *extra]), run_dir
 
 
+def _last_metric(run_dir, column):
+    """metrics.csv 에서 그 열의 마지막 값 (문자열)."""
+    with open(os.path.join(run_dir, "metrics.csv"), encoding="utf-8") as f:
+        return [r[column] for r in csv.DictReader(f) if r[column]][-1]
+
+
 def _train_losses(run_dir):
     with open(os.path.join(run_dir, "metrics.csv"), encoding="utf-8") as f:
         return [(r["step"], r["train_loss"]) for r in csv.DictReader(f) if r["train_loss"]]
@@ -1372,6 +1378,16 @@ def test_train_tiny_memorises_64_pairs_and_prints_the_figure_command(tmp_path, c
     status = (tmp_path / "mem" / "status.md").read_text(encoding="utf-8")
     assert "학습 상태" in status and "완료" in status and "300 / 300" in status
     assert 0 <= report["bleu"] <= 100 and f"python plots.py --run {run_dir}" in capsys.readouterr().out
+    # 테스트 BLEU 는 "검증" 줄이 아니라 자기 줄에 (검증 줄은 마지막 검증의 그리디 BLEU 그대로), test_result.json 에도 남는다
+    valid_bleu = float(_last_metric(run_dir, "bleu"))
+    assert f"BLEU {valid_bleu:.2f}\n" in status.split("**검증**")[1].split("\n")[0] + "\n"
+    assert f"**테스트** (빔 2, 16 문장): BLEU {report['bleu']:.2f} (대소문자 구분), {report['bleu_lc']:.2f} (소문자)" \
+        in status
+    with open(os.path.join(run_dir, "test_result.json"), encoding="utf-8") as f:
+        saved = json.load(f)
+    assert (saved["bleu"], saved["bleu_lc"], saved["beam_size"], saved["sentences"]) == (report["bleu"],
+                                                                                        report["bleu_lc"], 2, 16)
+    assert 0 < saved["seconds"] < 600
 
 
 def test_train_resume_gives_identical_losses(tmp_path):

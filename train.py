@@ -39,6 +39,7 @@ import dataclasses
 import datetime
 import functools
 import glob
+import json
 import math
 import os
 import pathlib
@@ -499,7 +500,8 @@ def final_evaluation(trainer, log=print):
         report.update(reordering_exact=sum(reorder) / max(len(reorder), 1), reordering_sentences=len(reorder))
         log(f"어순이 바뀌는 문장 {len(reorder)}개 중 정확히 맞힌 비율: {report['reordering_exact']:.1%}")
     log(f"문장 전체가 참조와 같은 비율: {report['exact']:.1%} ({len(hyps)} 문장)")
-    trainer.status.update(bleu=report["bleu"], state="완료")
+    trainer.status.update(test_bleu=report["bleu"], test_bleu_lc=report["bleu_lc"], test_sentences=len(hyps),
+                          state="완료")
     trainer.record()
     return report
 
@@ -647,7 +649,18 @@ def write_status(run_dir, cfg, status):
         f"넘침 건너뜀 {status.get('overflow_skips', 0)}, NaN/inf 건너뜀 {status.get('nonfinite_skips', 0)}\n"
         f"- **학습 손실**: {fmt('train_loss')} (최소 {fmt('best_train_loss')})\n"
         f"- **검증**: 손실 {fmt('valid_loss')} (최소 {fmt('best_valid_loss')}), "
-        f"토큰 정확도 {fmt('token_accuracy', '.2%')}, BLEU {fmt('bleu', '.2f')}\n- **체크포인트**: `{run_dir}`\n"))
+        f"토큰 정확도 {fmt('token_accuracy', '.2%')}, BLEU {fmt('bleu', '.2f')}\n" + (
+            f"- **테스트** (빔 {cfg.beam_size}, {status['test_sentences']:,} 문장): BLEU {status['test_bleu']:.2f} "
+            f"(대소문자 구분), {status['test_bleu_lc']:.2f} (소문자)\n" if "test_bleu" in status else "") +
+        f"- **체크포인트**: `{run_dir}`\n"))
+
+
+def write_test_result(run_dir, cfg, report, seconds):
+    """학습 끝의 테스트 점수를 test_result.json 에 (plots.py 와 비교표가 읽는다): BLEU 두 가지, 디코딩 설정,
+    문장 수, 런 전체의 벽시계 초 (준비·학습·평가·평균·빔 서치 모두)."""
+    result = {"bleu": report["bleu"], "bleu_lc": report["bleu_lc"], "beam_size": cfg.beam_size,
+              "length_penalty": cfg.length_penalty, "sentences": report["sentences"], "seconds": round(seconds, 1)}
+    atomic_save(os.path.join(run_dir, "test_result.json"), json.dumps(result, indent=1) + "\n")
 
 
 def corpus_name(cfg):
@@ -1214,6 +1227,7 @@ def run_training(cfg, log=print, malloc_tuning=False):
     t0, trainer = time.time(), Trainer(cfg, log)
     report = final_evaluation(trainer, log) if trainer.train() and trainer.is_main else None
     if report is not None:
+        write_test_result(trainer.run_dir, cfg, report, time.time() - t0)          # 부록 A
         log(f"총 시간 {format_duration(time.time() - t0)} | 런 디렉터리 {trainer.run_dir}")
         log(f"테스트 BLEU {report['bleu']:.2f} (대소문자 구분), {report['bleu_lc']:.2f} (소문자) "
             f"(beam {cfg.beam_size}, {report['sentences']} 문장; sacreBLEU 13a 와 같은 값):")
