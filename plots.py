@@ -60,6 +60,7 @@ Transformer 는 embeddings.py … train.py 에서 배웁니다. 이 파일은 �
 import argparse
 import csv
 import dataclasses
+import glob
 import json
 import math
 import os
@@ -1459,23 +1460,60 @@ def fig_confusion_matrix(trained=None, top_k=15, num_sentences=200):
     return _finish(fig, numbers, _trained_title(trained, "Confusion matrix of the most frequent target tokens"))
 
 
-def fig_multi30k_training(metrics, source=""):
-    """실제 문장(Multi30k) 학습 런: 검증 BLEU 와 손실을 벽시계 분(metrics.csv 의 elapsed_s)에 대해."""
-    minutes = [None if s is None else s / 60 for s in metrics.get("elapsed_s", [])]
-    timed = dict(metrics, step=minutes) if minutes and None not in minutes else metrics
-    xlabel = "wall-clock minutes (training + evaluation)" if timed is not metrics else "update step"
-    fig, numbers, last = _metric_panels(timed, (
-        ({"bleu": "bleu"}, "BLEU (greedy, sacreBLEU definition)", "Validation BLEU (eval sentences, greedy)"),
-        ({"train_loss": "train loss", "valid_loss": "valid loss"}, "loss per token",
-         "Train (label-smoothed) and validation loss")), (13, 4.3), xlabel)
-    numbers["minutes" if timed is not metrics else "steps"] = last
-    return _finish(fig, numbers, f"Real text: Multi30k on a CPU ({source or 'metrics.csv'})")
+# 범례에 쓰지 않는 필드: 결과를 바꾸지 않는 것 (경로, 기록 간격, 스레드 …).
+_QUIET_FIELDS = ("run_dir", "resume", "threads", "stop_after", "log_every", "eval_every", "device",
+                 "eval_bleu_sentences", "keep_checkpoints", "save_every")
+
+
+def multi30k_run(run_dir):
+    """Multi30k 런 하나 → {"name", "label", "metrics", "test"}. test: 학습 끝의 test_result.json (없으면 None).
+    label: 런 이름과, 지금의 multi30k 프리셋과 다른 설정 (같으면 "preset")."""
+    name, test = os.path.basename(os.path.normpath(run_dir)), None
+    path = os.path.join(run_dir, "test_result.json")
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as f:
+            test = json.load(f)
+    label = name
+    if test is not None and "config" in test:
+        preset = dataclasses.asdict(train.preset_config("multi30k"))
+        diff = [f"{k} {v}" for k, v in test["config"].items()
+                if k in preset and k not in _QUIET_FIELDS and v != preset[k]]
+        label = f"{name}: {', '.join(diff) if diff else 'preset'}"
+    return {"name": name, "label": label, "metrics": read_run_metrics(run_dir), "test": test}
+
+
+def fig_multi30k_training(runs):
+    """실제 문장(Multi30k) 런들: 검증 BLEU(그리디)와 검증 손실을 벽시계 분(metrics.csv 의 elapsed_s)에 대해, 학습 끝의
+    테스트 BLEU(빔, 평균 체크포인트)는 별표로. runs: multi30k_run 의 목록 (첫째 = 기준 곡선, 가장 최근 런).
+    잰 숫자 "reference": 첫째 런의 평가마다 [분, 스텝, 검증 손실, 검증 BLEU] ("내 런은 정상인가?" 에 쓰는 표)."""
+    fig, (left, right) = plt.subplots(1, 2, figsize=(13, 4.6))
+    numbers = {"runs": []}
+    for i, run in enumerate(runs):
+        m = run["metrics"]
+        rows = [(e / 60, s, loss, b) for s, e, loss, b in zip(m["step"], m.get("elapsed_s", []), m.get("valid_loss", []),
+                                                               m.get("bleu", [])) if loss is not None and e is not None]
+        color = f"C{i}"
+        left.plot([r[0] for r in rows], [r[3] for r in rows], "o-", color=color, label=run["label"])
+        right.plot([r[0] for r in rows], [r[2] for r in rows], "o-", color=color, label=run["label"])
+        entry = {"label": run["label"], "evals": [list(r) for r in rows]}
+        if run["test"] is not None:
+            t = run["test"]
+            left.plot([t["seconds"] / 60], [t["bleu"]], "*", ms=14, color=color,
+                      label=f"test BLEU {t['bleu']:.2f} (lc {t['bleu_lc']:.2f}), beam {t['beam_size']}")
+            entry.update(test_bleu=t["bleu"], test_bleu_lc=t["bleu_lc"], minutes=t["seconds"] / 60)
+        numbers["runs"].append(entry)
+        if i == 0:
+            numbers["reference"] = entry["evals"]
+    left.set(xlabel="wall-clock minutes (prepare + training + evaluation)", ylabel="BLEU",
+             title="Validation BLEU (greedy, eval sentences); star = final test BLEU")
+    right.set(xlabel="wall-clock minutes", ylabel="cross-entropy per token", title="Validation loss")
+    return _finish(fig, numbers, "Real text: Multi30k en-de on a CPU", tidy=[left, right], fontsize=7)
 
 
 # ══════ 11. 명령줄: 그림 목록과 main() ══════
 # (이름, 함수 fig_<이름>, 입력) — 파일을 읽는 순서. 입력: None = 기본값 그대로, "pairs" = 데모 코퍼스 문장쌍,
 # "trained" = 학습된 데모 모델(TrainedRun), "metrics" = 그 런의 metrics.csv,
-# "multi30k" = 가장 최근 ``python train.py --preset multi30k`` 런의 metrics.csv (없으면 그 그림은 건너뛴다).
+# "multi30k" = ``python train.py --preset multi30k`` 런들 (가장 최근 4개; 없으면 그 그림은 건너뛴다).
 FIGURES = (
     ("token_embedding_analysis", fig_token_embedding_analysis, None),            # 1. embeddings.py
     ("special_token_embeddings", fig_special_token_embeddings, None),
@@ -1531,15 +1569,22 @@ def select_figures(only=None):
     return [entry for entry in FIGURES if entry[0] in wanted]
 
 
+def multi30k_runs(training_root, limit=4):
+    """training_root 의 Multi30k 런들 (metrics.csv 가 있는 multi30k_* 디렉터리), 가장 최근 것부터 limit 개."""
+    found = [os.path.dirname(p) for p in glob.glob(os.path.join(training_root, "multi30k_*", "metrics.csv"))]
+    return [multi30k_run(d) for d in sorted(found, key=lambda d: os.path.getmtime(os.path.join(d, "metrics.csv")),
+                                            reverse=True)[:limit]]
+
+
 def _figure_inputs(kinds, training_root, log):
     """그림 입력의 종류마다 넘길 인자 {종류: kwargs}. Multi30k 런이 없으면 "multi30k" 는 빠진다."""
     trained = trained_demo(training_root, log=log) if kinds & {"trained", "metrics"} else None
     inputs = {None: {}, "pairs": {"pairs": demo_pairs() if "pairs" in kinds else None}, "trained": {"trained": trained}}
     if trained is not None:
         inputs["metrics"] = {"metrics": trained.metrics, "source": os.path.basename(trained.run_dir)}
-    real = train.find_latest_run(training_root, preset="multi30k") if "multi30k" in kinds else None
-    if real is not None:
-        inputs["multi30k"] = {"metrics": read_run_metrics(real), "source": os.path.basename(real)}
+    real = multi30k_runs(training_root) if "multi30k" in kinds else []
+    if real:
+        inputs["multi30k"] = {"runs": real}
     elif "multi30k" in kinds:
         log(f"{training_root} 에 Multi30k 런이 없어 multi30k_training 그림을 건너뜁니다 (커밋된 그림을 그대로 "
             "둡니다; 다시 그리려면 먼저 `python train.py --preset multi30k`).")

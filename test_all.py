@@ -1983,7 +1983,8 @@ def _plots_inputs():
         kwargs[name]["pairs"] = pairs
     kwargs["training_simulation"]["cfg"] = kwargs["warmup_comparison"]["cfg"] = cfg
     kwargs["metric_comparison"] = dict(metrics=metrics)
-    kwargs["multi30k_training"] = dict(metrics=dict(metrics, elapsed_s=[30.0, 60.0, 90.0]))
+    kwargs["multi30k_training"] = dict(runs=[dict(label="run", test=None, metrics=dict(metrics, elapsed_s=[30.0, 60.0,
+                                                                                                      90.0]))])
     kwargs.update({name: dict(trained=trained) for name, _, kind in plots.FIGURES if kind == "trained"})
     return kwargs
 
@@ -2103,12 +2104,20 @@ def test_plots_multi30k_figure_uses_wall_clock_minutes_and_skips_without_a_run(t
     assert plots.main(argv) == {} and (out / "multi30k_training.png").read_bytes() == b"committed"
     lines = capsys.readouterr().out.strip().splitlines()
     assert "Multi30k 런이 없어" in lines[0] and len(lines) == 2          # 건너뜀 한 줄 + 요약 한 줄
-    run = root / "multi30k_20261126-120000"
-    run.mkdir(parents=True)
-    (run / "checkpoint_last.pt").write_bytes(b"")
-    (run / "metrics.csv").write_text(_PLOTS_FIXTURE["multi30k_metrics_csv"])     # 경과 100, 230, 330 초
-    assert plots.main(argv)["multi30k_training"] == {"bleu_final": 20.0, "train_loss_final": 4.0,
-                                                     "valid_loss_final": 3.9, "minutes": 5.5}
+    # 이슈 22: 런 여럿을 한 그림에 (가장 최근 = 기준 곡선), 범례는 지금 프리셋과 다른 설정, 별표는 테스트 BLEU
+    old, new = root / "multi30k_20261126-120000", root / "multi30k_20261207-120000"
+    for run in (old, new):
+        run.mkdir(parents=True)
+        (run / "metrics.csv").write_text(_PLOTS_FIXTURE["multi30k_metrics_csv"])     # 경과 100, 230, 330 초
+    config = dataclasses.asdict(train.preset_config("multi30k").replace(threads=1, run_dir=str(new)))
+    result = {"bleu": 30.5, "bleu_lc": 31.0, "beam_size": 4, "length_penalty": 0.6, "sentences": 1000, "seconds": 360.0}
+    (old / "test_result.json").write_text(json.dumps(dict(result, config=dict(config, dropout=0.3))))
+    (new / "test_result.json").write_text(json.dumps(dict(result, config=config)))
+    os.utime(old / "metrics.csv", (1, 1))
+    runs = plots.main(argv)["multi30k_training"]["runs"]
+    assert [r["label"] for r in runs] == ["multi30k_20261207-120000: preset", "multi30k_20261126-120000: dropout 0.3"]
+    assert runs[0]["evals"] == [[230 / 60, 100, 4.5, 12.5], [5.5, 150, 3.9, 20.0]]   # [분, 스텝, 검증 손실, BLEU]
+    assert (runs[0]["test_bleu"], runs[0]["test_bleu_lc"], runs[0]["minutes"]) == (30.5, 31.0, 6.0)
     assert (out / "multi30k_training.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -657,9 +657,10 @@ def write_status(run_dir, cfg, status):
 
 def write_test_result(run_dir, cfg, report, seconds):
     """학습 끝의 테스트 점수를 test_result.json 에 (plots.py 와 비교표가 읽는다): BLEU 두 가지, 디코딩 설정,
-    문장 수, 런 전체의 벽시계 초 (준비·학습·평가·평균·빔 서치 모두)."""
+    문장 수, 런 전체의 벽시계 초 (준비·학습·평가·평균·빔 서치 모두), 그리고 런의 설정."""
     result = {"bleu": report["bleu"], "bleu_lc": report["bleu_lc"], "beam_size": cfg.beam_size,
-              "length_penalty": cfg.length_penalty, "sentences": report["sentences"], "seconds": round(seconds, 1)}
+              "length_penalty": cfg.length_penalty, "sentences": report["sentences"], "seconds": round(seconds, 1),
+              "config": dataclasses.asdict(cfg)}
     atomic_save(os.path.join(run_dir, "test_result.json"), json.dumps(result, indent=1) + "\n")
 
 
