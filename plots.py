@@ -1507,7 +1507,7 @@ def fig_multi30k_training(runs):
     left.set(xlabel="wall-clock minutes (prepare + training + evaluation)", ylabel="BLEU",
              title="Validation BLEU (greedy, eval sentences); star = final test BLEU")
     right.set(xlabel="wall-clock minutes", ylabel="cross-entropy per token", title="Validation loss")
-    return _finish(fig, numbers, "Real text: Multi30k en-de on a CPU", tidy=[left, right], fontsize=7)
+    return _finish(fig, numbers, "Real text: Multi30k runs on a CPU", tidy=[left, right], fontsize=7)
 
 
 # ══════ 11. 명령줄: 그림 목록과 main() ══════
