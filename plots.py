@@ -1460,9 +1460,10 @@ def fig_confusion_matrix(trained=None, top_k=15, num_sentences=200):
     return _finish(fig, numbers, _trained_title(trained, "Confusion matrix of the most frequent target tokens"))
 
 
-# 범례에 쓰지 않는 필드: 결과를 바꾸지 않는 것 (경로, 기록 간격, 스레드 …).
+# 범례에 쓰지 않는 필드: 학습된 모델을 바꾸지 않는 것 (경로, 기록·평가 간격, 스레드 …). save_every 는 평균 창을
+# 바꾸므로 범례에 남는다.
 _QUIET_FIELDS = ("run_dir", "resume", "threads", "stop_after", "log_every", "eval_every", "device",
-                 "eval_bleu_sentences", "keep_checkpoints", "save_every")
+                 "eval_bleu_sentences", "keep_checkpoints")
 
 
 def multi30k_run(run_dir):
