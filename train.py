@@ -143,12 +143,10 @@ def preset_config(name):
         # 2,048 토큰 배치를 쓴다. 스케줄·Adam·라벨 스무딩·드롭아웃·빔·평균은 논문 그대로.
         "demo": dict(vocab_size=2000, d_model=128, num_heads=4, num_layers=2, d_ff=512, warmup=400, max_steps=1600,
                      lr_factor=1.0, max_tokens=2048, log_every=100, eval_every=400, save_every=200, amp="off"),
-        # 논문과 다른 점: multi30k 는 노트북 CPU 두 코어에서 40분 안에 끝나도록 base 의 1/4 쯤 되는 모델
-        # (256/3층/4헤드/512), 2,048 토큰 배치(업데이트를 자주), 4,000 업데이트(약 17 에폭), bf16 autocast
-        # (AVX512-BF16 CPU 에서 1.4배 빠름; 지원하지 않는 CPU 는 --amp off), 학습률 배율 0.7 (최고 1.5e-3), 길이 벌점
-        # α 2.0 (이 작은 모델의 빔은 일찍 끝나 α 0.6 이면 번역이 참조보다 약 9% 짧다; 검증 분할에서 골랐다).
-        # 드롭아웃은 논문과 같은 0.1 (이 예산에서는 0.2·0.3 보다 낫다). 나머지(스케줄 모양, Adam, 라벨 스무딩 0.1,
-        # 빔 4, 마지막 5개 평균)는 논문 그대로. 값은 README "프리셋을 고른 실험" 의 비교로 골랐다.
+        # 논문과 다른 점: multi30k 는 CPU 두 코어에서 40분 안에 끝나도록 base 의 1/4 쯤 되는 모델(256/3층/4헤드/512),
+        # 2,048 토큰 배치, 4,000 업데이트(약 17 에폭), bf16 autocast(AVX512-BF16 CPU 에서 1.4배 빠름; 아니면 --amp off),
+        # 학습률 배율 0.7 (최고 1.5e-3), 길이 벌점 α 2.0 (α 0.6 이면 번역이 참조보다 약 9% 짧다; 검증 분할에서 골랐다).
+        # 드롭아웃 0.1 등 나머지는 논문 그대로. 값은 README "프리셋을 고른 실험" 의 비교로 골랐다.
         "multi30k": dict(corpus="parallel", data_dir="data/multi30k", vocab_size=8000, d_model=256, num_heads=4,
                          num_layers=3, d_ff=512, dropout=0.1, warmup=800, lr_factor=0.7, max_steps=4000,
                          max_tokens=2048, amp="bf16", log_every=100, eval_every=800, eval_bleu_sentences=100,
