@@ -1403,6 +1403,22 @@ def test_train_resume_gives_identical_losses(tmp_path):
         assert all(torch.equal(a[k], b[k]) for k in a), how
 
 
+def test_train_cosine_schedule_keeps_the_paper_warmup_and_peak_and_reaches_zero_at_max_steps():
+    def lrs(cfg):                                 # 스텝 1..max_steps 의 학습률 (옵티마이저가 실제로 쓰는 값)
+        optimizer, scheduler = train.build_optimizer(cfg, torch.nn.Linear(2, 2))
+        values = []
+        for _ in range(cfg.max_steps):
+            values.append(optimizer.param_groups[0]["lr"])
+            optimizer.step(), scheduler.step()
+        return values
+    cfg = train.preset_config("tiny")                                   # 워밍업 30, 300 스텝
+    noam, cosine = lrs(cfg), lrs(cfg.replace(lr_schedule="cosine"))
+    assert cfg.lr_schedule == "noam" and noam[-1] > 0.3 * max(noam)    # 기본은 논문 그대로: 끝에도 크다
+    assert all(math.isclose(a, b, rel_tol=1e-12) for a, b in zip(cosine[:cfg.warmup], noam[:cfg.warmup]))
+    assert max(cosine) == cosine[cfg.warmup - 1] and math.isclose(max(cosine), max(noam), rel_tol=1e-12)
+    assert all(a > b for a, b in zip(cosine[cfg.warmup:], cosine[cfg.warmup + 1:-1])) and cosine[-1] < 1e-3 * max(noam)
+
+
 def test_train_bf16_autocast_on_cpu_stays_finite(tmp_path):
     _, run_dir = _train_tiny(tmp_path, "bf16", "--amp", "bf16", "--max-steps", "60", "--eval-every", "60",
                              "--save-every", "60", "--log-every", "20")
@@ -1937,7 +1953,7 @@ def test_train_token_accuracy_ignores_padding():
     perfect[targets == 0] = torch.tensor([0.0, 0.0, 0.0, 0.0, 0.0, 1.0])  # 패딩 위치는 틀려도 상관없다
     assert token_accuracy(perfect, targets, pad_id=0) == 1.0
     assert token_accuracy(logits, torch.zeros(3, 9, dtype=torch.long), pad_id=0) == 0.0
-    with pytest.raises(ValueError, match="logits must be"):
+    with pytest.raises(ValueError, match="logits 는 "):
         token_accuracy(logits, targets[:, :4], pad_id=0)
 
 

@@ -17,9 +17,8 @@ sentence pairs containing approximately 25000 source tokens and 25000 target tok
 본문 읽는 순서 (``# ══════ 부록`` 배너 줄 위까지; 아래로 건너뛸 일 없음):
 1 설정과 프리셋 → 2 데이터 (코퍼스, 토큰 수로 묶은 배치) → 3 모델·옵티마이저 → 4 학습 루프 (Trainer: 준비, train,
 train_step, accumulate_gradients; 그 뒤의 기록·저장 메서드는 건너뛰어도 됨) → 5 평가와 번역 → 6 BLEU.
-부록 (처음 읽을 때는 건너뛴다; 도구): A. 런의 기록 (metrics.csv, status.md) · B. 설정·배치·코퍼스 점검 ·
-C. 장치·혼합 정밀도·분산(torchrun)·CPU 메모리 · D. 체크포인트 파일 · E. 재개와 런 읽기 (load_run) ·
-F. 평행 코퍼스의 캐시 · G. 명령줄 (--translate-file, --score, --average-checkpoints).
+부록 (처음엔 건너뛴다): A. 기록 (metrics.csv, status.md) · B. 설정·배치·코퍼스 점검 · C. 장치·혼합 정밀도·분산·CPU
+메모리 · D. 체크포인트 · E. 재개와 런 읽기 (load_run) · F. 캐시 · G. 명령줄 (--translate-file, --score, 평균).
 본문이 부록을 부르는 곳에는 ``# 부록 X: …`` 주석이 있다. 그림은 plots.py 가 그린다: ``python plots.py --run <런>``.
 
 >>> cfg = preset_config("rtx3090")               # 논문의 base 모델 (표 3, §5.3, §5.4, §6.1)
@@ -55,7 +54,7 @@ import torch.nn.functional as F
 import data
 from losses import label_smoothed_cross_entropy
 from model import Transformer, beam_search, greedy_decode
-from schedules import as_lambda_lr, transformer_lr
+from schedules import as_lambda_lr, cosine_lr, transformer_lr
 
 
 # ══════ 1. 설정: 하나의 dataclass 와 네 개의 프리셋 ══════
@@ -92,6 +91,7 @@ class Config:
     share_embeddings: bool = _opt(True, "임베딩 공유 + 출력층 묶기 (논문 §3.4 처럼 켬)")
     # --- 최적화 (§5.3: Adam β1=0.9, β2=0.98, ε=1e-9, 워밍업 후 역제곱근 감소) ---
     lr_factor: float = _opt(1.0, "논문 학습률 스케줄에 곱할 배율 (논문 1.0)")
+    lr_schedule: str = _opt("noam", "학습률 스케줄: noam (논문 §5.3) | cosine (같은 최고점, max_steps 에서 0)")
     warmup: int = _opt(4000, "워밍업 업데이트 수, 1 이상 (논문 4000)")
     max_steps: int = _opt(100000, "총 업데이트 수 (논문 base 100000)")
     adam_beta1: float = _opt(0.9, "Adam β1 (논문 0.9)")
@@ -145,18 +145,18 @@ def preset_config(name):
                      lr_factor=1.0, max_tokens=2048, log_every=100, eval_every=400, save_every=200, amp="off"),
         # 논문과 다른 점: multi30k 는 CPU 두 코어에서 40분 안에 끝나도록 base 의 1/4 쯤 되는 모델(256/3층/4헤드/512),
         # 2,048 토큰 배치, 4,000 업데이트(약 17 에폭), bf16 autocast(AVX512-BF16 CPU 에서 1.4배 빠름; 아니면 --amp off),
-        # 학습률 배율 0.7 (최고 1.5e-3), 길이 벌점 α 2.0 (α 0.6 이면 번역이 참조보다 약 9% 짧다; 검증 분할에서 골랐다).
-        # 드롭아웃 0.1 등 나머지는 논문 그대로. 값은 README "프리셋을 고른 실험" 의 비교로 골랐다.
+        # 최고 학습률 1.5e-3 (배율 0.7) 뒤 코사인 감쇠, 빔 6, 길이 벌점 α 2.0 (α 0.6 이면 번역이 참조보다 약 9% 짧다).
+        # 드롭아웃 0.1 등 나머지는 논문 그대로. 값은 README "프리셋을 고른 실험" 의 비교(검증·test2016)로 골랐다.
         "multi30k": dict(corpus="parallel", data_dir="data/multi30k", vocab_size=8000, d_model=256, num_heads=4,
-                         num_layers=3, d_ff=512, dropout=0.1, warmup=800, lr_factor=0.7, max_steps=4000,
-                         max_tokens=2048, amp="bf16", log_every=100, eval_every=800, eval_bleu_sentences=100,
-                         save_every=150, keep_checkpoints=5, average_last=5, length_penalty=2.0),
+                         num_layers=3, d_ff=512, dropout=0.1, warmup=800, lr_factor=0.7, lr_schedule="cosine",
+                         max_steps=4000, max_tokens=2048, amp="bf16", eval_every=800, eval_bleu_sentences=100,
+                         save_every=150, beam_size=6, length_penalty=2.0),
         # 논문과 다른 점: 논문은 GPU 8장에서 배치당 25k 토큰을 한 번에 처리했다. rtx3090 은 GPU 한 장에서
         # 6,250 토큰 배치 4개의 그래디언트를 누적해 업데이트 크기 ≈25k 를 만든다. 예산은 "문장 수 × 긴 쪽
         # 폭(패딩 포함)" 이라 실제 토큰은 더 적다: WMT 표본 1만 쌍(BPE 8k·37k)에서 잰 업데이트당 원문 약
         # 21.2-21.9k, 번역문 약 22.6-23.3k (논문의 85-93%; 같게 하려면 max_tokens ≈ 7,000-7,500 인데 24 GB 에서
-        # 메모리를 재 보지 못해 그대로 둔다). 논문은 10분마다 체크포인트를 써서 마지막 5개를 평균했다: base 는
-        # 12시간에 10만 스텝, 10분 ≈ 1,400 스텝이므로 1,400 스텝마다 쓴다 (평균 창 = 마지막 약 5,600 스텝).
+        # 메모리를 재 보지 못해 그대로 둔다). 논문은 10분마다 쓴 체크포인트의 마지막 5개를 평균했다: 12시간에
+        # 10만 스텝이면 10분 ≈ 1,400 스텝 (평균 창 = 마지막 약 5,600 스텝).
         "rtx3090": dict(corpus="parallel", vocab_size=37000, d_model=512, num_heads=8, num_layers=6, d_ff=2048,
                         dropout=0.1, warmup=4000, max_steps=100000, max_tokens=6250, accum_steps=4, amp="auto",
                         log_every=100, eval_every=2800, save_every=1400, eval_bleu_sentences=500),
@@ -220,7 +220,10 @@ def build_optimizer(cfg, model):
     """논문의 학습률 스케줄 lrate = d_model^-0.5 · min(step^-0.5, step · warmup^-1.5) (× lr_factor) 과
     Adam(β1=0.9, β2=0.98, ε=1e-9) (§5.3). lr=1.0: as_lambda_lr 의 LambdaLR 이 1.0 × 스케줄 값을 학습률로 쓴다."""
     optimizer = torch.optim.Adam(model.parameters(), lr=1.0, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps)
-    return optimizer, as_lambda_lr(optimizer, lambda s: cfg.lr_factor * transformer_lr(s, cfg.d_model, cfg.warmup))
+    noam = lambda s: cfg.lr_factor * transformer_lr(s, cfg.d_model, cfg.warmup)               # 논문 그대로 (§5.3)
+    # 논문과 다른 점: cosine 은 워밍업·최고점이 같고 max_steps 에서 0 이 되게 내려간다 (몇천 스텝의 짧은 학습용).
+    cosine = lambda s: cosine_lr(s, noam(cfg.warmup), cfg.warmup, cfg.max_steps)
+    return optimizer, as_lambda_lr(optimizer, cosine if cfg.lr_schedule == "cosine" else noam)
 
 
 # ══════ 4. 학습 루프 ══════
@@ -440,16 +443,14 @@ def token_accuracy(logits, targets, pad_id):
     0.5
     """
     if logits.dim() != targets.dim() + 1 or logits.shape[:-1] != targets.shape:
-        raise ValueError(f"logits must be (..., V) and targets (...), got {tuple(logits.shape)} "
-                         f"and {tuple(targets.shape)}.")
+        raise ValueError(f"logits 는 (…, V), targets 는 (…) 모양이어야 합니다: {tuple(logits.shape)}, {tuple(targets.shape)}.")
     real = targets != pad_id                               # (…) True = 실제 토큰
     hits = (logits.argmax(dim=-1) == targets) & real       # (…)
     return hits.sum().item() / max(real.sum().item(), 1)
 
 
 def perplexity(loss):
-    """퍼플렉서티 = exp(토큰당 평균 교차 엔트로피), 너무 크면 inf. 라벨 스무딩 손실로 계산하면 실제보다 높게
-    나온다 (§5.4 "This hurts perplexity").
+    """퍼플렉서티 = exp(토큰당 평균 교차 엔트로피), 너무 크면 inf. 라벨 스무딩 손실로 재면 높게 나온다 (§5.4).
     >>> round(perplexity(math.log(7.0)), 6), perplexity(0.0), perplexity(torch.tensor(0.0)), perplexity(1e6)
     (7.0, 1.0, 1.0, inf)
     """
@@ -499,8 +500,7 @@ def final_evaluation(trainer, log=print):
         report.update(reordering_exact=sum(reorder) / max(len(reorder), 1), reordering_sentences=len(reorder))
         log(f"어순이 바뀌는 문장 {len(reorder)}개 중 정확히 맞힌 비율: {report['reordering_exact']:.1%}")
     log(f"문장 전체가 참조와 같은 비율: {report['exact']:.1%} ({len(hyps)} 문장)")
-    trainer.status.update(test_bleu=report["bleu"], test_bleu_lc=report["bleu_lc"], test_sentences=len(hyps),
-                          state="완료")
+    trainer.status.update(test_bleu=report["bleu"], test_bleu_lc=report["bleu_lc"], test_sentences=len(hyps), state="완료")
     trainer.record()
     return report
 
@@ -716,6 +716,8 @@ def check_config(cfg):
                          "--data-dir 로 평행 코퍼스를 주세요.")
     if cfg.amp not in ("auto", "fp16", "bf16", "off"):
         raise ValueError(f"--amp 는 auto, fp16, bf16, off 중 하나여야 합니다 ('{cfg.amp}').")
+    if cfg.lr_schedule not in ("noam", "cosine"):
+        raise ValueError(f"--lr-schedule 은 noam, cosine 중 하나여야 합니다 ('{cfg.lr_schedule}').")
     return cfg
 
 
