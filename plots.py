@@ -1477,8 +1477,8 @@ def multi30k_run(run_dir):
     label = name
     if test is not None and "config" in test:
         preset = dataclasses.asdict(train.preset_config("multi30k"))
-        diff = [f"{k} {v}" for k, v in test["config"].items()
-                if k in preset and k not in _QUIET_FIELDS and v != preset[k]]
+        config = dict(dataclasses.asdict(train.Config()), **test["config"])   # 옛 런에 없는 필드 = 그때의 기본값
+        diff = [f"{k} {config[k]}" for k in preset if k not in _QUIET_FIELDS and config[k] != preset[k]]
         label = f"{name}: {', '.join(diff) if diff else 'preset'}"
     return {"name": name, "label": label, "metrics": read_run_metrics(run_dir), "test": test}
 
