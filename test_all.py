@@ -1753,6 +1753,20 @@ def test_train_resume_restores_the_runs_own_config_and_refuses_changes(tmp_path,
     assert "\n  DE  " in capsys.readouterr().out                                     # 여전히 독일어 → 영어
 
 
+def test_train_resume_of_a_cosine_run_refuses_a_new_max_steps(tmp_path, capsys):
+    # 결함: 코사인 스케줄은 max_steps 에서 0 이 되게 짜이므로, --max-steps 를 늘려 이어 가면 학습률이 말없이 다시 커졌다.
+    root, run = str(tmp_path / "c"), str(tmp_path / "run")
+    _data_small_corpus(root)
+    _train_deen_cut(root, run, "--lr-schedule", "cosine")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as info:
+        train.main(["--resume", run, "--max-steps", "9", "--threads", "1"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1 and "코사인" in err[0] and run in err[0] and "6" in err[0], err
+    assert train.main(["--resume", run, "--max-steps", "6", "--threads", "1"]) is not None    # 같은 값이면 이어 간다
+    assert train.load_checkpoint(os.path.join(run, "checkpoint_last.pt"))["step"] == 6
+
+
 def test_train_resume_latest_picks_the_run_that_matches_the_command_line(tmp_path, monkeypatch, capsys):
     # 결함 1: `--preset tiny --resume` 은 방향을 보지 않고 가장 최근 tiny 런을 집었다.
     monkeypatch.chdir(tmp_path)

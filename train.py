@@ -1010,7 +1010,8 @@ def saved_config(state):
 def changed_field(saved, given):
     """given ({필드: 값}) 중 바꿀 수 없는데 saved 와 다른 첫 필드 (이름, 저장된 값, 준 값), 모두 같으면 None."""
     for name, value in given.items():
-        if name in RESUMABLE_CHANGES or name in ("resume", "run_dir"):
+        cosine_end = name == "max_steps" and saved.lr_schedule == "cosine"     # 코사인은 max_steps 에서 0 이 되게 짜였다
+        if (name in RESUMABLE_CHANGES and not cosine_end) or name in ("resume", "run_dir"):
             continue
         old = getattr(saved, name)
         same = (os.path.realpath(old) == os.path.realpath(value) if name == "data_dir"
@@ -1032,6 +1033,9 @@ def resumed_config(target, given):
     path = os.path.join(target, "checkpoint_last.pt") if os.path.isdir(target) else target
     saved, run_dir = saved_config(load_checkpoint(path)), os.path.dirname(path)
     diff = changed_field(saved, given)
+    if diff is not None and diff[0] == "max_steps":
+        raise ValueError(f"런 '{run_dir}' 은 코사인 스케줄이라 학습률이 max_steps={diff[1]} 에서 0 이 되도록 짜여 있어 "
+                         f"--max-steps {diff[2]} 로 이어 가면 학습률이 다시 커집니다: 같은 값으로 잇거나 새 런을 시작하세요.")
     if diff is not None:
         name, old, new = diff
         raise ValueError(f"런 '{run_dir}' 의 {name}={old!r} 를 이어 가며 {new!r} 로 바꿀 수 없습니다: 이어 갈 때는 "
