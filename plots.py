@@ -1468,16 +1468,19 @@ _QUIET_FIELDS = ("run_dir", "resume", "threads", "stop_after", "log_every", "eva
 
 def multi30k_run(run_dir):
     """Multi30k 런 하나 → {"name", "label", "metrics", "test"}. test: 학습 끝의 test_result.json (없으면 None).
-    label: 런 이름과, 지금의 multi30k 프리셋과 다른 설정 (같으면 "preset")."""
+    label: 런 이름과, 지금의 multi30k 프리셋과 다른 설정 (같으면 "preset"; 끝나지 않은 런은 checkpoint_last.pt 의 설정)."""
     name, test = os.path.basename(os.path.normpath(run_dir)), None
     path = os.path.join(run_dir, "test_result.json")
     if os.path.isfile(path):
         with open(path, encoding="utf-8") as f:
             test = json.load(f)
-    label = name
-    if test is not None and "config" in test:
+    label, saved = name, (test or {}).get("config")
+    last = os.path.join(run_dir, "checkpoint_last.pt")
+    if saved is None and os.path.isfile(last):             # 끝나지 않은 런: 마지막 체크포인트의 설정
+        saved = train.load_checkpoint(last)["config"]
+    if saved is not None:
         preset = dataclasses.asdict(train.preset_config("multi30k"))
-        config = dict(dataclasses.asdict(train.Config()), **test["config"])   # 옛 런에 없는 필드 = 그때의 기본값
+        config = dict(dataclasses.asdict(train.Config()), **saved)    # 옛 런에 없는 필드 = 그때의 기본값
         diff = [f"{k} {config[k]}" for k in preset if k not in _QUIET_FIELDS and config[k] != preset[k]]
         label = f"{name}: {', '.join(diff) if diff else 'preset'}"
     return {"name": name, "label": label, "metrics": read_run_metrics(run_dir), "test": test}

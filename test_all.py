@@ -1376,7 +1376,7 @@ def test_train_tiny_memorises_64_pairs_and_prints_the_figure_command(tmp_path, c
     assert len(corpus.train) == 64 and loss < 0.1 and acc > 0.98, (loss, acc)   # 라벨 스무딩 없는 교차 엔트로피
     assert run.checkpoint == os.path.join(run_dir, "checkpoint_last.pt") and os.path.exists(run_dir + "/metrics.csv")
     status = (tmp_path / "mem" / "status.md").read_text(encoding="utf-8")
-    assert "학습 상태" in status and "완료" in status and "300 / 300" in status
+    assert "학습 상태" in status and "완료" in status and "300 / 300" in status and "배율 0.5 (noam)" in status
     assert 0 <= report["bleu"] <= 100 and f"python plots.py --run {run_dir}" in capsys.readouterr().out
     # 테스트 BLEU 는 "검증" 줄이 아니라 자기 줄에 (검증 줄은 마지막 검증의 그리디 BLEU 그대로), test_result.json 에도 남는다
     valid_bleu = float(_last_metric(run_dir, "bleu"))
@@ -2144,9 +2144,14 @@ def test_plots_multi30k_figure_uses_wall_clock_minutes_and_skips_without_a_run(t
     before_cosine = {k: v for k, v in config.items() if k != "lr_schedule"}    # 그 필드가 생기기 전의 런 = noam
     (old / "test_result.json").write_text(json.dumps(dict(result, config=dict(before_cosine, dropout=0.3))))
     (new / "test_result.json").write_text(json.dumps(dict(result, config=config)))
-    os.utime(old / "metrics.csv", (1, 1))
+    cut = root / "multi30k_20261201-120000"                  # 끝나지 않은 런: 테스트 결과 없이 마지막 체크포인트만
+    cut.mkdir()
+    (cut / "metrics.csv").write_text(_PLOTS_FIXTURE["multi30k_metrics_csv"])
+    torch.save({"model": {}, "config": dict(config, max_steps=4000)}, cut / "checkpoint_last.pt")
+    os.utime(old / "metrics.csv", (1, 1)), os.utime(cut / "metrics.csv", (2, 2))
     runs = plots.main(argv)["multi30k_training"]["runs"]
-    assert [r["label"] for r in runs] == ["multi30k_20261207-120000: preset", "multi30k_20261126-120000: dropout 0.3, lr_schedule noam"]
+    assert [r["label"] for r in runs] == ["multi30k_20261207-120000: preset", "multi30k_20261201-120000: max_steps 4000",
+                                          "multi30k_20261126-120000: dropout 0.3, lr_schedule noam"]
     assert runs[0]["evals"] == [[230 / 60, 100, 4.5, 12.5], [5.5, 150, 3.9, 20.0]]   # [분, 스텝, 검증 손실, BLEU]
     assert (runs[0]["test_bleu"], runs[0]["test_bleu_lc"], runs[0]["minutes"]) == (30.5, 31.0, 6.0)
     assert (out / "multi30k_training.png").read_bytes()[:4] == b"\x89PNG"

@@ -642,7 +642,7 @@ def write_status(run_dir, cfg, status):
         f"({datetime.datetime.now():%Y-%m-%d %H:%M:%S} 갱신)\n\n"
         f"- **설정**: d_model {cfg.d_model}, 층 {cfg.num_layers}+{cfg.num_layers}, 헤드 {cfg.num_heads}, "
         f"d_ff {cfg.d_ff}, 드롭아웃 {cfg.dropout}, 업데이트당 토큰(상한) {cfg.max_tokens * cfg.accum_steps:,} "
-        f"({cfg.max_tokens:,} × 누적 {cfg.accum_steps}), 워밍업 {cfg.warmup:,}, 배율 {cfg.lr_factor}, "
+        f"({cfg.max_tokens:,} × 누적 {cfg.accum_steps}), 워밍업 {cfg.warmup:,}, 배율 {cfg.lr_factor} ({cfg.lr_schedule}), "
         f"AMP {status['amp']}\n- **진행**: 스텝 {status['step']:,} / {cfg.max_steps:,}, 에폭 {status['epoch']}, "
         f"경과 {format_duration(status['elapsed'])}, 학습률 {fmt('lr', '.2e')}, "
         f"넘침 건너뜀 {status.get('overflow_skips', 0)}, NaN/inf 건너뜀 {status.get('nonfinite_skips', 0)}\n"
