@@ -1762,7 +1762,8 @@ def test_train_resume_of_a_cosine_run_refuses_a_new_max_steps(tmp_path, capsys):
     with pytest.raises(SystemExit) as info:
         train.main(["--resume", run, "--max-steps", "9", "--threads", "1"])
     err = capsys.readouterr().err.strip().splitlines()
-    assert info.value.code == 2 and len(err) == 1 and "코사인" in err[0] and run in err[0] and "6" in err[0], err
+    assert info.value.code == 2 and len(err) == 1 and "코사인" in err[0] and run in err[0], err
+    assert "max_steps=6" in err[0] and "--max-steps 9" in err[0], err
     assert train.main(["--resume", run, "--max-steps", "6", "--threads", "1"]) is not None    # 같은 값이면 이어 간다
     assert train.load_checkpoint(os.path.join(run, "checkpoint_last.pt"))["step"] == 6
 
