@@ -2142,17 +2142,18 @@ def test_plots_multi30k_figure_uses_wall_clock_minutes_and_skips_without_a_run(t
         (run / "metrics.csv").write_text(_PLOTS_FIXTURE["multi30k_metrics_csv"])     # 경과 100, 230, 330 초
     config = dataclasses.asdict(train.preset_config("multi30k").replace(threads=1, run_dir=str(new)))
     result = {"bleu": 30.5, "bleu_lc": 31.0, "beam_size": 4, "length_penalty": 0.6, "sentences": 1000, "seconds": 360.0}
-    before_cosine = {k: v for k, v in config.items() if k != "lr_schedule"}    # 그 필드가 생기기 전의 런 = noam
-    (old / "test_result.json").write_text(json.dumps(dict(result, config=dict(before_cosine, dropout=0.3))))
+    before = {k: v for k, v in config.items() if k != "length_penalty"}    # 그 필드가 생기기 전의 런 = Config 기본값
+    (old / "test_result.json").write_text(json.dumps(dict(result, config=dict(before, dropout=0.3))))
     (new / "test_result.json").write_text(json.dumps(dict(result, config=config)))
     cut = root / "multi30k_20261201-120000"                  # 끝나지 않은 런: 테스트 결과 없이 마지막 체크포인트만
     cut.mkdir()
     (cut / "metrics.csv").write_text(_PLOTS_FIXTURE["multi30k_metrics_csv"])
-    torch.save({"model": {}, "config": dict(config, max_steps=4000)}, cut / "checkpoint_last.pt")
+    torch.save({"model": {}, "config": dict(config, max_steps=config["max_steps"] + 1)}, cut / "checkpoint_last.pt")
     os.utime(old / "metrics.csv", (1, 1)), os.utime(cut / "metrics.csv", (2, 2))
     runs = plots.main(argv)["multi30k_training"]["runs"]
-    assert [r["label"] for r in runs] == ["multi30k_20261207-120000: preset", "multi30k_20261201-120000: max_steps 4000",
-                                          "multi30k_20261126-120000: dropout 0.3, lr_schedule noam"]
+    assert [r["label"] for r in runs] == ["multi30k_20261207-120000: preset",
+                                          f"multi30k_20261201-120000: max_steps {config['max_steps'] + 1}",
+                                          "multi30k_20261126-120000: dropout 0.3, length_penalty 0.6"]
     assert runs[0]["evals"] == [[230 / 60, 100, 4.5, 12.5], [5.5, 150, 3.9, 20.0]]   # [분, 스텝, 검증 손실, BLEU]
     assert (runs[0]["test_bleu"], runs[0]["test_bleu_lc"], runs[0]["minutes"]) == (30.5, 31.0, 6.0)
     assert (out / "multi30k_training.png").read_bytes()[:4] == b"\x89PNG"
