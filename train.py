@@ -222,7 +222,7 @@ def build_optimizer(cfg, model):
     optimizer = torch.optim.Adam(model.parameters(), lr=1.0, betas=(cfg.adam_beta1, cfg.adam_beta2), eps=cfg.adam_eps)
     noam = lambda s: cfg.lr_factor * transformer_lr(s, cfg.d_model, cfg.warmup)               # 논문 그대로 (§5.3)
     # 논문과 다른 점: cosine 은 워밍업·최고점이 같고 max_steps 에서 0 이 되게 내려간다 (몇천 스텝의 짧은 학습용).
-    cosine = lambda s: cosine_lr(s, noam(cfg.warmup), cfg.warmup, cfg.max_steps)
+    cosine = functools.partial(cosine_lr, peak_lr=noam(cfg.warmup), warmup_steps=cfg.warmup, total_steps=cfg.max_steps)
     return optimizer, as_lambda_lr(optimizer, cosine if cfg.lr_schedule == "cosine" else noam)
 
 
