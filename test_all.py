@@ -1910,6 +1910,25 @@ def test_train_library_trainer_leaves_malloc_alone_and_the_command_line_says_whe
     train.main([*args, "--run-dir", str(tmp_path / "b"), "--no-malloc-tuning"])
     assert calls == [1] and "--no-malloc-tuning" in train.build_parser().format_help()
 
+def test_train_amp_auto_on_cpu_is_bf16_only_where_the_cpu_computes_bf16_natively(tmp_path, monkeypatch, capsys):
+    # 이슈 22: 데모도 bf16 의 덕을 보되 (AVX512-BF16 에서 1.27배), bf16 을 흉내 내는 CPU 에서는 fp32 로 남는다.
+    cpu = torch.device("cpu")
+    for native, expected in ((True, "bf16"), (False, "off")):
+        monkeypatch.setattr(train, "cpu_has_native_bf16", lambda native=native: native)
+        assert train.setup_device(train.Config(device="cpu", amp="auto"), 1) == (cpu, expected)
+        assert [train.setup_device(train.Config(device="cpu", amp=amp), 1)[1] for amp in ("off", "bf16")] == ["off",
+                                                                                                             "bf16"]
+    assert train.preset_config("demo").amp == "auto" and train.preset_config("tiny").amp == "off"
+    monkeypatch.setattr(train, "cpu_has_native_bf16", lambda: True)
+    args = ["--preset", "tiny", "--max-steps", "2", "--warmup", "1", "--eval-every", "2", "--save-every", "2",
+            "--threads", "1", "--no-malloc-tuning"]
+    train.main([*args, "--run-dir", str(tmp_path / "a"), "--amp", "auto"])
+    out = capsys.readouterr().out
+    assert "AMP bf16" in out and "--amp off" in out                  # 왜 bf16 인지, 끄는 법을 한 줄로
+    train.main([*args, "--run-dir", str(tmp_path / "b")])
+    assert "AMP off" in capsys.readouterr().out
+
+
 
 def test_train_final_report_and_score_print_cased_and_lowercased_bleu(tmp_path, capsys):
     # 이슈 22: 앵커마다 잣대가 다르다 (bentrevett·Wu et al. 은 소문자). 학습 끝의 보고와 --score 는 두 점수를 서명 줄과 함께.
