@@ -1510,8 +1510,9 @@ def fig_multi30k_training(runs):
             numbers["reference"] = entry["evals"]
     left.set(xlabel="wall-clock minutes (prepare + training + evaluation)", ylabel="BLEU",
              title="Validation BLEU (greedy, eval sentences); star = final test BLEU")
-    right.set(xlabel="wall-clock minutes", ylabel="cross-entropy per token", title="Validation loss")
-    return _finish(fig, numbers, "Real text: Multi30k runs on a CPU", tidy=[left, right], fontsize=7)
+    right.set(xlabel="wall-clock minutes", ylabel="cross-entropy per token",
+              title="Validation loss (colours as on the left)")
+    return _finish(fig, numbers, "Real text: Multi30k runs on a CPU", tidy=[left, right], legend=[0], fontsize=7)
 
 
 # ══════ 11. 명령줄: 그림 목록과 main() ══════
