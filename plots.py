@@ -1512,7 +1512,8 @@ def fig_multi30k_training(runs):
              title="Validation BLEU (greedy, eval sentences); star = final test BLEU")
     right.set(xlabel="wall-clock minutes", ylabel="cross-entropy per token",
               title="Validation loss (colours as on the left)")
-    return _finish(fig, numbers, "Real text: Multi30k runs on a CPU", tidy=[left, right], legend=[0], fontsize=7)
+    return _finish(fig, numbers, "Real text: Multi30k runs on a CPU", tidy=[left, right], legend=[0],
+                   fontsize=7)
 
 
 # ══════ 11. 명령줄: 그림 목록과 main() ══════

@@ -1910,6 +1910,7 @@ def test_train_library_trainer_leaves_malloc_alone_and_the_command_line_says_whe
     train.main([*args, "--run-dir", str(tmp_path / "b"), "--no-malloc-tuning"])
     assert calls == [1] and "--no-malloc-tuning" in train.build_parser().format_help()
 
+
 def test_train_amp_auto_on_cpu_is_bf16_only_where_the_cpu_computes_bf16_natively(tmp_path, monkeypatch, capsys):
     # 이슈 22: 데모도 bf16 의 덕을 보되 (AVX512-BF16 에서 1.27배), bf16 을 흉내 내는 CPU 에서는 fp32 로 남는다.
     cpu = torch.device("cpu")
@@ -1927,7 +1928,6 @@ def test_train_amp_auto_on_cpu_is_bf16_only_where_the_cpu_computes_bf16_natively
     assert "AMP bf16" in out and "--amp off" in out                  # 왜 bf16 인지, 끄는 법을 한 줄로
     train.main([*args, "--run-dir", str(tmp_path / "b")])
     assert "AMP off" in capsys.readouterr().out
-
 
 
 def test_train_final_report_and_score_print_cased_and_lowercased_bleu(tmp_path, capsys):
