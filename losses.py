@@ -35,12 +35,14 @@ def _real_tokens(logits, targets, ignore_index):
     vocab = logits.size(-1)
     flat_logits = logits.reshape(-1, vocab).float()  # (N, V)
     flat_targets = targets.reshape(-1)               # (N,)
-    keep = flat_targets != ignore_index              # (N,) True = 실제 토큰
-    real_targets = flat_targets[keep]                # (n,)
+    rows = (flat_targets != ignore_index).nonzero().squeeze(1)   # (n,) 실제 토큰의 행 번호
+    real_targets = flat_targets.index_select(0, rows)            # (n,)
     if real_targets.numel() and (real_targets.min() < 0 or real_targets.max() >= vocab):
         raise ValueError(f"targets 는 ignore_index={ignore_index} 말고는 [0, {vocab}) 안이어야 합니다; "
                          "어휘 크기와 패딩 id 를 확인하세요.")
-    return flat_logits[keep], real_targets           # (n, V), (n,)
+    # flat_logits[mask] 와 같은 값이다. 다만 불리언 마스크로 고르면 역전파(index_put, 누적)가 CPU 에서 느려
+    # (multi30k 스텝의 약 4%), 행 번호로 고른다: index_select 의 역전파는 행을 더하기만 한다 (index_add).
+    return flat_logits.index_select(0, rows), real_targets       # (n, V), (n,)
 
 
 def _safe_log_softmax(logits):

@@ -1911,6 +1911,34 @@ def test_train_library_trainer_leaves_malloc_alone_and_the_command_line_says_whe
     assert calls == [1] and "--no-malloc-tuning" in train.build_parser().format_help()
 
 
+def test_train_fast_cpu_dropout_is_dropout_and_the_command_line_swaps_it_in_on_a_cpu(tmp_path, capsys):
+    # 이슈 22: CPU 의 bernoulli_ 드롭아웃이 multi30k 스텝의 약 20% 를 썼다. 빠른 드롭아웃도 같은 드롭아웃이어야 한다.
+    for p, dtype in ((0.1, torch.float32), (0.3, torch.bfloat16)):
+        x = torch.ones(400_000, dtype=dtype, requires_grad=True)
+        y = train.FastCpuDropout(p).train()(x)
+        dropped = (y == 0).float()
+        assert y.dtype == dtype and abs(dropped.mean().item() - p) < 0.005
+        assert all(abs(lane.mean().item() - p) < 0.01 for lane in dropped.view(-1, 4).T)  # 64비트 난수의 16비트 넷 모두
+        assert torch.equal(y[y != 0], torch.full_like(y[y != 0], 1 / (1 - p)))          # 남은 값 × 1/(1−p)
+        y.sum().backward()
+        assert torch.equal(x.grad, y.detach())                                         # 기울기도 같은 마스크 × 1/(1−p)
+    drop, x = train.FastCpuDropout(0.5), torch.randn(3, 5)
+    assert torch.equal(drop.eval()(x), x) and torch.equal(train.FastCpuDropout(0.0).train()(x), x)
+    masks = [torch.manual_seed(7) and drop.train()(x) for _ in range(2)]
+    assert torch.equal(masks[0], masks[1]) and not torch.equal(masks[0], drop(x))      # 시드가 같으면 같은 마스크
+    model = train.build_model(train.preset_config("demo"), 50)
+    before = sum(isinstance(m, torch.nn.Dropout) for m in model.modules())
+    keys = list(model.state_dict())
+    assert before > 0 and train.use_fast_cpu_dropout(model) == before and list(model.state_dict()) == keys
+    assert not any(isinstance(m, torch.nn.Dropout) for m in model.modules())
+    args = ["--preset", "tiny", "--dropout", "0.1", "--max-steps", "2", "--warmup", "1", "--eval-every", "2",
+            "--save-every", "2", "--threads", "1", "--no-malloc-tuning"]
+    train.main([*args, "--run-dir", str(tmp_path / "a")])
+    assert "--no-fast-dropout" in capsys.readouterr().out                         # 바꿨다고, 끄는 법과 함께 한 줄
+    train.main([*args, "--run-dir", str(tmp_path / "b"), "--no-fast-dropout"])
+    assert "--no-fast-dropout" not in capsys.readouterr().out and "--no-fast-dropout" in train.build_parser().format_help()
+
+
 def test_train_amp_auto_on_cpu_is_bf16_only_where_the_cpu_computes_bf16_natively(tmp_path, monkeypatch, capsys):
     # 이슈 22: 데모도 bf16 의 덕을 보되 (AVX512-BF16 에서 1.27배), bf16 을 흉내 내는 CPU 에서는 fp32 로 남는다.
     cpu = torch.device("cpu")
