@@ -1931,6 +1931,7 @@ def test_train_fast_cpu_dropout_is_dropout_and_the_command_line_swaps_it_in_on_a
     keys = list(model.state_dict())
     assert before > 0 and train.use_fast_cpu_dropout(model) == before and list(model.state_dict()) == keys
     assert not any(isinstance(m, torch.nn.Dropout) for m in model.modules())
+    assert train.use_fast_cpu_dropout(train.build_model(train.preset_config("tiny"), 50)) == 0     # 드롭아웃 0 이면 그대로
     args = ["--preset", "tiny", "--dropout", "0.1", "--max-steps", "2", "--warmup", "1", "--eval-every", "2",
             "--save-every", "2", "--threads", "1", "--no-malloc-tuning"]
     train.main([*args, "--run-dir", str(tmp_path / "a")])

@@ -856,13 +856,13 @@ class FastCpuDropout(torch.nn.Module):
 
 
 def use_fast_cpu_dropout(model):
-    """model 안의 nn.Dropout 을 모두 FastCpuDropout 으로 바꾸고 바꾼 수를 돌려준다 (매개변수와 state_dict 는 그대로).
+    """model 안의 nn.Dropout (p > 0) 을 FastCpuDropout 으로 바꾸고 바꾼 수를 돌려준다 (매개변수와 state_dict 는 그대로).
     명령줄의 CPU 학습만 부른다 (``--no-fast-dropout`` 으로 끔). 어텐션 가중치의 드롭아웃은
     F.scaled_dot_product_attention 안에 있어 그대로다 (그 원소는 드롭아웃 원소의 약 10%)."""
     swapped = 0
     for module in list(model.modules()):
         for name, child in list(module.named_children()):
-            if isinstance(child, torch.nn.Dropout):
+            if isinstance(child, torch.nn.Dropout) and child.p > 0:
                 setattr(module, name, FastCpuDropout(child.p))
                 swapped += 1
     return swapped
