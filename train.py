@@ -18,7 +18,7 @@ sentence pairs containing approximately 25000 source tokens and 25000 target tok
 1 설정과 프리셋 → 2 데이터 (코퍼스, 토큰 수로 묶은 배치) → 3 모델·옵티마이저 → 4 학습 루프 (Trainer: 준비, train,
 train_step, accumulate_gradients; 그 뒤의 기록·저장 메서드는 건너뛰어도 됨) → 5 평가와 번역 → 6 BLEU.
 부록 (처음엔 건너뛴다): A. 기록 (metrics.csv, status.md) · B. 설정·배치·코퍼스 점검 · C. 장치·혼합 정밀도·분산·CPU
-메모리 · D. 체크포인트 · E. 재개와 런 읽기 (load_run) · F. 캐시 · G. 명령줄 (--translate-file, --score, 평균).
+메모리와 드롭아웃 · D. 체크포인트 · E. 재개와 런 읽기 (load_run) · F. 캐시 · G. 명령줄 (--translate-file, --score, 평균).
 본문이 부록을 부르는 곳에는 ``# 부록 X: …`` 주석이 있다. 그림은 plots.py 가 그린다: ``python plots.py --run <런>``.
 
 >>> cfg = preset_config("rtx3090")               # 논문의 base 모델 (표 3, §5.3, §5.4, §6.1)
@@ -766,7 +766,7 @@ def check_batch_fits(cfg, corpus, device):
                              "--max-tokens 를 줄이고 --accum-steps 를 늘리세요.")
 
 
-# ══════ C. 장치, 혼합 정밀도, 분산(torchrun), 건너뛴 업데이트, CPU 메모리 ══════
+# ══════ C. 장치, 혼합 정밀도, 분산(torchrun), 건너뛴 업데이트, CPU 메모리와 드롭아웃 ══════
 def setup_device(cfg, world_size):
     """(장치, AMP 모드). device auto = CUDA 가 있으면 cuda (torchrun 아래면 LOCAL_RANK 의 GPU). AMP: fp16 은 CUDA
     에서만 (GradScaler 로 손실 스케일링), bf16 은 CUDA(지원 시)와 CPU, auto = GPU 면 bf16(지원 시) 또는 fp16, CPU 는
@@ -867,6 +867,7 @@ def use_fast_cpu_dropout(model):
                 setattr(module, name, FastCpuDropout(child.p))
                 swapped += 1
     return swapped
+
 
 def init_distributed():
     """(랭크, 프로세스 수). torchrun 이 준 환경 변수로 프로세스 그룹을 연다 (GPU 면 NCCL, CPU 면 gloo)."""
