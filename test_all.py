@@ -1937,7 +1937,8 @@ def test_train_fast_cpu_dropout_is_dropout_and_the_command_line_swaps_it_in_on_a
     train.main([*args, "--run-dir", str(tmp_path / "a")])
     assert "--no-fast-dropout" in capsys.readouterr().out                         # 바꿨다고, 끄는 법과 함께 한 줄
     train.main([*args, "--run-dir", str(tmp_path / "b"), "--no-fast-dropout"])
-    assert "--no-fast-dropout" not in capsys.readouterr().out and "--no-fast-dropout" in train.build_parser().format_help()
+    assert "--no-fast-dropout" not in capsys.readouterr().out
+    assert "--no-fast-dropout" in train.build_parser().format_help()
 
 
 def test_train_amp_auto_on_cpu_is_bf16_only_where_the_cpu_computes_bf16_natively(tmp_path, monkeypatch, capsys):
