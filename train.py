@@ -1282,10 +1282,10 @@ def run_training(cfg, log=print, malloc_tuning=False, fast_dropout=False):
     if malloc_tuning and cpu and keep_freed_memory() and os.environ.get("RANK", "0") == "0":
         log("CPU 학습: 해제한 메모리를 OS 에 돌려주지 않고 다시 쓰도록 glibc malloc 을 설정했습니다 "
             "(같은 값, 더 빠름; 끄려면 --no-malloc-tuning).")
-    if cpu and cfg.amp == "auto" and cpu_has_native_bf16() and os.environ.get("RANK", "0") == "0":
-        log("CPU 가 bf16 을 명령 하나로 계산해 (AVX512-BF16/AMX) --amp auto 가 bf16 혼합 정밀도를 고릅니다 "
-            "(더 빠름; fp32 로 하려면 --amp off).")
     t0, trainer = time.time(), Trainer(cfg, log)
+    if cfg.amp == "auto" and trainer.device.type == "cpu" and trainer.amp == "bf16":   # setup_device 가 고른 값
+        trainer.log("CPU 가 bf16 을 명령 하나로 계산해 (AVX512-BF16/AMX) --amp auto 가 bf16 혼합 정밀도를 골랐습니다 "
+                    "(더 빠름; fp32 로 하려면 --amp off).")
     if fast_dropout and trainer.device.type == "cpu" and use_fast_cpu_dropout(trainer.model):
         trainer.log("CPU 학습: 드롭아웃 마스크를 64비트 난수 하나로 네 칸씩 만듭니다 (같은 분포, 더 빠름; "
                     "끄려면 --no-fast-dropout).")
