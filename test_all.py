@@ -1686,22 +1686,30 @@ def test_train_score_equals_sacrebleu_and_refuses_different_lengths(tmp_path, ca
 def test_train_two_rank_gloo_under_torchrun_and_nan_on_one_rank_skips_on_both(tmp_path):
     # torchrun --standalone, gloo 2 랭크. 랭크 1 의 마이크로배치 하나만 NaN: all-reduce 가 NaN 기울기를
     # 모든 랭크에 퍼뜨리므로 두 랭크가 함께 건너뛰어야 한다 (예전: 랭크 0 은 적용, 랭크 1 은 건너뜀).
+    # 진행 줄·metrics.csv 의 손실과 토큰/s 는 두 랭크를 합친 업데이트의 값이다 (예전: 랭크 0 의 몫만, 토큰/s 는 절반).
     run_dir, driver = tmp_path / "ddp", tmp_path / "driver.py"
     driver.write_text(f"""
 import os, sys, torch
 sys.path.insert(0, {_TRAIN_ROOT!r})
 import train
-real_loss, real_train, calls = train.label_smoothed_cross_entropy, train.Trainer.train, [0]
+real_loss, real_train, real_progress = train.label_smoothed_cross_entropy, train.Trainer.train, train.progress_line
+calls, windows = [], []
 def flaky(logits, targets, **kwargs):
-    calls[0] += 1
     loss = real_loss(logits, targets, **kwargs)
-    return loss * float("nan") if os.environ["RANK"] == "1" and calls[0] == 3 else loss
+    if len(calls) == 2 and os.environ["RANK"] == "1":
+        loss = loss * float("nan")
+    calls.append((loss.item(), int((targets != kwargs["ignore_index"]).sum())))   # (손실 합, 목표 토큰 수)
+    return loss
+def spy(trainer):
+    windows.append(trainer.window["tokens"])
+    return real_progress(trainer)
 def train_and_dump(self):
     finished = real_train(self)
-    torch.save({{"step": self.step, "skipped": self.nonfinite_total, "params": self.model.state_dict()}},
+    torch.save({{"step": self.step, "skipped": self.nonfinite_total, "params": self.model.state_dict(),
+                 "calls": calls, "windows": windows}},
                os.path.join({str(tmp_path)!r}, "rank" + os.environ["RANK"] + ".pt"))
     return finished
-train.label_smoothed_cross_entropy, train.Trainer.train = flaky, train_and_dump
+train.label_smoothed_cross_entropy, train.Trainer.train, train.progress_line = flaky, train_and_dump, spy
 train.main(sys.argv[1:])
 """)
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--standalone",
@@ -1717,6 +1725,13 @@ train.main(sys.argv[1:])
     for key, value in ranks[0]["params"].items():
         assert torch.equal(value, ranks[1]["params"][key]), key
         assert not value.is_floating_point() or torch.isfinite(value).all(), key
+    # 업데이트 u (학습 중 손실 호출 u, 3번째는 건너뜀) 의 손실 = 두 랭크의 손실 합 ÷ 두 랭크의 목표 토큰 합
+    updates = [(l0 + l1, t0 + t1) for (l0, t0), (l1, t1) in zip(ranks[0]["calls"][:41], ranks[1]["calls"][:41])]
+    windows = [updates[0:11], updates[11:21], updates[21:31], updates[31:41]]       # 로그 10·20·30·40
+    assert ranks[0]["windows"] == [sum(t for _, t in w) for w in windows]            # 토큰/s 의 토큰: 두 랭크 합
+    expected = [np.mean([l / t for l, t in w if np.isfinite(l)]) for w in windows]
+    logged = [float(loss) for _, loss in _train_losses(str(run_dir))]
+    assert np.allclose(logged, expected, rtol=1e-5), (logged, expected)
 
 
 # ---- 이어 가기와 다시 쓰기를 믿을 수 있는가 (이슈 20): 런은 자기 설정·자기 캐시로만 이어 간다 ----

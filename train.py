@@ -300,12 +300,13 @@ class Trainer:
 
     def train_step(self, batches):
         """한 업데이트: 기울기 지우기 → 순전파·손실·역전파 (accumulate_gradients) → Adam 한 걸음 → 학습률 한 걸음.
-        반환: (토큰당 평균 손실, 목표 토큰 수, 결과). 결과는 "applied" (적용) 또는 건너뛴 까닭: "nonfinite" (어느
-        랭크든 손실이 NaN/inf) 나 "overflow" (fp16 GradScaler 가 inf 기울기를 보고 건너뜀). 건너뛰면 스케줄은 그대로."""
+        반환: (토큰당 평균 손실, 목표 토큰 수, 결과) — torchrun 이면 모든 랭크를 합친 업데이트의 값. 결과는 "applied"
+        (적용) 또는 건너뛴 까닭: "nonfinite" (어느 랭크든 손실이 NaN/inf) 나 "overflow" (fp16 GradScaler 가 inf
+        기울기를 보고 건너뜀). 건너뛰면 스케줄은 그대로."""
         self.optimizer.zero_grad(set_to_none=True)
         loss_sum, tokens = self.accumulate_gradients(batches)    # 순전파 → 손실 → 역전파 (기울기가 쌓인다)
-        loss = loss_sum.item() / max(tokens, 1)                  # 업데이트마다 한 번만 GPU 를 기다린다
-        if nonfinite_on_any_rank(loss, self.device, self.world_size):   # 부록 C: 한 랭크라도 NaN/inf 면
+        loss = all_reduce(loss_sum.item(), self.device, self.world_size) / max(tokens, 1)   # 부록 C: 모든 랭크의 합
+        if not math.isfinite(loss):          # 한 랭크라도 NaN/inf 면 합도 그렇다 (교차 엔트로피 ≥ 0 이라 inf−inf 없음)
             discard_update(self.optimizer, self.scaler, self.amp)        # 부록 C: 모든 랭크가 함께 기울기를 버린다
             return loss, tokens, "nonfinite"
         if not optimizer_step(self.optimizer, self.scaler, self.model.parameters(), self.cfg.clip_norm):  # 부록 C
@@ -314,14 +315,15 @@ class Trainer:
         return loss, tokens, "applied"
 
     def accumulate_gradients(self, batches):
-        """마이크로배치들의 기울기를 쌓는다. 반환: (이 랭크의 토큰 손실 합 텐서, 이 랭크의 목표 토큰 수).
+        """마이크로배치들의 기울기를 쌓는다. 반환: (이 랭크의 토큰 손실 합 텐서, 모든 랭크의 목표 토큰 수).
         쌓인 기울기 = ∂(업데이트 전체의 토큰 손실 합)/∂θ ÷ (업데이트 전체의 목표 토큰 수, 모든 랭크 합):
         마이크로배치마다 토큰 수만큼 기여해 모두를 담은 한 배치의 기울기와 같다 (fairseq 와 같은 방식).
         토큰 수는 길이 배열로 미리 세므로 GPU 를 기다리지 않는다."""
         tokens = sum(int(self.train_tgt_lengths[b].sum()) + len(b) for b in batches)  # 번역 + [EOS]
         # 역전파하는 값 = 손실 합 × scale. DDP 는 랭크들의 기울기를 평균(÷ world_size)하므로 × world_size 로 되돌리고,
         # ÷ (모든 랭크의 목표 토큰 합) 으로 업데이트 전체의 토큰당 평균을 만든다. 한 프로세스면 scale = 1 / tokens.
-        scale = self.world_size / all_reduce(tokens, self.device, self.world_size)   # 부록 C: 모든 랭크의 합
+        tokens = all_reduce(tokens, self.device, self.world_size)     # 부록 C: 모든 랭크의 합 (한 프로세스면 그대로)
+        scale = self.world_size / tokens
         loss_sum = torch.zeros((), device=self.device)
         for i, indices in enumerate(batches):
             src, tgt_in, tgt_out = make_batch(self.corpus.train, indices, self.device)
@@ -895,12 +897,6 @@ def distributed_model(model, device, world_size):
         model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def nonfinite_on_any_rank(loss, device, world_size):
-    """어느 랭크든 손실이 NaN/inf 인가. 그러면 모든 랭크가 함께 건너뛴다: 한 랭크의 NaN 은 DDP 의 all-reduce 로
-    이미 모든 랭크의 기울기에 퍼졌다."""
-    return all_reduce(float(math.isfinite(loss)), device, world_size, "min") < 1
-
-
 def discard_update(optimizer, scaler, amp):
     """NaN/inf 업데이트의 기울기를 버린다. fp16 이면 넘침일 수 있으니 손실 스케일도 반으로 낮춘다."""
     optimizer.zero_grad(set_to_none=True)
@@ -943,13 +939,12 @@ def handle_skipped(trainer, result):
                                "학습률(--lr-factor)을 낮추거나 --clip-norm 을 켜거나 --amp bf16/off 로 다시 시도하세요.")
 
 
-def all_reduce(value, device, world_size, op="sum"):
-    """수 하나를 모든 랭크에서 더하거나(sum) 가장 작은 값(min)을 구한다 (한 프로세스면 그대로)."""
+def all_reduce(value, device, world_size):
+    """수 하나를 모든 랭크에서 더한다 (한 프로세스면 그대로). NaN/inf 도 합에 그대로 남는다."""
     if world_size == 1:
         return value
     tensor = torch.tensor(value, dtype=torch.float64, device=device)
-    torch.distributed.all_reduce(tensor, op={"sum": torch.distributed.ReduceOp.SUM,
-                                             "min": torch.distributed.ReduceOp.MIN}[op])
+    torch.distributed.all_reduce(tensor)                        # 기본 연산 = 합 (ReduceOp.SUM)
     return tensor.item()
 
 
