@@ -502,7 +502,8 @@ def final_evaluation(trainer, log=print):
         report.update(reordering_exact=sum(reorder) / max(len(reorder), 1), reordering_sentences=len(reorder))
         log(f"어순이 바뀌는 문장 {len(reorder)}개 중 정확히 맞힌 비율: {report['reordering_exact']:.1%}")
     log(f"문장 전체가 참조와 같은 비율: {report['exact']:.1%} ({len(hyps)} 문장)")
-    trainer.status.update(test_bleu=report["bleu"], test_bleu_lc=report["bleu_lc"], test_sentences=len(hyps), state="완료")
+    trainer.status.update(test_bleu=report["bleu"], test_bleu_lc=report["bleu_lc"], test_sentences=len(hyps),
+                          state="완료")
     trainer.record()
     return report
 
