@@ -300,9 +300,8 @@ class Trainer:
 
     def train_step(self, batches):
         """한 업데이트: 기울기 지우기 → 순전파·손실·역전파 (accumulate_gradients) → Adam 한 걸음 → 학습률 한 걸음.
-        반환: (토큰당 평균 손실, 목표 토큰 수, 결과) — torchrun 이면 모든 랭크를 합친 업데이트의 값. 결과는 "applied"
-        (적용) 또는 건너뛴 까닭: "nonfinite" (어느 랭크든 손실이 NaN/inf) 나 "overflow" (fp16 GradScaler 가 inf
-        기울기를 보고 건너뜀). 건너뛰면 스케줄은 그대로."""
+        반환: (토큰당 평균 손실, 목표 토큰 수, 결과; 모든 랭크를 합친 업데이트의 값). 결과는 "applied" 또는 건너뛴 까닭:
+        "nonfinite" (어느 랭크든 손실이 NaN/inf) 나 "overflow" (fp16 GradScaler 가 inf 기울기를 보고 건너뜀)."""
         self.optimizer.zero_grad(set_to_none=True)
         loss_sum, tokens = self.accumulate_gradients(batches)    # 순전파 → 손실 → 역전파 (기울기가 쌓인다)
         loss = all_reduce(loss_sum.item(), self.device, self.world_size) / max(tokens, 1)   # 부록 C: 모든 랭크의 합
@@ -317,13 +316,11 @@ class Trainer:
     def accumulate_gradients(self, batches):
         """마이크로배치들의 기울기를 쌓는다. 반환: (이 랭크의 토큰 손실 합 텐서, 모든 랭크의 목표 토큰 수).
         쌓인 기울기 = ∂(업데이트 전체의 토큰 손실 합)/∂θ ÷ (업데이트 전체의 목표 토큰 수, 모든 랭크 합):
-        마이크로배치마다 토큰 수만큼 기여해 모두를 담은 한 배치의 기울기와 같다 (fairseq 와 같은 방식).
-        토큰 수는 길이 배열로 미리 세므로 GPU 를 기다리지 않는다."""
+        마이크로배치마다 토큰 수만큼 기여해 모두를 담은 한 배치의 기울기와 같다 (fairseq 방식; 길이 배열로 센다)."""
         tokens = sum(int(self.train_tgt_lengths[b].sum()) + len(b) for b in batches)  # 번역 + [EOS]
-        # 역전파하는 값 = 손실 합 × scale. DDP 는 랭크들의 기울기를 평균(÷ world_size)하므로 × world_size 로 되돌리고,
-        # ÷ (모든 랭크의 목표 토큰 합) 으로 업데이트 전체의 토큰당 평균을 만든다. 한 프로세스면 scale = 1 / tokens.
+        # 역전파하는 값 = 손실 합 × world_size ÷ tokens. DDP 는 랭크들의 기울기를 평균(÷ world_size)하므로 × world_size
+        # 로 되돌리고, ÷ (모든 랭크의 목표 토큰 합) 으로 업데이트 전체의 토큰당 평균을 만든다. 한 프로세스면 ÷ tokens.
         tokens = all_reduce(tokens, self.device, self.world_size)     # 부록 C: 모든 랭크의 합 (한 프로세스면 그대로)
-        scale = self.world_size / tokens
         loss_sum = torch.zeros((), device=self.device)
         for i, indices in enumerate(batches):
             src, tgt_in, tgt_out = make_batch(self.corpus.train, indices, self.device)
@@ -333,7 +330,7 @@ class Trainer:
                     logits = self.ddp_model(src, tgt_in)                                    # (B, T, V)
                 loss = label_smoothed_cross_entropy(logits.float(), tgt_out, epsilon=self.cfg.label_smoothing,
                                                     ignore_index=data.PAD_ID, reduction="sum")
-                self.scaler.scale(loss * scale).backward()
+                self.scaler.scale(loss * (self.world_size / tokens)).backward()   # 위 주석의 배율
             loss_sum += loss.detach()
         return loss_sum, tokens
 
